@@ -1,0 +1,39 @@
+#pragma once
+// Ack message, central -> agent on semilab/v1/{site}/{agent}/ack. JSON, u64 fields as strings.
+#include <semilab/schemas/frame.hpp>
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace semilab::schemas {
+
+enum class reject_code : std::uint8_t {
+  invalid_frame,   // malformed, checksum mismatch, over limits: resending the same bytes won't help
+  agent_mismatch,  // agent id in the frame differs from the topic
+  unsupported,     // frame version or codec central cannot read
+  quota,           // central refuses for now (storage quota): retry later
+  overload,        // central is overloaded: retry later
+  internal,        // storage error at central: retry later
+};
+std::string_view to_string(reject_code c) noexcept;
+std::optional<reject_code> reject_code_from_string(std::string_view s) noexcept;
+bool retryable(reject_code c) noexcept;
+
+struct ack {
+  std::string agent_id;
+  std::uint64_t store_epoch = 0;
+  std::uint64_t batch_id = 0;
+  bool stored = true;                // true: ranges durably stored (new or already present)
+  std::vector<seq_range> ranges;     // what is now durably stored at central
+  reject_code code = reject_code::invalid_frame;  // when !stored
+  bool retry = false;                // when !stored: whether resending may succeed
+  std::string reason;                // when !stored: human-readable, no secrets
+  std::string central_instance;      // which ingest instance answered
+};
+
+std::string encode_ack(const ack& a);
+result<ack> decode_ack(std::string_view json);
+
+}  // namespace semilab::schemas
