@@ -1,0 +1,61 @@
+#pragma once
+// The sync engine: turns unsent outbox records into batch frames, publishes them at QoS 1,
+// resends a batch whose central ack has not come after a timeout or a reconnect, and deletes
+// records only when central's ack arrives. Everything runs on one strand; the outbox writer and
+// Paho only post onto it.
+#include <semilab/sync/mqtt.hpp>
+#include <semilab/sync/outbox.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace semilab::sync {
+
+struct engine_options {
+  std::string agent_id;
+  std::string site;
+  std::size_t batch_max_records = 2000;
+  std::size_t max_inflight_batches = 4;
+  std::chrono::milliseconds ack_timeout{10'000};
+  std::chrono::milliseconds linger{100};  // wait this long for more records before a small batch
+  int zstd_level = 3;
+  std::string version;  // software version for the birth message
+};
+
+struct engine_stats {
+  std::uint64_t batches_sent = 0;
+  std::uint64_t batches_resent = 0;
+  std::uint64_t batches_acked = 0;
+  std::uint64_t batches_rejected = 0;
+  std::uint64_t records_acked = 0;
+  std::uint64_t bytes_published = 0;  // batch payload bytes
+  std::uint64_t inflight = 0;
+  bool broker_connected = false;
+  std::int64_t last_ack_ns = 0;  // wall clock of the last central ack, 0 = never
+};
+
+class engine {
+ public:
+  // `ex` must be a strand (or a single-threaded executor). The outbox must outlive the engine.
+  engine(boost::asio::any_io_executor ex, outbox& box, engine_options opts, mqtt_options mqtt);
+  ~engine();
+  engine(const engine&) = delete;
+  engine& operator=(const engine&) = delete;
+
+  boost::system::error_code start();
+  // Stops publishing, publishes the offline state and disconnects. Records stay in the outbox.
+  void stop();
+
+  // Thread-safe snapshot.
+  engine_stats stats() const;
+
+ private:
+  struct impl;
+  std::shared_ptr<impl> impl_;
+};
+
+}  // namespace semilab::sync

@@ -1,0 +1,282 @@
+#include <semilab/schemas/ack.hpp>
+#include <semilab/schemas/state.hpp>
+#include <semilab/schemas/topics.hpp>
+#include <semilab/sync/engine.hpp>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <spdlog/spdlog.h>
+
+#include <future>
+#include <map>
+#include <mutex>
+
+namespace semilab::sync {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+using clock = std::chrono::steady_clock;
+
+namespace {
+std::int64_t wall_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
+struct engine::impl : std::enable_shared_from_this<impl> {
+  struct inflight_batch {
+    std::string frame;
+    std::vector<schemas::seq_range> ranges;
+    clock::time_point sent;
+    std::size_t records = 0;
+  };
+
+  asio::any_io_executor ex;
+  outbox& box;
+  engine_options opts;
+  mqtt_client mqtt;
+  schemas::frame_encoder encoder;
+  asio::steady_timer linger_timer;
+  asio::steady_timer tick_timer;
+  std::string batch_topic, ack_topic, state_topic;
+
+  class_cursors cursors{};
+  bool reading = false;
+  bool linger_armed = false;
+  bool stopped = false;
+  std::uint64_t next_batch_id;
+  std::map<std::uint64_t, inflight_batch> inflight;
+
+  mutable std::mutex stats_mu;
+  engine_stats st;
+
+  impl(asio::any_io_executor e, outbox& b, engine_options o, mqtt_options m)
+      : ex(e),
+        box(b),
+        opts(std::move(o)),
+        mqtt(e, std::move(m)),
+        encoder(schemas::codec::zstd, opts.zstd_level),
+        linger_timer(e),
+        tick_timer(e),
+        batch_topic(schemas::agent_topic(opts.site, opts.agent_id, schemas::agent_topic_kind::batch)),
+        ack_topic(schemas::agent_topic(opts.site, opts.agent_id, schemas::agent_topic_kind::ack)),
+        state_topic(schemas::agent_topic(opts.site, opts.agent_id, schemas::agent_topic_kind::state)),
+        // Unique across restarts within one epoch, so a late ack never matches a newer batch.
+        next_batch_id(static_cast<std::uint64_t>(wall_ns() / 1000)) {}
+
+  template <class F>
+  void update_stats(F f) {
+    std::lock_guard lk(stats_mu);
+    f(st);
+    st.inflight = inflight.size();
+    st.broker_connected = mqtt.connected();
+  }
+
+  void start() {
+    auto w = weak_from_this();
+    mqtt.add_subscription(ack_topic, 1);
+    mqtt.add_subscription(schemas::agent_topic(opts.site, opts.agent_id, schemas::agent_topic_kind::cmd), 1);
+    mqtt.set_birth(state_topic, schemas::encode_presence({true, opts.agent_id, wall_ns(), opts.version}));
+    mqtt.on_connected([w] {
+      if (auto s = w.lock()) s->connected();
+    });
+    mqtt.on_connection_lost([w](std::string cause) {
+      if (auto s = w.lock()) {
+        spdlog::warn("[sync] broker connection lost: {}", cause.empty() ? "(no reason)" : cause);
+        s->update_stats([](auto&) {});
+      }
+    });
+    mqtt.on_message([w](mqtt_message m) {
+      if (auto s = w.lock()) s->message(std::move(m));
+    });
+    box.on_committed([w] {
+      // Writer thread: hop to the strand.
+      if (auto s = w.lock()) asio::post(s->ex, [s] { s->records_arrived(); });
+    });
+    tick();
+  }
+
+  void connected() {
+    if (stopped) return;
+    spdlog::info("[sync] connected to broker; {} batch(es) awaiting an ack are resent",
+                 inflight.size());
+    for (auto& [id, b] : inflight) send(id, b, true);
+    update_stats([](auto&) {});
+    pump();
+  }
+
+  void records_arrived() {
+    if (stopped || linger_armed) return;
+    linger_armed = true;
+    linger_timer.expires_after(opts.linger);
+    linger_timer.async_wait([s = shared_from_this()](error_code ec) {
+      s->linger_armed = false;
+      if (!ec) s->pump();
+    });
+  }
+
+  void tick() {
+    tick_timer.expires_after(std::chrono::milliseconds(250));
+    tick_timer.async_wait([s = shared_from_this()](error_code ec) {
+      if (ec || s->stopped) return;
+      auto now = clock::now();
+      if (s->mqtt.connected())
+        for (auto& [id, b] : s->inflight)
+          if (now - b.sent > s->opts.ack_timeout) {
+            spdlog::info("[sync] batch {} not acked after {} ms, resending", id,
+                         s->opts.ack_timeout.count());
+            s->send(id, b, true);
+          }
+      s->pump();
+      s->tick();
+    });
+  }
+
+  void pump() {
+    if (stopped || reading || !mqtt.connected() || inflight.size() >= opts.max_inflight_batches)
+      return;
+    reading = true;
+    box.read(cursors, opts.batch_max_records,
+             [w = weak_from_this()](error_code ec, std::vector<schemas::record> recs) {
+               if (auto s = w.lock())
+                 asio::post(s->ex, [s, ec, recs = std::move(recs)]() mutable {
+                   s->got_records(ec, std::move(recs));
+                 });
+             });
+  }
+
+  void got_records(error_code ec, std::vector<schemas::record> recs) {
+    reading = false;
+    if (stopped) return;
+    if (ec) {
+      spdlog::error("[sync] reading the outbox failed: {}; retrying", ec.message());
+      return;  // the tick retries
+    }
+    if (recs.empty()) return;
+    bool full = recs.size() >= opts.batch_max_records;
+    for (auto& r : recs) {
+      auto& c = cursors[static_cast<std::size_t>(r.cls)];
+      c = std::max(c, r.seq);
+    }
+    schemas::batch b{opts.agent_id, box.store_epoch(), next_batch_id++, std::move(recs)};
+    auto frame = encoder.encode(b);
+    if (!frame) {
+      // Records the encoder refuses would block the outbox forever; they stay held and counted.
+      spdlog::error("[sync] cannot encode batch {}: {}", b.batch_id, frame.error().message());
+      return;
+    }
+    std::vector<std::uint64_t> seqs;
+    seqs.reserve(b.records.size());
+    for (auto& r : b.records) seqs.push_back(r.seq);
+    auto& ib = inflight[b.batch_id];
+    ib.frame.assign(frame->begin(), frame->end());
+    ib.ranges = schemas::ranges_of(seqs);
+    ib.records = b.records.size();
+    send(b.batch_id, ib, false);
+    if (full) pump();
+    else pump();  // the read returned what there was; pump() stops at the inflight window
+  }
+
+  void send(std::uint64_t id, inflight_batch& b, bool resend) {
+    b.sent = clock::now();
+    update_stats([&](engine_stats& s) {
+      (resend ? s.batches_resent : s.batches_sent)++;
+      s.bytes_published += b.frame.size();
+    });
+    mqtt.publish(batch_topic, b.frame, 1, false, [id](error_code ec) {
+      // A PUBACK is not an acknowledgement: the batch stays in flight until central's ack.
+      if (ec) spdlog::debug("[sync] publish of batch {} failed: {}", id, ec.message());
+    });
+  }
+
+  void message(mqtt_message m) {
+    if (m.topic != ack_topic) {
+      spdlog::debug("[sync] ignoring message on {}", m.topic);
+      return;
+    }
+    auto a = schemas::decode_ack(m.payload);
+    if (!a) {
+      spdlog::warn("[sync] malformed ack ignored: {}", a.error().message());
+      return;
+    }
+    if (a->agent_id != opts.agent_id || a->store_epoch != box.store_epoch()) {
+      spdlog::warn("[sync] ack for {}/{} is not for this outbox; ignored", a->agent_id, a->store_epoch);
+      return;
+    }
+    auto it = inflight.find(a->batch_id);
+    if (a->stored) {
+      // Central stored these ranges durably: delete them, whichever batch carried them.
+      std::size_t n = 0;
+      for (auto& r : a->ranges) n += r.count();
+      if (it != inflight.end() && it->second.ranges == a->ranges) inflight.erase(it);
+      update_stats([&](engine_stats& s) {
+        ++s.batches_acked;
+        s.last_ack_ns = wall_ns();
+      });
+      box.ack(a->ranges, [w = weak_from_this()](error_code ec, std::uint64_t deleted) {
+        if (auto s = w.lock())
+          asio::post(s->ex, [s, ec, deleted] {
+            if (ec) spdlog::error("[sync] deleting acked records failed: {}", ec.message());
+            s->update_stats([&](engine_stats& x) { x.records_acked += deleted; });
+            s->pump();
+          });
+      });
+      return;
+    }
+    update_stats([](engine_stats& s) { ++s.batches_rejected; });
+    if (a->retry) {
+      spdlog::warn("[sync] central refused batch {} for now ({}: {}); will resend",
+                   a->batch_id, schemas::to_string(a->code), a->reason);
+      return;  // stays in flight; the ack timeout resends it
+    }
+    spdlog::error("[sync] central rejected batch {} ({}: {}); its records stay in the outbox",
+                  a->batch_id, schemas::to_string(a->code), a->reason);
+    if (it != inflight.end()) inflight.erase(it);
+    pump();
+  }
+};
+
+engine::engine(asio::any_io_executor ex, outbox& box, engine_options opts, mqtt_options mqtt) {
+  mqtt.client_id = opts.agent_id;
+  mqtt.will_topic = schemas::agent_topic(opts.site, opts.agent_id, schemas::agent_topic_kind::state);
+  mqtt.will_payload = schemas::encode_presence({false, opts.agent_id, 0, opts.version});
+  impl_ = std::make_shared<impl>(ex, box, std::move(opts), std::move(mqtt));
+}
+
+engine::~engine() { stop(); }
+
+error_code engine::start() {
+  impl_->start();
+  return impl_->mqtt.start();
+}
+
+void engine::stop() {
+  auto s = impl_;
+  if (!s) return;
+  std::promise<void> done;
+  auto f = done.get_future();
+  asio::post(s->ex, [s, &done] {
+    if (!s->stopped) {
+      s->stopped = true;
+      s->linger_timer.cancel();
+      s->tick_timer.cancel();
+    }
+    done.set_value();
+  });
+  // The executor may already be gone (io_context stopped): do not wait forever.
+  if (f.wait_for(std::chrono::seconds(2)) != std::future_status::ready)
+    spdlog::debug("[sync] strand did not run the stop request");
+  s->mqtt.stop(std::chrono::milliseconds(1000), s->state_topic,
+               schemas::encode_presence({false, s->opts.agent_id, wall_ns(), s->opts.version}));
+}
+
+engine_stats engine::stats() const {
+  std::lock_guard lk(impl_->stats_mu);
+  auto s = impl_->st;
+  s.broker_connected = impl_->mqtt.connected();
+  return s;
+}
+
+}  // namespace semilab::sync

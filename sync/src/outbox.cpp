@@ -1,0 +1,460 @@
+#include <semilab/schemas/sql.hpp>
+#include <semilab/sync/outbox.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <future>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <variant>
+
+#include <semilab/schemas/topics.hpp>
+
+#include <algorithm>
+#include <pthread.h>
+
+#include "error.hpp"
+#include "sqlite_util.hpp"
+
+namespace semilab::sync {
+
+namespace {
+
+class category final : public boost::system::error_category {
+ public:
+  const char* name() const noexcept override { return "semilab.sync"; }
+  std::string message(int ev) const override {
+    switch (static_cast<errc>(ev)) {
+      case errc::ok: return "ok";
+      case errc::storage: return "outbox storage error";
+      case errc::closed: return "outbox closed";
+      case errc::agent_mismatch: return "outbox belongs to another agent";
+      case errc::bad_record: return "record cannot be stored";
+    }
+    return "sync error " + std::to_string(ev);
+  }
+};
+
+std::uint64_t new_epoch() {
+  std::random_device rd;
+  std::uint64_t e = 0;
+  while (e == 0) e = (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
+  return e;
+}
+
+// Size estimate of one stored record: what the row costs, for status and quota.
+std::uint64_t record_bytes(const schemas::record& r) {
+  std::uint64_t n = 40 + r.instrument.size() + r.channel.size() + r.unit.size() + r.run_id.size();
+  if (auto* t = std::get_if<std::string>(&r.val)) n += t->size();
+  return n;
+}
+
+}  // namespace
+
+const boost::system::error_category& error_category() noexcept {
+  static const category c;
+  return c;
+}
+
+struct outbox::impl {
+  struct insert_job {
+    std::vector<schemas::record> records;
+    insert_done done;
+  };
+  struct ack_job {
+    std::vector<schemas::seq_range> ranges;
+    ack_done done;
+  };
+  struct read_job {
+    class_cursors after;
+    std::size_t max;
+    read_done done;
+  };
+  using job = std::variant<insert_job, ack_job, read_job>;
+
+  sqlite3* db = nullptr;
+  std::string path;
+  std::size_t max_group;
+  detail::statement insert, bump, del, read_class, oldest;
+
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<job> queue;
+  bool stopping = false;
+  std::thread writer;
+  std::function<void()> committed;
+
+  mutable std::mutex stats_mu;
+  outbox_counters stats;
+
+  ~impl() {
+    {
+      std::lock_guard lk(mu);
+      stopping = true;
+    }
+    cv.notify_all();
+    if (writer.joinable()) writer.join();
+    insert = {};
+    bump = {};
+    del = {};
+    read_class = {};
+    oldest = {};
+    sqlite3_close(db);
+  }
+
+  bool prepare() {
+    insert = detail::statement(db,
+                               "INSERT INTO outbox(class, ts_ns, instrument, channel, unit, quality,"
+                               " vkind, vnum, vexp, vtext, run_id, bytes)"
+                               " VALUES(?,?,?,?,?,?,?,?,?,?,?,?)");
+    bump = detail::statement(db, "UPDATE counters SET value = value + ? WHERE name = ?");
+    del = detail::statement(db, "DELETE FROM outbox WHERE seq BETWEEN ? AND ? RETURNING bytes");
+    read_class = detail::statement(
+        db,
+        "SELECT seq, class, ts_ns, instrument, channel, unit, quality, vkind, vnum, vexp, vtext,"
+        " run_id FROM outbox WHERE class = ? AND seq > ? ORDER BY seq LIMIT ?");
+    oldest = detail::statement(db, "SELECT ts_ns FROM outbox ORDER BY seq LIMIT 1");
+    return insert && bump && del && read_class && oldest;
+  }
+
+  bool load_counters() {
+    detail::statement q(db, "SELECT name, value FROM counters");
+    detail::statement h(db, "SELECT COUNT(*), COALESCE(SUM(bytes),0) FROM outbox");
+    if (!q || !h) return false;
+    outbox_counters c;
+    while (q.step() == SQLITE_ROW) {
+      auto name = q.text(0);
+      auto v = static_cast<std::uint64_t>(q.int64(1));
+      if (name == "produced") c.produced = v;
+      if (name == "acked") c.acked = v;
+      if (name == "dropped") c.dropped = v;
+    }
+    if (h.step() != SQLITE_ROW) return false;
+    c.held = static_cast<std::uint64_t>(h.int64(0));
+    c.held_bytes = static_cast<std::uint64_t>(h.int64(1));
+    c.oldest_ts_ns = query_oldest();
+    std::lock_guard lk(stats_mu);
+    stats = c;
+    return true;
+  }
+
+  std::int64_t query_oldest() {
+    std::int64_t ts = 0;
+    if (oldest.step() == SQLITE_ROW) ts = oldest.int64(0);
+    oldest.reset();
+    return ts;
+  }
+
+  bool bump_counter(const char* name, std::uint64_t by) {
+    bump.bind(1, static_cast<std::int64_t>(by)).bind(2, std::string_view(name));
+    bool ok = bump.step() == SQLITE_DONE;
+    bump.reset();
+    return ok;
+  }
+
+  // Inserts one job's records; returns false on a SQLite error (the transaction is then rolled back).
+  bool do_insert(insert_job& j, schemas::seq_range& assigned, std::uint64_t& bytes) {
+    for (std::size_t i = 0; i < j.records.size(); ++i) {
+      auto& r = j.records[i];
+      insert.bind(1, static_cast<std::int64_t>(r.cls))
+          .bind(2, r.ts_ns)
+          .bind(3, r.instrument)
+          .bind(4, r.channel)
+          .bind(5, r.unit)
+          .bind(6, static_cast<std::int64_t>(r.quality))
+          .bind(7, static_cast<std::int64_t>(r.val.index()));
+      switch (r.val.index()) {
+        case 0: insert.bind(8, std::get<double>(r.val)); break;
+        case 1: insert.bind(8, std::get<std::int64_t>(r.val)); break;
+        case 2: {
+          auto& d = std::get<schemas::decimal>(r.val);
+          insert.bind(8, d.mantissa).bind(9, static_cast<std::int64_t>(d.exponent));
+          break;
+        }
+        default: insert.bind(10, std::get<std::string>(r.val));
+      }
+      if (!r.run_id.empty()) insert.bind(11, r.run_id);
+      auto b = record_bytes(r);
+      insert.bind(12, static_cast<std::int64_t>(b));
+      bool ok = insert.step() == SQLITE_DONE;
+      insert.reset();
+      if (!ok) return false;
+      r.seq = static_cast<std::uint64_t>(sqlite3_last_insert_rowid(db));
+      if (i == 0) assigned.first = r.seq;
+      assigned.last = r.seq;
+      bytes += b;
+    }
+    return true;
+  }
+
+  bool do_ack(const ack_job& j, std::uint64_t& deleted, std::uint64_t& bytes) {
+    for (auto& r : j.ranges) {
+      del.bind(1, static_cast<std::int64_t>(r.first)).bind(2, static_cast<std::int64_t>(r.last));
+      int rc;
+      while ((rc = del.step()) == SQLITE_ROW) {
+        ++deleted;
+        bytes += static_cast<std::uint64_t>(del.int64(0));
+      }
+      del.reset();
+      if (rc != SQLITE_DONE) return false;
+    }
+    return true;
+  }
+
+  void do_read(read_job& j) {
+    std::vector<schemas::record> out;
+    boost::system::error_code ec;
+    for (int c = 0; c < schemas::kRecordClassCount && out.size() < j.max; ++c) {
+      read_class.bind(1, static_cast<std::int64_t>(c))
+          .bind(2, static_cast<std::int64_t>(j.after[static_cast<std::size_t>(c)]))
+          .bind(3, static_cast<std::int64_t>(j.max - out.size()));
+      int rc;
+      while ((rc = read_class.step()) == SQLITE_ROW) {
+        schemas::record r;
+        r.seq = static_cast<std::uint64_t>(read_class.int64(0));
+        r.cls = static_cast<schemas::record_class>(read_class.int64(1));
+        r.ts_ns = read_class.int64(2);
+        r.instrument = read_class.text(3);
+        r.channel = read_class.text(4);
+        r.unit = read_class.text(5);
+        r.quality = static_cast<std::uint32_t>(read_class.int64(6));
+        switch (read_class.int64(7)) {
+          case 0: r.val = read_class.real(8); break;
+          case 1: r.val = read_class.int64(8); break;
+          case 2:
+            r.val = schemas::decimal{read_class.int64(8), static_cast<std::int8_t>(read_class.int64(9))};
+            break;
+          default: r.val = read_class.text(10);
+        }
+        r.run_id = read_class.text(11);
+        out.push_back(std::move(r));
+      }
+      read_class.reset();
+      if (rc != SQLITE_DONE) {
+        spdlog::error("[outbox] read failed: {}", sqlite3_errmsg(db));
+        ec = make_error_code(errc::storage);
+        break;
+      }
+    }
+    std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.seq < b.seq; });
+    j.done(ec, std::move(out));
+  }
+
+  void run() {
+    std::vector<job> batch;
+    for (;;) {
+      {
+        std::unique_lock lk(mu);
+        cv.wait(lk, [&] { return stopping || !queue.empty(); });
+        if (queue.empty() && stopping) return;
+        // Take every write job up to the group limit; reads are served after the commit.
+        std::size_t n = 0;
+        while (!queue.empty() && n < max_group) {
+          if (auto* ins = std::get_if<insert_job>(&queue.front())) n += ins->records.size();
+          batch.push_back(std::move(queue.front()));
+          queue.pop_front();
+        }
+      }
+      process(batch);
+      batch.clear();
+    }
+  }
+
+  void process(std::vector<job>& jobs) {
+    bool writes = false;
+    for (auto& j : jobs) writes |= !std::holds_alternative<read_job>(j);
+    std::vector<schemas::seq_range> assigned(jobs.size());
+    std::vector<std::uint64_t> acked_by_job(jobs.size());
+    std::uint64_t added = 0, added_bytes = 0, deleted = 0, deleted_bytes = 0;
+    bool ok = true;
+    if (writes) {
+      ok = detail::exec(db, "BEGIN IMMEDIATE");
+      for (std::size_t i = 0; ok && i < jobs.size(); ++i) {
+        if (auto* ins = std::get_if<insert_job>(&jobs[i])) {
+          ok = do_insert(*ins, assigned[i], added_bytes);
+          added += ins->records.size();
+        } else if (auto* a = std::get_if<ack_job>(&jobs[i])) {
+          std::uint64_t before = deleted;
+          ok = do_ack(*a, deleted, deleted_bytes);
+          acked_by_job[i] = deleted - before;
+        }
+      }
+      if (ok && added) ok = bump_counter("produced", added);
+      if (ok && deleted) ok = bump_counter("acked", deleted);
+      if (ok) ok = detail::exec(db, "COMMIT");
+      if (!ok) {
+        spdlog::error("[outbox] {}: transaction failed: {}", path, sqlite3_errmsg(db));
+        detail::exec(db, "ROLLBACK");
+      } else {
+        std::int64_t oldest_ts = query_oldest();
+        std::lock_guard lk(stats_mu);
+        stats.produced += added;
+        stats.acked += deleted;
+        stats.held = stats.held + added - deleted;
+        stats.held_bytes = stats.held_bytes + added_bytes - deleted_bytes;
+        stats.oldest_ts_ns = oldest_ts;
+      }
+    }
+    auto ec = ok ? boost::system::error_code{} : make_error_code(errc::storage);
+    // Completions only after the commit: a caller told "stored" can rely on it.
+    for (std::size_t i = 0; i < jobs.size(); ++i) {
+      if (auto* ins = std::get_if<insert_job>(&jobs[i])) {
+        if (ins->done) ins->done(ec, assigned[i]);
+      } else if (auto* a = std::get_if<ack_job>(&jobs[i])) {
+        if (a->done) a->done(ec, ok ? acked_by_job[i] : 0);
+      }
+    }
+    if (ok && added && committed) committed();
+    for (auto& j : jobs)
+      if (auto* r = std::get_if<read_job>(&j)) do_read(*r);
+  }
+
+  void push(job j) {
+    {
+      std::lock_guard lk(mu);
+      queue.push_back(std::move(j));
+    }
+    cv.notify_one();
+  }
+};
+
+outbox::outbox(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
+outbox::~outbox() = default;
+
+result<std::unique_ptr<outbox>> outbox::open(const outbox_options& opts, std::string& error) {
+  auto p = std::make_unique<impl>();
+  p->path = opts.path.string();
+  p->max_group = opts.max_group;
+  auto fail = [&](std::string why) {
+    error = p->path + ": " + why;
+    return make_error_code(errc::storage);
+  };
+  if (sqlite3_open_v2(p->path.c_str(), &p->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                      nullptr) != SQLITE_OK)
+    return fail(std::string("cannot open: ") + sqlite3_errmsg(p->db));
+  sqlite3_busy_timeout(p->db, 5000);
+  std::string err;
+  if (!detail::exec(p->db, "PRAGMA journal_mode=WAL", &err)) return fail(err);
+  const char* sync_sql = opts.sync_mode == durability::full ? "PRAGMA synchronous=FULL"
+                                                            : "PRAGMA synchronous=NORMAL";
+  if (!detail::exec(p->db, sync_sql, &err)) return fail(err);
+  if (auto ec = schemas::apply_migrations(p->db, schemas::agent_outbox_migrations(), err))
+    return fail(err);
+  // Identity: created with the database, checked on every open.
+  std::string stored_agent, stored_epoch;
+  {
+    detail::statement q(p->db, "SELECT key, value FROM meta");
+    if (!q) return fail(sqlite3_errmsg(p->db));
+    while (q.step() == SQLITE_ROW) {
+      if (q.text(0) == "agent_id") stored_agent = q.text(1);
+      if (q.text(0) == "store_epoch") stored_epoch = q.text(1);
+    }
+  }
+  std::uint64_t epoch = 0;
+  if (stored_epoch.empty()) {
+    epoch = new_epoch();
+    std::string sql = "INSERT INTO meta(key, value) VALUES('store_epoch', '" + std::to_string(epoch) +
+                      "'), ('agent_id', '" + opts.agent_id + "')";
+    if (!schemas::valid_id(opts.agent_id)) return fail("agent id '" + opts.agent_id + "' not allowed");
+    if (!detail::exec(p->db, sql.c_str(), &err)) return fail(err);
+  } else {
+    epoch = std::stoull(stored_epoch);
+    if (stored_agent != opts.agent_id) {
+      error = p->path + ": outbox belongs to agent '" + stored_agent + "', configured agent is '" +
+              opts.agent_id + "' (move the file aside to start a new outbox)";
+      return make_error_code(errc::agent_mismatch);
+    }
+  }
+  if (!p->prepare() || !p->load_counters()) return fail(sqlite3_errmsg(p->db));
+  auto* raw = p.get();
+  raw->writer = std::thread([raw] {
+    pthread_setname_np(pthread_self(), "outbox-writer");
+    raw->run();
+  });
+  std::unique_ptr<outbox> ob(new outbox(std::move(p)));
+  ob->epoch_ = epoch;
+  ob->agent_id_ = opts.agent_id;
+  return ob;
+}
+
+result<outbox_counters> outbox::read_status(const std::filesystem::path& path, std::string& error) {
+  sqlite3* db = nullptr;
+  auto close = [&] { sqlite3_close(db); };
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+    error = path.string() + ": cannot open: " + sqlite3_errmsg(db);
+    close();
+    return make_error_code(errc::storage);
+  }
+  sqlite3_busy_timeout(db, 2000);
+  outbox_counters c;
+  detail::statement q(db, "SELECT name, value FROM counters");
+  detail::statement h(db,
+                      "SELECT COUNT(*), COALESCE(SUM(bytes),0),"
+                      " (SELECT ts_ns FROM outbox ORDER BY seq LIMIT 1) FROM outbox");
+  if (!q || !h) {
+    error = path.string() + ": not a semilab outbox: " + sqlite3_errmsg(db);
+    q = {};
+    h = {};
+    close();
+    return make_error_code(errc::storage);
+  }
+  // Both reads in one snapshot so that produced = acked + held + dropped holds.
+  detail::exec(db, "BEGIN");
+  while (q.step() == SQLITE_ROW) {
+    auto name = q.text(0);
+    auto v = static_cast<std::uint64_t>(q.int64(1));
+    if (name == "produced") c.produced = v;
+    if (name == "acked") c.acked = v;
+    if (name == "dropped") c.dropped = v;
+  }
+  if (h.step() == SQLITE_ROW) {
+    c.held = static_cast<std::uint64_t>(h.int64(0));
+    c.held_bytes = static_cast<std::uint64_t>(h.int64(1));
+    c.oldest_ts_ns = h.int64(2);
+  }
+  detail::exec(db, "COMMIT");
+  q = {};
+  h = {};
+  close();
+  return c;
+}
+
+void outbox::enqueue(std::vector<schemas::record> records, insert_done done) {
+  if (records.empty()) {
+    if (done) done({}, {});
+    return;
+  }
+  impl_->push(impl::insert_job{std::move(records), std::move(done)});
+}
+
+result<schemas::seq_range> outbox::enqueue_wait(std::vector<schemas::record> records) {
+  std::promise<std::pair<boost::system::error_code, schemas::seq_range>> p;
+  auto f = p.get_future();
+  enqueue(std::move(records), [&p](boost::system::error_code ec, schemas::seq_range r) {
+    p.set_value({ec, r});
+  });
+  auto [ec, r] = f.get();
+  if (ec) return ec;
+  return r;
+}
+
+void outbox::ack(std::vector<schemas::seq_range> ranges, ack_done done) {
+  impl_->push(impl::ack_job{std::move(ranges), std::move(done)});
+}
+
+void outbox::read(class_cursors after, std::size_t max, read_done done) {
+  impl_->push(impl::read_job{after, max, std::move(done)});
+}
+
+void outbox::on_committed(std::function<void()> h) { impl_->committed = std::move(h); }
+
+outbox_counters outbox::counters() const {
+  std::lock_guard lk(impl_->stats_mu);
+  return impl_->stats;
+}
+
+}  // namespace semilab::sync
