@@ -1,0 +1,112 @@
+#pragma once
+// Instrument models as data: one generic SCPI driver, one profile per model, one explicit
+// registry table (src/model.cpp). No static self-registration; check_registry() runs at start-up
+// and a duplicate name is an error. See drivers/ADDING_A_DRIVER.md.
+#include <semilab/drivers/error.hpp>
+#include <semilab/schemas/record.hpp>
+
+#include <cstdint>
+#include <map>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace semilab::drivers {
+
+// One value from one poll.
+struct reading {
+  std::string channel;       // e.g. "curr"
+  std::string unit;          // SI symbol, e.g. "A"
+  schemas::decimal value;    // every digit the instrument reported
+  std::uint32_t quality = 0; // schemas::quality bits
+  friend bool operator==(const reading&, const reading&) = default;
+};
+
+// A numeric model setting (from the agent configuration), declared once with its default and
+// its valid range, so validation and docs come from the same table.
+struct setting_spec {
+  std::string_view key;
+  std::string_view default_text;
+  std::string_view unit;
+  double min = 0;
+  double max = 0;
+  std::string_view doc;
+};
+
+struct setting_value {
+  std::string text;  // as configured (validated); substituted verbatim into commands
+  double number = 0;
+};
+
+// Validated settings: every key of the profile present, nothing else.
+class model_settings {
+ public:
+  void set(std::string key, setting_value v) { values_[std::move(key)] = std::move(v); }
+  // Precondition: key is declared by the profile (resolve_settings guarantees it).
+  [[nodiscard]] const setting_value& get(std::string_view key) const;
+  [[nodiscard]] double number(std::string_view key) const { return get(key).number; }
+  [[nodiscard]] const std::map<std::string, setting_value, std::less<>>& all() const noexcept {
+    return values_;
+  }
+
+ private:
+  std::map<std::string, setting_value, std::less<>> values_;
+};
+
+// Parses one poll reply. Must not throw or crash on any input; errors are errc::bad_reply with
+// a message quoting the reply (see quote_reply).
+using parse_fn = result<std::vector<reading>> (*)(std::string_view reply,
+                                                  const model_settings& settings);
+
+struct model_profile {
+  std::string_view name;         // registry key, e.g. "keithley2450"
+  std::string_view idn_pattern;  // glob (* and ?), case-insensitive, against the *IDN? reply
+  std::span<const setting_spec> settings;
+  // Sent in order after each (re)connect; "{key}" is replaced by the setting's text.
+  std::span<const std::string_view> init;
+  std::string_view poll_query;
+  parse_fn parse = nullptr;
+  std::string_view description;
+};
+
+// The registry, in declaration order.
+[[nodiscard]] std::span<const model_profile> models() noexcept;
+[[nodiscard]] const model_profile* find_model(std::string_view name) noexcept;
+
+// Start-up check of a registry table: empty or duplicate names, missing parse function or poll
+// query, duplicate setting keys, defaults outside their range, init placeholders without a
+// setting. errc::duplicate_model for duplicates, errc::bad_setting otherwise.
+[[nodiscard]] result<void> check_registry(std::span<const model_profile> table);
+
+// Validates configured settings against the profile: unknown keys, non-numbers and out-of-range
+// values are errc::bad_setting naming the model and the setting; absent keys take defaults.
+[[nodiscard]] result<model_settings> resolve_settings(
+    const model_profile& model, const std::map<std::string, std::string>& configured);
+
+// The init commands with placeholders substituted.
+[[nodiscard]] std::vector<std::string> render_init(const model_profile& model,
+                                                   const model_settings& settings);
+
+[[nodiscard]] bool idn_matches(const model_profile& model, std::string_view idn) noexcept;
+
+// Reply text for error messages: at most 64 characters, non-printable bytes as \xNN, "..." when
+// cut. Instrument replies are outside input; never put them raw into logs.
+[[nodiscard]] std::string quote_reply(std::string_view reply);
+
+// Parses a SCPI error-queue entry `<code>,"<text>"` (code 0 or +0 = empty).
+struct scpi_error_entry {
+  int code = 0;
+  std::string text;
+};
+[[nodiscard]] result<scpi_error_entry> parse_error_entry(std::string_view reply);
+
+namespace keithley2450 {
+// Exposed for tests and for the simulator's documentation.
+inline constexpr double kOverRange = 9.9e37;
+inline constexpr double kComplianceFraction = 0.999;
+[[nodiscard]] result<std::vector<reading>> parse_read(std::string_view reply,
+                                                      const model_settings& settings);
+}  // namespace keithley2450
+
+}  // namespace semilab::drivers

@@ -1,0 +1,77 @@
+#pragma once
+// SCPI over a raw TCP socket (port 5025 style): LF-terminated messages, one query in flight.
+//
+// Threading contract: every member function must be called on the executor passed to the
+// constructor (the instrument's strand, or a single-threaded io_context), and every handler runs
+// there. The session owns no thread. Handlers are never invoked from inside async_write /
+// async_query / cancel themselves (no re-entrancy); they always run from the executor.
+//
+// Resync contract: after a timeout, an I/O error, an over-long reply or stray bytes, the socket is
+// closed before the failing operation completes, so a late reply dies with its TCP connection and
+// can never be handed to a later query. The next operation reconnects (lazily). Operations are
+// never retried automatically: a command may have had an effect.
+#include <semilab/drivers/error.hpp>
+#include <semilab/drivers/visa_resource.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace semilab::drivers {
+
+class scpi_session {
+ public:
+  struct options {
+    std::chrono::milliseconds connect_timeout{2000};  // resolve + connect
+    std::chrono::milliseconds io_timeout{2000};       // write + read of one operation
+    char termination = '\n';
+    std::size_t max_reply_bytes = 1 << 20;
+  };
+  struct counters {
+    std::uint64_t connects = 0;  // successful connects; changes mean "new connection"
+    std::uint64_t timeouts = 0;
+    std::uint64_t resyncs = 0;   // connection closed because of an error, timeout or stray bytes
+  };
+
+  using write_handler = std::function<void(boost::system::error_code)>;
+  // reply without the terminator; empty on error
+  using query_handler = std::function<void(boost::system::error_code, std::string)>;
+
+  scpi_session(boost::asio::any_io_executor ex, tcp_socket_resource res, options opt);
+  scpi_session(boost::asio::any_io_executor ex, tcp_socket_resource res);
+  // Aborts pending operations: their handlers still run later with operation_aborted.
+  ~scpi_session();
+  scpi_session(const scpi_session&) = delete;
+  scpi_session& operator=(const scpi_session&) = delete;
+
+  // `cmd` is sent with the terminator appended in a single write. Errors: errc::bad_command if
+  // cmd contains the terminator (or, for async_write, a '?' outside quotes: a reply nobody reads
+  // would desynchronise the stream), errc::timeout, errc::reply_too_long, errc::stray_data, Asio
+  // socket errors (connection_refused, eof, ...), operation_aborted after cancel()/close().
+  // `timeout` overrides options::io_timeout for this operation when non-zero.
+  void async_write(std::string cmd, write_handler handler,
+                   std::chrono::milliseconds timeout = std::chrono::milliseconds{0});
+  void async_query(std::string cmd, query_handler handler,
+                   std::chrono::milliseconds timeout = std::chrono::milliseconds{0});
+
+  // Completes every queued and in-flight operation with operation_aborted. If an operation was
+  // in flight the connection is closed (its reply may still be on the way).
+  void cancel();
+  // cancel() and close the connection even when idle.
+  void close();
+
+  [[nodiscard]] const boost::asio::any_io_executor& get_executor() const noexcept;
+  [[nodiscard]] bool is_open() const noexcept;
+  [[nodiscard]] const counters& stats() const noexcept;
+  [[nodiscard]] const tcp_socket_resource& resource() const noexcept;
+
+ private:
+  struct impl;
+  std::shared_ptr<impl> impl_;  // shared with in-flight Asio handlers
+};
+
+}  // namespace semilab::drivers

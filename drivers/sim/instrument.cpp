@@ -1,0 +1,170 @@
+#include <semilab/sim/instrument.hpp>
+#include <semilab/sim/keithley2450.hpp>
+
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+
+namespace semilab::sim {
+namespace {
+
+std::unique_ptr<sim_instrument> make_keithley2450(std::uint64_t seed) {
+  return std::make_unique<keithley2450>(seed);
+}
+
+// The simulator table: one row per simulated model, named like the driver profile it serves.
+constexpr sim_model_entry kSimModels[] = {
+    {"keithley2450", &make_keithley2450,
+     "Keithley 2450 SourceMeter driving a diode (Shockley + series R), compliance, noise"},
+};
+
+std::string upper(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return out;
+}
+
+}  // namespace
+
+std::span<const sim_model_entry> sim_models() noexcept { return kSimModels; }
+
+std::unique_ptr<sim_instrument> make_sim_instrument(std::string_view name, std::uint64_t seed) {
+  for (const auto& m : kSimModels)
+    if (m.name == name) return m.make(seed);
+  return nullptr;
+}
+
+std::string format_nr3(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.6E", v);
+  return buf;
+}
+
+std::optional<std::string> execute_line(sim_instrument& inst, std::string_view line) {
+  std::optional<std::string> out;
+  for (const auto& cmd : parse_program(line)) {
+    auto reply = inst.execute(cmd);
+    if (!reply) continue;
+    if (out) {
+      out->push_back(';');
+      out->append(*reply);
+    } else {
+      out = std::move(reply);
+    }
+  }
+  return out;
+}
+
+void scpi_instrument::push_error(int code, std::string_view text) {
+  // Standard event status bits: 2 QYE (-4xx), 3 DDE (-3xx), 4 EXE (-2xx), 5 CME (-1xx).
+  if (code <= -100 && code > -200) esr_ |= 1u << 5;
+  else if (code <= -200 && code > -300) esr_ |= 1u << 4;
+  else if (code <= -300 && code > -400) esr_ |= 1u << 3;
+  else if (code <= -400 && code > -500) esr_ |= 1u << 2;
+  if (errors_.size() >= kErrorQueueCapacity) {
+    errors_.back() = {-350, "Queue overflow"};
+    return;
+  }
+  errors_.emplace_back(code, std::string(text));
+}
+
+bool scpi_instrument::expect_args(const scpi_command& cmd, std::size_t n) {
+  if (cmd.args.size() < n) {
+    push_error(-109, "Missing parameter");
+    return false;
+  }
+  if (cmd.args.size() > n) {
+    push_error(-108, "Parameter not allowed");
+    return false;
+  }
+  return true;
+}
+
+std::optional<double> scpi_instrument::number_arg(const scpi_command& cmd, double lo, double hi,
+                                                  double def) {
+  if (!expect_args(cmd, 1)) return std::nullopt;
+  std::string a = upper(cmd.args[0]);
+  if (a == "DEF" || a == "DEFAULT") return def;
+  if (a == "MIN" || a == "MINIMUM") return lo;
+  if (a == "MAX" || a == "MAXIMUM") return hi;
+  std::string_view s = a;
+  if (!s.empty() && s.front() == '+') s.remove_prefix(1);
+  double v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || ec != std::errc{} || p != s.data() + s.size() || !std::isfinite(v)) {
+    push_error(-104, "Data type error");
+    return std::nullopt;
+  }
+  if (v < lo || v > hi) {
+    push_error(-222, "Parameter data out of range");
+    return std::nullopt;
+  }
+  return v;
+}
+
+std::optional<bool> scpi_instrument::bool_arg(const scpi_command& cmd) {
+  if (!expect_args(cmd, 1)) return std::nullopt;
+  std::string a = upper(cmd.args[0]);
+  if (a == "ON" || a == "1") return true;
+  if (a == "OFF" || a == "0") return false;
+  push_error(-104, "Data type error");
+  return std::nullopt;
+}
+
+std::optional<std::string> scpi_instrument::execute(const scpi_command& cmd) {
+  if (cmd.malformed || cmd.nodes.empty()) {
+    push_error(-102, "Syntax error");
+    return std::nullopt;
+  }
+  auto is = [&](std::string_view pattern, bool query) {
+    return cmd.query == query && header_matches(cmd, pattern);
+  };
+  // Common commands take no parameters here.
+  auto no_args = [&] { return expect_args(cmd, 0); };
+  if (is("*IDN", true)) return no_args() ? std::optional(idn()) : std::nullopt;
+  if (is("*RST", false)) {
+    if (no_args()) reset();
+    return std::nullopt;
+  }
+  if (is("*CLS", false)) {
+    if (no_args()) {
+      errors_.clear();
+      esr_ = 0;
+    }
+    return std::nullopt;
+  }
+  if (is("*OPC", true)) return no_args() ? std::optional<std::string>("1") : std::nullopt;
+  if (is("*OPC", false)) {
+    if (no_args()) esr_ |= 1u;
+    return std::nullopt;
+  }
+  if (is("*WAI", false)) {
+    no_args();
+    return std::nullopt;
+  }
+  if (is("*ESR", true)) {
+    if (!no_args()) return std::nullopt;
+    unsigned v = esr_;
+    esr_ = 0;
+    return std::to_string(v);
+  }
+  if (is("*LANG", true)) return no_args() ? std::optional<std::string>("SCPI") : std::nullopt;
+  if (is(":SYSTem:ERRor[:NEXT]", true)) {
+    if (!no_args()) return std::nullopt;
+    if (errors_.empty()) return std::string("0,\"No error\"");
+    auto [code, text] = std::move(errors_.front());
+    errors_.pop_front();
+    return std::to_string(code) + ",\"" + text + "\"";
+  }
+  if (is(":SYSTem:ERRor:COUNt", true))
+    return no_args() ? std::optional(std::to_string(errors_.size())) : std::nullopt;
+  if (is(":SYSTem:ERRor:CLEar", false)) {
+    if (no_args()) errors_.clear();
+    return std::nullopt;
+  }
+  std::optional<std::string> reply;
+  if (handle(cmd, reply) == outcome::unknown) push_error(-113, "Undefined header");
+  return reply;
+}
+
+}  // namespace semilab::sim

@@ -1,0 +1,90 @@
+// semilab-sim: serve one simulated instrument on TCP.
+//   semilab-sim --model keithley2450 --listen 127.0.0.1:0 [--seed N] [--fault delay=MS ...]
+// First stdout line: "listening HOST:PORT" (flushed). Logs go to stderr. SIGINT/SIGTERM stop it.
+// Exit codes: 0 clean stop, 2 usage error, 3 cannot listen.
+#include <semilab/sim/instrument.hpp>
+#include <semilab/sim/server.hpp>
+
+#include <CLI/CLI.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+
+int main(int argc, char** argv) {
+  namespace asio = boost::asio;
+  spdlog::set_default_logger(spdlog::stderr_color_mt("sim"));
+
+  CLI::App app{"semilab-sim: simulated instruments over TCP (SCPI)"};
+  std::string model = "keithley2450";
+  std::string listen = "127.0.0.1:5025";
+  std::uint64_t seed = 1;
+  std::vector<std::string> fault_specs;
+  bool list = false;
+  bool verbose = false;
+  app.add_option("--model", model, "Simulated model (see --list-models)");
+  app.add_option("--listen", listen, "Listen address HOST:PORT, port 0 = any free port");
+  app.add_option("--seed", seed, "Seed of the measurement noise");
+  app.add_option("--fault", fault_specs,
+                 "Fault to inject: delay=MS, drop-after=N, garbage-every=N (repeatable)");
+  app.add_flag("--list-models", list, "Print the simulated models and exit");
+  app.add_flag("-v,--verbose", verbose, "Debug logging");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return 2;
+  }
+  if (verbose) spdlog::set_level(spdlog::level::debug);
+
+  if (list) {
+    for (const auto& m : semilab::sim::sim_models()) std::cout << m.name << '\t' << m.description << '\n';
+    return 0;
+  }
+  semilab::sim::fault_config faults;
+  for (const auto& spec : fault_specs) {
+    if (auto err = semilab::sim::apply_fault_spec(spec, faults); !err.empty()) {
+      spdlog::error("{}", err);
+      return 2;
+    }
+  }
+  auto instrument = semilab::sim::make_sim_instrument(model, seed);
+  if (!instrument) {
+    spdlog::error("unknown model '{}' (see --list-models)", model);
+    return 2;
+  }
+  asio::ip::tcp::endpoint endpoint;
+  if (!semilab::sim::parse_listen(listen, endpoint)) {
+    spdlog::error("--listen '{}': expected HOST:PORT with a numeric address", listen);
+    return 2;
+  }
+
+  asio::io_context io;
+  std::unique_ptr<semilab::sim::sim_server> server;
+  try {
+    server = std::make_unique<semilab::sim::sim_server>(io, std::move(instrument), endpoint, faults);
+  } catch (const boost::system::system_error& e) {
+    spdlog::error("cannot listen on {}: {}", listen, e.code().message());
+    return 3;
+  }
+  auto bound = server->local_endpoint();
+  std::string host = bound.address().to_string();
+  if (bound.address().is_v6()) host = "[" + host + "]";
+  std::cout << "listening " << host << ':' << bound.port() << std::endl;  // flushed: tests wait on it
+
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](boost::system::error_code ec, int sig) {
+    if (ec) return;
+    spdlog::info("signal {}: stopping", sig);
+    server->stop();
+  });
+  server->start();
+  spdlog::info("model {} seed {} on {}:{}", model, seed, host, bound.port());
+  io.run();
+  return 0;
+}

@@ -1,0 +1,245 @@
+#include <semilab/drivers/model.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <optional>
+#include <set>
+
+namespace semilab::drivers {
+namespace {
+
+std::string trim(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  return std::string(s);
+}
+
+std::optional<double> parse_number(std::string_view s) {
+  if (s.empty()) return std::nullopt;
+  if (s.front() == '+') s.remove_prefix(1);
+  double v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc{} || p != s.data() + s.size() || !std::isfinite(v)) return std::nullopt;
+  return v;
+}
+
+std::string fmt_g(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+// ----------------------------------------------------------------------------------------------
+// Keithley 2450 SourceMeter, native SCPI command set (*LANG SCPI). Source voltage, measure
+// current. Quirks (see drivers/DEVICES.md): :READ? returns only the measurement with the default
+// buffer elements; overflow reads 9.9E37; the instrument clamps current at :SOUR:VOLT:ILIM and
+// reports the clamped value, so compliance is inferred from |I| >= 0.999 * ilim.
+// ----------------------------------------------------------------------------------------------
+constexpr setting_spec kKeithley2450Settings[] = {
+    {"bias", "0.6", "V", -210.0, 210.0, "source voltage applied after connect"},
+    {"ilim", "0.1", "A", 1e-9, 1.05, "current limit (compliance) while sourcing voltage"},
+};
+constexpr std::string_view kKeithley2450Init[] = {
+    ":SOUR:FUNC VOLT",        ":SOUR:VOLT {bias}", ":SOUR:VOLT:ILIM {ilim}",
+    ":SENS:FUNC \"CURR\"",    ":OUTP ON",
+};
+
+// The registry: one explicit table. Add a model here (and a simulator in drivers/sim).
+constexpr model_profile kModels[] = {
+    {
+        .name = "keithley2450",
+        .idn_pattern = "KEITHLEY INSTRUMENTS*,MODEL 2450,*",
+        .settings = kKeithley2450Settings,
+        .init = kKeithley2450Init,
+        .poll_query = ":READ?",
+        .parse = &keithley2450::parse_read,
+        .description = "Keithley 2450 SourceMeter: source bias voltage, measure current (A)",
+    },
+};
+
+bool glob_match(std::string_view pat, std::string_view s) noexcept {
+  // Iterative glob with single-star backtracking; linear enough for IDN strings.
+  std::size_t p = 0, i = 0, star = std::string_view::npos, mark = 0;
+  auto eq = [](char a, char b) {
+    return std::toupper(static_cast<unsigned char>(a)) == std::toupper(static_cast<unsigned char>(b));
+  };
+  while (i < s.size()) {
+    if (p < pat.size() && (pat[p] == '?' || (pat[p] != '*' && eq(pat[p], s[i])))) {
+      ++p;
+      ++i;
+    } else if (p < pat.size() && pat[p] == '*') {
+      star = p++;
+      mark = i;
+    } else if (star != std::string_view::npos) {
+      p = star + 1;
+      i = ++mark;
+    } else {
+      return false;
+    }
+  }
+  while (p < pat.size() && pat[p] == '*') ++p;
+  return p == pat.size();
+}
+
+}  // namespace
+
+const setting_value& model_settings::get(std::string_view key) const {
+  auto it = values_.find(key);
+  // Broken invariant (profile code asking for an undeclared key), not outside input.
+  if (it == values_.end()) std::abort();
+  return it->second;
+}
+
+std::span<const model_profile> models() noexcept { return kModels; }
+
+const model_profile* find_model(std::string_view name) noexcept {
+  for (const auto& m : kModels)
+    if (m.name == name) return &m;
+  return nullptr;
+}
+
+result<void> check_registry(std::span<const model_profile> table) {
+  std::set<std::string_view> names;
+  for (const auto& m : table) {
+    if (m.name.empty()) return make_error(errc::bad_setting, "model registry: entry without a name");
+    if (!names.insert(m.name).second)
+      return make_error(errc::duplicate_model,
+                        "model registry: model '" + std::string(m.name) + "' registered twice");
+    if (m.parse == nullptr || m.poll_query.empty())
+      return make_error(errc::bad_setting,
+                        "model '" + std::string(m.name) + "': no poll query or parse function");
+    std::set<std::string_view> keys;
+    for (const auto& s : m.settings) {
+      if (!keys.insert(s.key).second)
+        return make_error(errc::bad_setting, "model '" + std::string(m.name) + "': setting '" +
+                                                 std::string(s.key) + "' declared twice");
+      auto d = parse_number(s.default_text);
+      if (!d || *d < s.min || *d > s.max)
+        return make_error(errc::bad_setting, "model '" + std::string(m.name) + "': default of '" +
+                                                 std::string(s.key) + "' invalid");
+    }
+    for (auto cmd : m.init) {
+      for (auto open = cmd.find('{'); open != std::string_view::npos;
+           open = cmd.find('{', open + 1)) {
+        auto close = cmd.find('}', open);
+        auto key = cmd.substr(open + 1, close == std::string_view::npos ? 0 : close - open - 1);
+        if (close == std::string_view::npos || !keys.contains(key))
+          return make_error(errc::bad_setting, "model '" + std::string(m.name) +
+                                                   "': init command '" + std::string(cmd) +
+                                                   "' uses an undeclared setting");
+      }
+    }
+  }
+  return {};
+}
+
+result<model_settings> resolve_settings(const model_profile& model,
+                                        const std::map<std::string, std::string>& configured) {
+  const std::string who = "model '" + std::string(model.name) + "': setting '";
+  for (const auto& [key, text] : configured) {
+    bool known = std::any_of(model.settings.begin(), model.settings.end(),
+                             [&](const setting_spec& s) { return s.key == key; });
+    if (!known) {
+      std::string names;
+      for (const auto& s : model.settings) names += (names.empty() ? "" : ", ") + std::string(s.key);
+      return make_error(errc::bad_setting, who + key + "' is unknown (known: " + names + ")");
+    }
+  }
+  model_settings out;
+  for (const auto& s : model.settings) {
+    auto it = configured.find(std::string(s.key));
+    std::string text = trim(it == configured.end() ? s.default_text : std::string_view(it->second));
+    auto v = parse_number(text);
+    if (!v)
+      return make_error(errc::bad_setting,
+                        who + std::string(s.key) + "' = '" + text + "' is not a number");
+    if (*v < s.min || *v > s.max)
+      return make_error(errc::bad_setting, who + std::string(s.key) + "' = " + text +
+                                               " is outside [" + fmt_g(s.min) + ", " +
+                                               fmt_g(s.max) + "] " + std::string(s.unit));
+    out.set(std::string(s.key), setting_value{std::move(text), *v});
+  }
+  return out;
+}
+
+std::vector<std::string> render_init(const model_profile& model, const model_settings& settings) {
+  std::vector<std::string> out;
+  for (auto cmd : model.init) {
+    std::string s;
+    std::size_t pos = 0;
+    for (auto open = cmd.find('{'); open != std::string_view::npos; open = cmd.find('{', pos)) {
+      auto close = cmd.find('}', open);  // check_registry guarantees it exists
+      s.append(cmd.substr(pos, open - pos));
+      s.append(settings.get(cmd.substr(open + 1, close - open - 1)).text);
+      pos = close + 1;
+    }
+    s.append(cmd.substr(pos));
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+bool idn_matches(const model_profile& model, std::string_view idn) noexcept {
+  while (!idn.empty() && std::isspace(static_cast<unsigned char>(idn.back()))) idn.remove_suffix(1);
+  return glob_match(model.idn_pattern, idn);
+}
+
+std::string quote_reply(std::string_view reply) {
+  constexpr std::size_t kMax = 64;
+  std::string out = "'";
+  std::size_t shown = 0;
+  for (char c : reply) {
+    if (shown == kMax) {
+      out += "'... (" + std::to_string(reply.size()) + " bytes)";
+      return out;
+    }
+    auto u = static_cast<unsigned char>(c);
+    if (u >= 0x20 && u < 0x7F && c != '\\') {
+      out.push_back(c);
+    } else {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02X", unsigned{u});
+      out += buf;
+    }
+    ++shown;
+  }
+  return out + "'";
+}
+
+result<scpi_error_entry> parse_error_entry(std::string_view reply) {
+  auto comma = reply.find(',');
+  std::string code_text = trim(reply.substr(0, comma));
+  std::string_view code_view = code_text;
+  if (!code_view.empty() && code_view.front() == '+') code_view.remove_prefix(1);
+  int code = 0;
+  auto [p, ec] = std::from_chars(code_view.data(), code_view.data() + code_view.size(), code);
+  if (code_view.empty() || ec != std::errc{} || p != code_view.data() + code_view.size())
+    return make_error(errc::bad_reply, "error queue reply " + quote_reply(reply) +
+                                           " does not start with an integer code");
+  std::string text = comma == std::string_view::npos ? "" : trim(reply.substr(comma + 1));
+  if (text.size() >= 2 && text.front() == '"' && text.back() == '"')
+    text = text.substr(1, text.size() - 2);
+  return scpi_error_entry{code, std::move(text)};
+}
+
+result<std::vector<reading>> keithley2450::parse_read(std::string_view reply,
+                                                      const model_settings& settings) {
+  auto d = schemas::parse_decimal(reply);
+  if (!d)
+    return make_error(errc::bad_reply,
+                      "keithley2450: :READ? reply " + quote_reply(reply) + " is not a number");
+  reading r{"curr", "A", *d, 0};
+  double amps = d->to_double();
+  if (!std::isfinite(amps) || std::fabs(amps) >= kOverRange) {
+    r.quality |= schemas::quality::over_range;
+  } else if (std::fabs(amps) >= settings.number("ilim") * kComplianceFraction) {
+    r.quality |= schemas::quality::compliance;
+  }
+  return std::vector<reading>{std::move(r)};
+}
+
+}  // namespace semilab::drivers
