@@ -1,0 +1,62 @@
+// semilab-agent: the daemon beside an instrument, and the field engineer's CLI.
+// Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
+#include <semilab/agent/config.hpp>
+#include <semilab/agent/daemon.hpp>
+#include <semilab/drivers/model.hpp>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <iostream>
+
+int main(int argc, char** argv) {
+  CLI::App app{"semilab-agent: drives instruments, stores every measurement locally first, uploads to central"};
+  app.require_subcommand(1);
+  std::string config_path;
+  bool as_json = false;
+  std::string level = "info";
+  app.add_option("--log-level", level, "trace, debug, info, warn, error")->capture_default_str();
+
+  auto* run = app.add_subcommand("run", "Run the agent daemon until SIGINT/SIGTERM");
+  run->add_option("-c,--config", config_path, "Configuration file (TOML)")->required();
+  auto* status = app.add_subcommand("status", "Outbox, counters and (if running) live daemon state");
+  status->add_option("-c,--config", config_path, "Configuration file (TOML)")->required();
+  status->add_flag("--json", as_json, "Machine-readable output");
+  auto* check = app.add_subcommand("check-config", "Validate a configuration file and exit");
+  check->add_option("-c,--config", config_path, "Configuration file (TOML)")->required();
+  auto* ref = app.add_subcommand("config-reference", "Print the configuration reference (Markdown)");
+  auto* models = app.add_subcommand("models", "List instrument models and their settings");
+
+  CLI11_PARSE(app, argc, argv);
+
+  auto logger = spdlog::stderr_color_mt("semilab-agent");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(level));
+
+  if (ref->parsed()) {
+    std::cout << semilab::agent::config_reference();
+    return 0;
+  }
+  if (models->parsed()) {
+    for (const auto& m : semilab::drivers::models()) {
+      std::cout << m.name << ": " << m.description << "\n";
+      for (const auto& s : m.settings)
+        std::cout << "  settings." << s.key << " = " << s.default_text << " " << s.unit << "  ("
+                  << s.min << " .. " << s.max << ") " << s.doc << "\n";
+    }
+    return 0;
+  }
+  std::string err;
+  auto cfg = semilab::agent::load_config(config_path, err);
+  if (!cfg) {
+    std::cerr << "semilab-agent: " << err << "\n";
+    return 2;
+  }
+  if (check->parsed()) {
+    std::cout << config_path << ": ok (" << cfg->instruments.size() << " instrument(s))\n";
+    return 0;
+  }
+  if (status->parsed()) return semilab::agent::print_status(*cfg, as_json);
+  return semilab::agent::run_daemon(*cfg);
+}

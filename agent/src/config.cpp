@@ -1,0 +1,200 @@
+#include <semilab/agent/config.hpp>
+#include <semilab/drivers/model.hpp>
+#include <semilab/drivers/visa_resource.hpp>
+#include <semilab/schemas/config_map.hpp>
+#include <semilab/schemas/topics.hpp>
+
+#include <set>
+
+namespace semilab::agent {
+
+namespace cfg = schemas::config;
+
+namespace {
+
+std::optional<std::string> check_id(const std::string& v) {
+  if (!schemas::valid_id(v)) return "'" + v + "' is not allowed: use 1-64 of A-Z a-z 0-9 . _ -";
+  return std::nullopt;
+}
+
+std::optional<std::string> check_broker(const std::string& v) {
+  if (v.rfind("tcp://", 0) != 0 && v.rfind("ssl://", 0) != 0 && v.rfind("mqtt://", 0) != 0 &&
+      v.rfind("mqtts://", 0) != 0)
+    return "'" + v + "' is not a broker URL (tcp://host:port or ssl://host:port)";
+  return std::nullopt;
+}
+
+const cfg::option<agent_config> kAgent[] = {
+    cfg::string_opt<agent_config>("id", &agent_config::id, "",
+                                  "Agent id, unique across the deployment; also the MQTT client id",
+                                  check_id),
+    cfg::string_opt<agent_config>("site", &agent_config::site, "", "Site label used in topics",
+                                  check_id),
+    cfg::string_opt<agent_config>("data_dir", &agent_config::data_dir, "",
+                                  "Directory of the outbox database and runtime files"),
+    cfg::string_opt<agent_config>(
+        "durability", &agent_config::durability, "full",
+        "`full`: a stored record survives a power cut; `normal`: survives a crash of the agent, the "
+        "last commits may be lost on power loss",
+        [](const std::string& v) -> std::optional<std::string> {
+          if (v != "full" && v != "normal") return "must be \"full\" or \"normal\"";
+          return std::nullopt;
+        }),
+};
+
+const cfg::option<agent_config> kMqtt[] = {
+    cfg::string_opt<agent_config>("broker", &agent_config::broker, "tcp://127.0.0.1:1883",
+                                  "Broker URL", check_broker),
+    cfg::string_opt<agent_config>("username", &agent_config::username, "\"\"", "MQTT user name"),
+    cfg::string_opt<agent_config>("password", &agent_config::password, "\"\"",
+                                  "MQTT password (never logged)"),
+};
+
+const cfg::option<agent_config> kSync[] = {
+    cfg::int_opt<agent_config>("batch_max_records", &agent_config::batch_max_records, "2000",
+                               "records", "Records per batch at most", 1, 100'000),
+    cfg::int_opt<agent_config>("max_inflight_batches", &agent_config::max_inflight_batches, "4",
+                               "batches", "Batches sent and not yet acked by central at most", 1,
+                               256),
+    cfg::double_opt<agent_config>("ack_timeout_s", &agent_config::ack_timeout_s, "10", "s",
+                                  "Resend a batch when central's ack has not come after this",
+                                  0.1, 3600),
+    cfg::int_opt<agent_config>("linger_ms", &agent_config::linger_ms, "100", "ms",
+                               "Wait this long for more records before sending a small batch", 0,
+                               60'000),
+};
+
+const cfg::option<instrument_config> kInstrument[] = {
+    cfg::string_opt<instrument_config>("id", &instrument_config::id, "",
+                                       "Instrument id, unique within the agent", check_id),
+    cfg::string_opt<instrument_config>(
+        "model", &instrument_config::model, "", "Driver model, e.g. keithley2450",
+        [](const std::string& v) -> std::optional<std::string> {
+          if (!drivers::find_model(v)) {
+            std::string known;
+            for (auto& m : drivers::models()) known += (known.empty() ? "" : ", ") + std::string(m.name);
+            return "unknown model '" + v + "' (known: " + known + ")";
+          }
+          return std::nullopt;
+        }),
+    cfg::string_opt<instrument_config>(
+        "resource", &instrument_config::resource, "",
+        "VISA resource string, e.g. TCPIP0::10.0.0.5::5025::SOCKET",
+        [](const std::string& v) -> std::optional<std::string> {
+          auto r = drivers::parse_resource(v);
+          if (!r) return r.error().message;
+          auto o = drivers::require_openable(*r);
+          if (!o) return o.error().message;
+          return std::nullopt;
+        }),
+    cfg::double_opt<instrument_config>("poll_interval_s", &instrument_config::poll_interval_s,
+                                       "1.0", "s", "Time between readings", 0.001, 86'400),
+    cfg::int_opt<instrument_config>("count", &instrument_config::count, "0", "readings",
+                                    "Polls to make, then stop (each stores one reading per channel; 0 = unlimited)", 0,
+                                    INT64_MAX),
+    cfg::int_opt<instrument_config>("timeout_ms", &instrument_config::timeout_ms, "2000", "ms",
+                                    "Deadline of one instrument operation", 10, 600'000),
+    {"settings", "table", "{}", "", "Model settings (see `semilab-agent models`)",
+     [](instrument_config& s, const toml::node& n) -> std::optional<std::string> {
+       auto* t = n.as_table();
+       if (!t) return "expected a table of model settings";
+       for (auto&& [k, v] : *t) {
+         if (auto d = v.value<double>(); d && v.is_number()) {
+           std::ostringstream os;
+           os.precision(17);
+           os << *d;
+           s.settings[std::string(k.str())] = os.str();
+         } else if (auto str = v.value<std::string>()) {
+           s.settings[std::string(k.str())] = *str;
+         } else {
+           return "setting '" + std::string(k.str()) + "' must be a number or a string";
+         }
+       }
+       return std::nullopt;
+     }},
+};
+
+template <class S, std::size_t N>
+std::span<const cfg::option<S>> span_of(const cfg::option<S> (&a)[N]) {
+  return {a, N};
+}
+
+}  // namespace
+
+std::optional<agent_config> load_config(const std::filesystem::path& file, std::string& error) {
+  toml::table root;
+  if (auto e = cfg::parse_file(file.string(), root)) {
+    error = e->message;
+    return std::nullopt;
+  }
+  agent_config c;
+  c.source = file.string();
+  const std::string f = file.string();
+  for (auto&& [k, node] : root) {
+    auto key = k.str();
+    if (key != "agent" && key != "mqtt" && key != "sync" && key != "instrument") {
+      error = cfg::where(f, k.source()) + ": " + std::string(key) +
+              ": unknown table (expected [agent], [mqtt], [sync], [[instrument]])";
+      return std::nullopt;
+    }
+  }
+  auto table = [&](std::string_view name, auto opts) -> std::optional<cfg::load_error> {
+    auto* n = root.get(name);
+    if (!n) {
+      static const toml::table empty;
+      return cfg::read_table(c, empty, opts, f, name);
+    }
+    auto* t = n->as_table();
+    if (!t) return cfg::load_error{cfg::where(f, n->source()) + ": " + std::string(name) + ": expected a table"};
+    return cfg::read_table(c, *t, opts, f, name);
+  };
+  for (auto [name, opts] : {std::pair{"agent", span_of(kAgent)}, std::pair{"mqtt", span_of(kMqtt)},
+                            std::pair{"sync", span_of(kSync)}}) {
+    if (auto e = table(name, opts)) {
+      error = e->message;
+      return std::nullopt;
+    }
+  }
+  std::set<std::string> ids;
+  if (auto* arr = root.get_as<toml::array>("instrument")) {
+    std::size_t i = 0;
+    for (auto& n : *arr) {
+      std::string path = "instrument[" + std::to_string(i++) + "]";
+      auto* t = n.as_table();
+      if (!t) {
+        error = cfg::where(f, n.source()) + ": " + path + ": expected [[instrument]] tables";
+        return std::nullopt;
+      }
+      instrument_config ic;
+      if (auto e = cfg::read_table(ic, *t, span_of(kInstrument), f, path)) {
+        error = e->message;
+        return std::nullopt;
+      }
+      auto settings = drivers::resolve_settings(*drivers::find_model(ic.model), ic.settings);
+      if (!settings) {
+        error = cfg::where(f, t->source()) + ": " + path + ".settings: " + settings.error().message;
+        return std::nullopt;
+      }
+      if (!ids.insert(ic.id).second) {
+        error = cfg::where(f, t->source()) + ": " + path + ".id: duplicate instrument id '" + ic.id + "'";
+        return std::nullopt;
+      }
+      c.instruments.push_back(std::move(ic));
+    }
+  } else if (root.contains("instrument")) {
+    error = f + ": instrument: expected [[instrument]] tables";
+    return std::nullopt;
+  }
+  return c;
+}
+
+std::string config_reference() {
+  std::string s = "# semilab-agent configuration\n\n";
+  s += cfg::print_reference<agent_config>("[agent]", span_of(kAgent)) + "\n";
+  s += cfg::print_reference<agent_config>("[mqtt]", span_of(kMqtt)) + "\n";
+  s += cfg::print_reference<agent_config>("[sync]", span_of(kSync)) + "\n";
+  s += cfg::print_reference<instrument_config>("[[instrument]]", span_of(kInstrument));
+  return s;
+}
+
+}  // namespace semilab::agent

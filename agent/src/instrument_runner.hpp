@@ -1,0 +1,57 @@
+#pragma once
+// One instrument: its session, driver and poll timer, all on one strand.
+#include <semilab/agent/config.hpp>
+#include <semilab/agent/recorder.hpp>
+#include <semilab/drivers/instrument_poller.hpp>
+#include <semilab/drivers/scpi_session.hpp>
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+
+#include <memory>
+#include <mutex>
+
+namespace semilab::agent {
+
+struct instrument_status {
+  std::string id;
+  std::string model;
+  std::string resource;
+  std::string idn;
+  bool connected = false;
+  bool finished = false;  // `count` readings stored
+  std::uint64_t readings = 0;
+  std::uint64_t errors = 0;
+  std::uint64_t consecutive_errors = 0;
+  std::int64_t last_good_ns = 0;
+  std::string last_error;
+  std::string last_value;  // e.g. "1.234567E-03 A"
+};
+
+class instrument_runner : public std::enable_shared_from_this<instrument_runner> {
+ public:
+  instrument_runner(boost::asio::io_context& io, const instrument_config& cfg, recorder& rec);
+  void start();
+  void stop();
+  instrument_status status() const;
+
+ private:
+  void schedule();
+  void poll();
+  void polled(boost::system::error_code ec, std::vector<drivers::reading> readings, std::int64_t ts);
+
+  boost::asio::strand<boost::asio::io_context::executor_type> strand_;
+  instrument_config cfg_;
+  recorder& rec_;
+  std::unique_ptr<drivers::scpi_session> session_;
+  std::unique_ptr<drivers::instrument_poller> poller_;
+  boost::asio::steady_timer timer_;
+  std::chrono::steady_clock::time_point next_;
+  std::uint64_t submitted_ = 0;
+  bool stopped_ = false;
+
+  mutable std::mutex mu_;
+  instrument_status st_;
+};
+
+}  // namespace semilab::agent
