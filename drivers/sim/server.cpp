@@ -43,9 +43,10 @@ std::string apply_fault_spec(std::string_view spec, fault_config& faults) {
   if (key != "delay" && key != "drop-after" && key != "garbage-every")
     return bad + "unknown fault (known: delay=MS, drop-after=N, garbage-every=N)";
   if (!n) return bad + "expected a non-negative integer after '='";
-  if (key == "delay") faults.delay = std::chrono::milliseconds(*n);
-  if (key == "drop-after") faults.drop_after = *n;
-  if (key == "garbage-every") faults.garbage_every = *n;
+  const auto v = n.value_or(0);  // (value_or: GCC 12 -O2 misreads *n as maybe-uninitialized)
+  if (key == "delay") faults.delay = std::chrono::milliseconds(v);
+  if (key == "drop-after") faults.drop_after = v;
+  if (key == "garbage-every") faults.garbage_every = v;
   return {};
 }
 

@@ -37,7 +37,7 @@ std::string decimal::to_string() const {
     out += '.';
     out.append(digits, 1);
   }
-  char e[8];
+  char e[16];
   std::snprintf(e, sizeof e, "E%+03d", exp10);
   out += e;
   return out;

@@ -1,0 +1,194 @@
+"""Start semilab's daemons and their peers on 127.0.0.1 for whole-system tests.
+
+Every process is started here, on free loopback ports, in a temp directory, and stopped by PID.
+Standard library only (runs under Debian's /usr/bin/python3).
+"""
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(pred, timeout, what):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Proc:
+    """A child process whose first stdout line may announce its address."""
+
+    def __init__(self, argv, log_path, first_line=None, env=None):
+        self.argv = argv
+        self.log_path = log_path
+        self.log = open(log_path, "ab")
+        self.p = subprocess.Popen(argv, stdout=subprocess.PIPE if first_line else self.log,
+                                  stderr=self.log, env=env)
+        self.first = None
+        if first_line:
+            line = self.p.stdout.readline().decode().strip()
+            if not line.startswith(first_line):
+                self.stop()
+                raise RuntimeError(f"{argv[0]}: expected '{first_line} ...', got '{line}' "
+                                   f"(log: {log_path})")
+            self.first = line
+            # Keep draining stdout so the child never blocks on a full pipe.
+            import threading
+            threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self):
+        for chunk in iter(lambda: self.p.stdout.read(4096), b""):
+            self.log.write(chunk)
+            self.log.flush()
+
+    @property
+    def pid(self):
+        return self.p.pid
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def kill(self):
+        if self.alive():
+            self.p.send_signal(signal.SIGKILL)
+            self.p.wait()
+
+    def stop(self, timeout=10):
+        if self.alive():
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.p.returncode
+
+
+class System:
+    """mosquitto + semilab-sim + semilab-central + semilab-agent, all on loopback."""
+
+    def __init__(self, bin_dir, workdir=None):
+        self.bin = bin_dir
+        self.tmp = None
+        if workdir is None:
+            self.tmp = tempfile.TemporaryDirectory(prefix="semilab-it-")
+            workdir = self.tmp.name
+        self.dir = workdir
+        os.makedirs(self.dir, exist_ok=True)
+        self.procs = []
+        self.broker_port = None
+        self.http = None
+
+    def path(self, *p):
+        return os.path.join(self.dir, *p)
+
+    def start_broker(self):
+        self.broker_port = free_port()
+        conf = self.path("mosquitto.conf")
+        with open(conf, "w") as f:
+            f.write(f"listener {self.broker_port} 127.0.0.1\nallow_anonymous true\n"
+                    "persistence false\nmax_queued_messages 1000000\n")
+        p = Proc(["/usr/sbin/mosquitto", "-c", conf], self.path("mosquitto.log"))
+        self.procs.append(p)
+        wait_for(lambda: _port_open(self.broker_port), 10, "mosquitto")
+        self.broker = p
+        return p
+
+    def start_sim(self, model="keithley2450", extra=()):
+        p = Proc([os.path.join(self.bin, "semilab-sim"), "--model", model, "--listen",
+                  "127.0.0.1:0", "--seed", "7", *extra], self.path(f"sim-{len(self.procs)}.log"),
+                 first_line="listening")
+        self.procs.append(p)
+        return p, int(p.first.rsplit(":", 1)[1])
+
+    def write_central_config(self, instance="central-1"):
+        conf = self.path(f"{instance}.toml")
+        with open(conf, "w") as f:
+            f.write(f'[central]\ninstance = "{instance}"\ndata_dir = "{self.path("central")}"\n\n'
+                    f'[mqtt]\nbroker = "tcp://127.0.0.1:{self.broker_port}"\n\n'
+                    f'[http]\nlisten = "127.0.0.1:0"\n')
+        return conf
+
+    def start_central(self, instance="central-1"):
+        conf = self.write_central_config(instance)
+        p = Proc([os.path.join(self.bin, "semilab-central"), "run", "--config", conf],
+                 self.path(f"{instance}.log"), first_line="http")
+        self.procs.append(p)
+        self.http = p.first.split()[1]
+        self.central = p
+        return p
+
+    def write_agent_config(self, sim_port, count=0, interval=0.01, agent_id="agent-it-1",
+                           durability="normal", ack_timeout=2.0):
+        conf = self.path(f"{agent_id}.toml")
+        with open(conf, "w") as f:
+            f.write(f'[agent]\nid = "{agent_id}"\nsite = "lab-it"\n'
+                    f'data_dir = "{self.path(agent_id)}"\ndurability = "{durability}"\n\n'
+                    f'[mqtt]\nbroker = "tcp://127.0.0.1:{self.broker_port}"\n\n'
+                    f'[sync]\nack_timeout_s = {ack_timeout}\nlinger_ms = 50\n\n'
+                    f'[[instrument]]\nid = "smu1"\nmodel = "keithley2450"\n'
+                    f'resource = "TCPIP0::127.0.0.1::{sim_port}::SOCKET"\n'
+                    f'poll_interval_s = {interval}\ncount = {count}\n')
+        return conf
+
+    def start_agent(self, conf, agent_id="agent-it-1"):
+        p = Proc([os.path.join(self.bin, "semilab-agent"), "run", "--config", conf],
+                 self.path(f"{agent_id}.log"))
+        self.procs.append(p)
+        self.agent = p
+        return p
+
+    def agent_status(self, conf):
+        out = subprocess.run([os.path.join(self.bin, "semilab-agent"), "status", "--config", conf,
+                              "--json"], capture_output=True, timeout=30)
+        if out.returncode != 0:
+            raise RuntimeError(f"status failed: {out.stderr.decode()}")
+        return json.loads(out.stdout)
+
+    def central_get(self, path):
+        with urllib.request.urlopen(f"http://{self.http}{path}", timeout=5) as r:
+            return json.loads(r.read())
+
+    def central_records(self, agent_id):
+        try:
+            for a in self.central_get("/api/v1/agents")["agents"]:
+                if a["agent_id"] == agent_id:
+                    return a["records"]
+        except OSError:
+            return None
+        return 0
+
+    def stop(self):
+        for p in reversed(self.procs):
+            p.stop()
+        self.procs.clear()
+        if self.tmp:
+            self.tmp.cleanup()
+
+    def dump_logs(self):
+        for name in sorted(os.listdir(self.dir)):
+            if name.endswith(".log"):
+                with open(self.path(name), errors="replace") as f:
+                    tail = f.readlines()[-25:]
+                sys.stderr.write(f"----- {name} (last lines)\n{''.join(tail)}")
+
+
+def _port_open(port):
+    with contextlib.closing(socket.socket()) as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
