@@ -1,0 +1,70 @@
+#pragma once
+// Configuration of semilab-central, declared once in src/config.cpp (key, type, default, unit,
+// description): the same table validates files and prints docs/central-config.md.
+// toml++ stays out of this header.
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace semilab::central {
+
+struct central_section {
+  std::string instance;  // ingest instance id (valid_id); defaults to a hostname-derived id
+  std::string data_dir = "/var/lib/semilab-central";
+  std::string log_level = "info";
+};
+
+struct mqtt_section {
+  std::string broker = "tcp://127.0.0.1:1883";
+  std::string username;
+  std::string password;  // never logged
+  std::int64_t keep_alive_s = 20;
+  std::int64_t connect_timeout_s = 5;
+};
+
+struct http_section {
+  std::string listen = "127.0.0.1:8080";  // host:port, port 0 = any free port
+  std::int64_t timeout_s = 30;             // per read/write operation
+  std::int64_t body_limit_bytes = 8192;    // request bodies (the API is read-only)
+};
+
+struct ingest_section {
+  std::int64_t max_frame_bytes = 16 << 20;
+  std::int64_t max_body_bytes = 64 << 20;
+  std::int64_t max_records = 1'000'000;
+  std::int64_t queue_messages = 1024;      // bound of the ingest queue (messages)
+  std::int64_t queue_bytes = 256 << 20;    // bound of the ingest queue (payload bytes)
+  std::int64_t group_max_batches = 256;    // most batches committed in one transaction
+  std::int64_t group_max_bytes = 64 << 20; // most payload bytes committed in one transaction
+  std::int64_t quarantine_payload_bytes = 64 << 10;
+};
+
+struct store_section {
+  std::int64_t busy_timeout_ms = 5000;
+};
+
+struct central_config {
+  central_section central;
+  mqtt_section mqtt;
+  http_section http;
+  ingest_section ingest;
+  store_section store;
+};
+
+// "central-<hostname>" reduced to the id alphabet, or "central-1" when that is not a valid id.
+std::string default_instance_id();
+
+struct config_error {
+  std::string message;  // "file:line:col: table.key: why"
+};
+
+// Loads and validates a TOML file. Unknown tables or keys, wrong types and out-of-range values
+// are errors naming file, line and key. Fills defaults for absent keys.
+std::optional<config_error> load_config(const std::string& file, central_config& out);
+
+// Markdown reference of every option (the body of docs/central-config.md).
+std::string config_reference();
+
+}  // namespace semilab::central

@@ -1,0 +1,137 @@
+#pragma once
+// Ingest: validate batch frames, store them in group-committed transactions, make the acks.
+//
+// Thread model: MQTT callbacks run on the io_context (the mqtt_client's strand) and only call
+// ingest_worker::submit(), which never blocks: it queues or refuses (overload). ONE named worker
+// thread ("central-ingest") owns the read-write store: it drains what is queued (up to a group
+// cap), commits it in one transaction, and only then hands the acks to the ack sink. Acks of
+// stored batches therefore never precede their durable commit (synchronous=FULL).
+#include <semilab/central/error.hpp>
+#include <semilab/central/store.hpp>
+#include <semilab/schemas/ack.hpp>
+#include <semilab/schemas/frame.hpp>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace semilab::central {
+
+struct ingest_options {
+  std::string instance = "central-1";  // written to the ledger and into every ack
+  schemas::frame_limits limits;
+  std::size_t queue_messages = 1024;
+  std::size_t queue_bytes = 256u << 20;
+  std::size_t group_max_batches = 256;
+  std::size_t group_max_bytes = 64u << 20;
+};
+
+struct inbound_message {
+  std::string topic;
+  std::string payload;  // the frame as received
+  std::int64_t received_ns = 0;
+};
+
+struct outbound_ack {
+  std::string topic;    // semilab/v1/{site}/{agent}/ack
+  std::string payload;  // schemas::encode_ack
+  schemas::ack ack;     // what payload encodes (for logs and tests)
+};
+
+// A consistent-enough copy of the counters (each read atomically, not all at one instant).
+struct ingest_stats {
+  std::uint64_t received = 0;           // messages handed to ingest
+  std::uint64_t batches_stored = 0;     // batches acked as stored (redeliveries included)
+  std::uint64_t records_new = 0;
+  std::uint64_t records_duplicate = 0;
+  std::uint64_t rejected = 0;           // rejection acks made (all codes) + unackable messages
+  std::uint64_t quarantined = 0;        // quarantine rows committed
+  std::uint64_t overloaded = 0;         // refused because the queue was full
+  std::uint64_t storage_errors = 0;     // failed group commits
+  std::uint64_t commits = 0;            // successful group commits
+  std::uint64_t queue_depth = 0;        // messages waiting now
+};
+
+struct ingest_counters {
+  std::atomic<std::uint64_t> received{0}, batches_stored{0}, records_new{0}, records_duplicate{0},
+      rejected{0}, quarantined{0}, overloaded{0}, storage_errors{0}, commits{0}, queue_depth{0};
+  ingest_stats snapshot() const noexcept;
+};
+
+// The ingest logic without threads or MQTT: one call = one transaction. Used by ingest_worker
+// and directly by tests. Not thread-safe (owns a frame_decoder; uses the store's connection).
+class ingest_processor {
+ public:
+  ingest_processor(store& db, ingest_options opts, ingest_counters& counters);
+
+  // Validates every message, stores the valid batches and the quarantine rows of invalid ones in
+  // ONE transaction, and returns the acks to publish, in message order. A message whose topic names
+  // no agent gets no ack (it is quarantined and counted). If the commit fails, every valid batch
+  // gets a retryable `internal` rejection and nothing of the group is stored.
+  std::vector<outbound_ack> process(std::span<const inbound_message> msgs);
+
+  const std::string& last_store_error() const noexcept { return db_.last_error(); }
+
+ private:
+  store& db_;
+  ingest_options opts_;
+  ingest_counters& counters_;
+  schemas::frame_decoder decoder_;
+};
+
+// The rejection ack for a message refused before the worker saw it (queue full): `overload`,
+// retryable. Empty when the topic names no agent. Decodes the frame header only.
+std::optional<outbound_ack> make_overload_ack(const schemas::frame_decoder& decoder,
+                                              const inbound_message& m, std::string_view instance);
+
+// The worker thread and its bounded queue.
+class ingest_worker {
+ public:
+  // Called on the worker thread after each group commit (or failed commit) with that group's
+  // acks. It must not block for long: post to the MQTT strand and return.
+  using ack_sink = std::function<void(std::vector<outbound_ack>)>;
+
+  ingest_worker(std::unique_ptr<store> db, ingest_options opts, ack_sink sink);
+  ~ingest_worker();  // stop()
+  ingest_worker(const ingest_worker&) = delete;
+  ingest_worker& operator=(const ingest_worker&) = delete;
+
+  void start();
+  // Thread-safe, never blocks on storage. Moves from `m` only on success. errc::queue_full
+  // (count or byte bound reached) or errc::stopped: `m` is left intact and the caller answers it
+  // (make_overload_ack) or drops it.
+  boost::system::error_code submit(inbound_message&& m);
+  // Stops taking messages, commits everything already queued, hands over its acks, joins.
+  // Idempotent; call from any thread but the worker.
+  void stop();
+
+  ingest_stats stats() const noexcept { return counters_.snapshot(); }
+  ingest_counters& counters() noexcept { return counters_; }
+  const ingest_options& options() const noexcept { return opts_; }
+
+ private:
+  void run();
+
+  std::unique_ptr<store> db_;
+  ingest_options opts_;
+  ack_sink sink_;
+  ingest_counters counters_;
+
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<inbound_message> queue_;  // guarded by mutex_
+  std::size_t queued_bytes_ = 0;       // guarded by mutex_
+  bool stopping_ = false;              // guarded by mutex_
+  std::thread thread_;
+};
+
+}  // namespace semilab::central

@@ -1,0 +1,125 @@
+#include <semilab/central/api.hpp>
+#include <semilab/central/app.hpp>
+#include <semilab/central/http.hpp>
+#include <semilab/central/service.hpp>
+#include <semilab/central/store.hpp>
+
+#include "log.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/strand.hpp>
+
+#include <csignal>
+#include <filesystem>
+
+#ifndef SEMILAB_VERSION
+#define SEMILAB_VERSION "0.0.0"
+#endif
+
+namespace semilab::central {
+
+namespace asio = boost::asio;
+
+void set_log_level(std::string_view level) {
+  auto l = spdlog::level::from_str(std::string(level));  // unknown -> off; we want info
+  if (l == spdlog::level::off && level != "off") l = spdlog::level::info;
+  spdlog::set_level(l);
+  spdlog::apply_all([l](const std::shared_ptr<spdlog::logger>& lg) { lg->set_level(l); });
+}
+
+int run_service(const central_config& cfg, std::FILE* out) {
+  auto log = logger("central");
+  namespace fs = std::filesystem;
+  std::error_code fec;
+  fs::create_directories(cfg.central.data_dir, fec);
+  if (fec) {
+    log->error("cannot create data_dir {}: {}", cfg.central.data_dir, fec.message());
+    return kExitRuntime;
+  }
+  const std::string db_path = (fs::path(cfg.central.data_dir) / "central.db").string();
+  store_options so;
+  so.path = db_path;
+  so.busy_timeout = std::chrono::milliseconds(cfg.store.busy_timeout_ms);
+  std::string err;
+  auto writer = store::open(so, err);
+  if (!writer) {
+    log->error("store {}: {}: {}", db_path, writer.error().message(), err);
+    return kExitRuntime;
+  }
+  (*writer)->set_quarantine_cap(static_cast<std::size_t>(cfg.ingest.quarantine_payload_bytes));
+  so.mode = open_mode::read_only;
+  auto reader = store::open(so, err);
+  if (!reader) {
+    log->error("store {} (read connection): {}: {}", db_path, reader.error().message(), err);
+    return kExitRuntime;
+  }
+  log->info("store {} open (WAL, synchronous=FULL)", db_path);
+
+  asio::io_context ioc(1);
+  service_options sv;
+  sv.version = SEMILAB_VERSION;
+  auto& in = sv.ingest;
+  in.instance = cfg.central.instance;
+  in.limits.max_frame_bytes = static_cast<std::size_t>(cfg.ingest.max_frame_bytes);
+  in.limits.max_body_bytes = static_cast<std::size_t>(cfg.ingest.max_body_bytes);
+  in.limits.max_records = static_cast<std::uint32_t>(cfg.ingest.max_records);
+  in.queue_messages = static_cast<std::size_t>(cfg.ingest.queue_messages);
+  in.queue_bytes = static_cast<std::size_t>(cfg.ingest.queue_bytes);
+  in.group_max_batches = static_cast<std::size_t>(cfg.ingest.group_max_batches);
+  in.group_max_bytes = static_cast<std::size_t>(cfg.ingest.group_max_bytes);
+  sv.mqtt.broker_url = cfg.mqtt.broker;
+  sv.mqtt.username = cfg.mqtt.username;
+  sv.mqtt.password = cfg.mqtt.password;
+  sv.mqtt.keep_alive = std::chrono::seconds(cfg.mqtt.keep_alive_s);
+  sv.mqtt.connect_timeout = std::chrono::seconds(cfg.mqtt.connect_timeout_s);
+  ingest_service service(asio::make_strand(ioc), std::move(*writer), sv);
+
+  api routes(api_sources{reader->get(), [&service] { return service.stats(); },
+                         [&service] { return service.connected(); }, cfg.central.instance});
+  http_options ho;
+  ho.listen = cfg.http.listen;
+  ho.timeout = std::chrono::seconds(cfg.http.timeout_s);
+  ho.body_limit = static_cast<std::size_t>(cfg.http.body_limit_bytes);
+  auto http = http_server::start(
+      ioc.get_executor(), ho,
+      [&routes](std::string_view m, std::string_view t) { return routes.handle(m, t); }, err);
+  if (!http) {
+    log->error("http: {}", err);
+    return kExitRuntime;
+  }
+  auto address = (*http)->local_address();
+  log->info("http listening {}", address);
+  std::fprintf(out, "http %s\n", address.c_str());
+  std::fflush(out);
+
+  if (auto ec = service.start()) {
+    log->error("mqtt client for {}: {}", cfg.mqtt.broker, ec.message());
+    (*http)->stop();
+    return kExitRuntime;
+  }
+  log->info("instance {} ingesting from {} (version {})", cfg.central.instance, cfg.mqtt.broker,
+            SEMILAB_VERSION);
+
+  asio::signal_set signals(ioc, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+    if (ec) return;
+    log->info("signal {}: shutting down", sig);
+    (*http)->stop();
+    service.async_stop(std::chrono::milliseconds(2000), [&] {
+      log->info("stopped");
+      ioc.stop();
+    });
+  });
+
+  try {
+    ioc.run();
+  } catch (const std::exception& e) {
+    // Handlers report by value; reaching here is a bug. Exit non-zero rather than hang.
+    log->critical("event loop: {}", e.what());
+    return kExitRuntime;
+  }
+  return kExitOk;
+}
+
+}  // namespace semilab::central

@@ -1,0 +1,214 @@
+#include <semilab/central/config.hpp>
+#include <semilab/schemas/config_map.hpp>
+#include <semilab/schemas/topics.hpp>
+
+#include "listen_address.hpp"
+
+#include <unistd.h>
+
+#include <array>
+#include <climits>
+#include <vector>
+
+namespace semilab::central {
+
+namespace cfg = semilab::schemas::config;
+
+namespace {
+
+std::optional<std::string> check_instance(const std::string& v) {
+  if (!schemas::valid_id(v)) return "must be 1..64 of [A-Za-z0-9._-], not starting with '.'";
+  return std::nullopt;
+}
+
+std::optional<std::string> check_broker(const std::string& v) {
+  for (std::string_view scheme : {"tcp://", "ssl://", "mqtt://", "mqtts://", "ws://", "wss://"})
+    if (v.rfind(scheme, 0) == 0 && v.size() > scheme.size()) return std::nullopt;
+  return "expected a URL like tcp://host:1883 or ssl://host:8883";
+}
+
+std::optional<std::string> check_listen(const std::string& v) {
+  if (!parse_listen_address(v)) return "expected host:port (IPv4, [IPv6] or localhost), port 0..65535";
+  return std::nullopt;
+}
+
+std::optional<std::string> check_level(const std::string& v) {
+  for (std::string_view l : {"trace", "debug", "info", "warn", "error", "critical", "off"})
+    if (v == l) return std::nullopt;
+  return "expected one of trace, debug, info, warn, error, critical, off";
+}
+
+std::optional<std::string> check_nonempty(const std::string& v) {
+  if (v.empty()) return "must not be empty";
+  return std::nullopt;
+}
+
+// The declared-once tables. Defaults in the text match the struct initialisers above.
+const std::vector<cfg::option<central_section>>& central_options() {
+  static const std::vector<cfg::option<central_section>> t = {
+      cfg::string_opt<central_section>("instance", &central_section::instance, "central-<hostname>",
+                                       "Ingest instance id: MQTT client id and the retained "
+                                       "`semilab/v1/central/{instance}/state` topic. Unique per instance.",
+                                       check_instance),
+      cfg::string_opt<central_section>("data_dir", &central_section::data_dir,
+                                       "/var/lib/semilab-central",
+                                       "Directory of the store database `central.db` (created if missing).",
+                                       check_nonempty),
+      cfg::string_opt<central_section>("log_level", &central_section::log_level, "info",
+                                       "Log level on stderr: trace, debug, info, warn, error, critical, off.",
+                                       check_level),
+  };
+  return t;
+}
+
+const std::vector<cfg::option<mqtt_section>>& mqtt_options() {
+  static const std::vector<cfg::option<mqtt_section>> t = {
+      cfg::string_opt<mqtt_section>("broker", &mqtt_section::broker, "tcp://127.0.0.1:1883",
+                                    "Broker URL (MQTT 5): tcp://host:port or ssl://host:port.",
+                                    check_broker),
+      cfg::string_opt<mqtt_section>("username", &mqtt_section::username, "\"\"",
+                                    "User name; empty = none."),
+      cfg::string_opt<mqtt_section>("password", &mqtt_section::password, "\"\"",
+                                    "Password; never logged."),
+      cfg::int_opt<mqtt_section>("keep_alive_s", &mqtt_section::keep_alive_s, "20", "s",
+                                 "MQTT keep-alive interval.", 1, 3600),
+      cfg::int_opt<mqtt_section>("connect_timeout_s", &mqtt_section::connect_timeout_s, "5", "s",
+                                 "Timeout of one connection attempt (reconnects continue with backoff).",
+                                 1, 600),
+  };
+  return t;
+}
+
+const std::vector<cfg::option<http_section>>& http_options() {
+  static const std::vector<cfg::option<http_section>> t = {
+      cfg::string_opt<http_section>("listen", &http_section::listen, "127.0.0.1:8080",
+                                    "Address of the read-only HTTP API, host:port; port 0 picks a free "
+                                    "port (printed as `http HOST:PORT` on stdout).",
+                                    check_listen),
+      cfg::int_opt<http_section>("timeout_s", &http_section::timeout_s, "30", "s",
+                                 "Deadline of every read and write of a connection.", 1, 3600),
+      cfg::int_opt<http_section>("body_limit_bytes", &http_section::body_limit_bytes, "8192", "bytes",
+                                 "Largest request body accepted.", 0, 1 << 20),
+  };
+  return t;
+}
+
+const std::vector<cfg::option<ingest_section>>& ingest_options() {
+  static const std::vector<cfg::option<ingest_section>> t = {
+      cfg::int_opt<ingest_section>("max_frame_bytes", &ingest_section::max_frame_bytes, "16777216",
+                                   "bytes", "Largest batch frame accepted as received.", 64,
+                                   256ll << 20),
+      cfg::int_opt<ingest_section>("max_body_bytes", &ingest_section::max_body_bytes, "67108864",
+                                   "bytes", "Largest declared uncompressed body of a frame.", 64,
+                                   1ll << 30),
+      cfg::int_opt<ingest_section>("max_records", &ingest_section::max_records, "1000000", "",
+                                   "Most records in one frame.", 1, 100'000'000),
+      cfg::int_opt<ingest_section>("queue_messages", &ingest_section::queue_messages, "1024", "",
+                                   "Bound of the ingest queue; a batch beyond it is rejected as "
+                                   "`overload` (retryable).",
+                                   1, 1'000'000),
+      cfg::int_opt<ingest_section>("queue_bytes", &ingest_section::queue_bytes, "268435456", "bytes",
+                                   "Bound of the payload bytes held by the ingest queue.", 1024,
+                                   16ll << 30),
+      cfg::int_opt<ingest_section>("group_max_batches", &ingest_section::group_max_batches, "256", "",
+                                   "Most batches committed in one transaction (group commit).", 1,
+                                   100'000),
+      cfg::int_opt<ingest_section>("group_max_bytes", &ingest_section::group_max_bytes, "67108864",
+                                   "bytes", "Most frame bytes committed in one transaction.", 1024,
+                                   16ll << 30),
+      cfg::int_opt<ingest_section>("quarantine_payload_bytes",
+                                   &ingest_section::quarantine_payload_bytes, "65536", "bytes",
+                                   "First bytes of a rejected frame kept in the quarantine table.", 0,
+                                   16ll << 20),
+  };
+  return t;
+}
+
+const std::vector<cfg::option<store_section>>& store_options() {
+  static const std::vector<cfg::option<store_section>> t = {
+      cfg::int_opt<store_section>("busy_timeout_ms", &store_section::busy_timeout_ms, "5000", "ms",
+                                  "How long SQLite waits for a lock before a statement fails.", 0,
+                                  600'000),
+  };
+  return t;
+}
+
+template <class S>
+std::optional<config_error> read_section(const toml::node& node, std::string_view file,
+                                         std::string_view name, S& out,
+                                         const std::vector<cfg::option<S>>& opts) {
+  const auto* t = node.as_table();
+  if (!t) return config_error{cfg::where(file, node.source()) + ": " + std::string(name) +
+                              ": expected a table"};
+  if (auto e = cfg::read_table<S>(out, *t, std::span<const cfg::option<S>>(opts), file, name))
+    return config_error{e->message};
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::string default_instance_id() {
+  std::array<char, HOST_NAME_MAX + 1> host{};
+  std::string id = "central-";
+  if (::gethostname(host.data(), host.size() - 1) == 0) {
+    for (char c : std::string_view(host.data())) {
+      if (c == '.') break;  // short name only
+      bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                c == '_' || c == '-';
+      id += ok ? c : '-';
+    }
+  }
+  if (id == "central-" || !schemas::valid_id(id)) return "central-1";
+  return id;
+}
+
+std::optional<config_error> load_config(const std::string& file, central_config& out) {
+  toml::table root;
+  if (auto e = cfg::parse_file(file, root)) return config_error{e->message};
+  out = central_config{};
+  out.central.instance = default_instance_id();
+  for (auto&& [k, node] : root) {
+    std::optional<config_error> err;
+    if (k.str() == "central")
+      err = read_section(node, file, "central", out.central, central_options());
+    else if (k.str() == "mqtt")
+      err = read_section(node, file, "mqtt", out.mqtt, mqtt_options());
+    else if (k.str() == "http")
+      err = read_section(node, file, "http", out.http, http_options());
+    else if (k.str() == "ingest")
+      err = read_section(node, file, "ingest", out.ingest, ingest_options());
+    else if (k.str() == "store")
+      err = read_section(node, file, "store", out.store, store_options());
+    else
+      err = config_error{cfg::where(file, k.source()) + ": " + std::string(k.str()) +
+                         ": unknown table (expected central, mqtt, http, ingest, store)"};
+    if (err) return err;
+  }
+  return std::nullopt;
+}
+
+std::string config_reference() {
+  std::string s =
+      "# semilab-central configuration reference\n\n"
+      "Generated by `semilab-central config-reference` from the option tables in "
+      "`central/src/config.cpp`; do not edit by hand.\n"
+      "The file is TOML. Unknown tables and keys are errors reported as `file:line:col: table.key: "
+      "why`; absent keys take their default.\n\n";
+  s += cfg::print_reference<central_section>(
+      "[central]", std::span<const cfg::option<central_section>>(central_options()));
+  s += "\n";
+  s += cfg::print_reference<mqtt_section>("[mqtt]",
+                                          std::span<const cfg::option<mqtt_section>>(mqtt_options()));
+  s += "\n";
+  s += cfg::print_reference<http_section>("[http]",
+                                          std::span<const cfg::option<http_section>>(http_options()));
+  s += "\n";
+  s += cfg::print_reference<ingest_section>(
+      "[ingest]", std::span<const cfg::option<ingest_section>>(ingest_options()));
+  s += "\n";
+  s += cfg::print_reference<store_section>(
+      "[store]", std::span<const cfg::option<store_section>>(store_options()));
+  return s;
+}
+
+}  // namespace semilab::central

@@ -1,0 +1,21 @@
+#include "log.hpp"
+
+#include <spdlog/sinks/stdout_sinks.h>
+
+#include <mutex>
+
+namespace semilab::central {
+
+std::shared_ptr<spdlog::logger> logger(const std::string& component) {
+  static std::mutex m;
+  std::lock_guard lock(m);
+  if (auto l = spdlog::get(component)) return l;
+  static auto sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+  auto l = std::make_shared<spdlog::logger>(component, sink);
+  l->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ [%n] %v");
+  l->set_level(spdlog::get_level());
+  spdlog::register_logger(l);
+  return l;
+}
+
+}  // namespace semilab::central

@@ -1,0 +1,425 @@
+#include <semilab/central/store.hpp>
+#include <semilab/schemas/sql.hpp>
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <type_traits>
+#include <variant>
+
+namespace semilab::central {
+
+namespace {
+
+// u64 keys are stored as the signed 64-bit integer with the same bits (0001_store.sql).
+std::int64_t as_i64(std::uint64_t v) noexcept { return static_cast<std::int64_t>(v); }
+std::uint64_t as_u64(std::int64_t v) noexcept { return static_cast<std::uint64_t>(v); }
+
+struct stmt {
+  sqlite3_stmt* s = nullptr;
+  stmt() = default;
+  stmt(const stmt&) = delete;
+  stmt& operator=(const stmt&) = delete;
+  ~stmt() { sqlite3_finalize(s); }
+  bool prepare(sqlite3* db, const char* sql) {
+    return sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr) == SQLITE_OK;
+  }
+  // Ready for the next use whatever happened in the last one.
+  void reset() {
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+  }
+  void bind(int i, std::int64_t v) { sqlite3_bind_int64(s, i, v); }
+  void bind(int i, double v) { sqlite3_bind_double(s, i, v); }
+  void bind(int i, std::string_view v) {
+    sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+  }
+  void bind_blob(int i, std::span<const std::uint8_t> v) {
+    sqlite3_bind_blob(s, i, v.empty() ? "" : static_cast<const void*>(v.data()),
+                      static_cast<int>(v.size()), SQLITE_TRANSIENT);
+  }
+  void bind_null(int i) { sqlite3_bind_null(s, i); }
+};
+
+std::string col_text(sqlite3_stmt* s, int i) {
+  const auto* p = sqlite3_column_text(s, i);
+  return p ? std::string(reinterpret_cast<const char*>(p),
+                         static_cast<std::size_t>(sqlite3_column_bytes(s, i)))
+           : std::string();
+}
+
+}  // namespace
+
+std::int64_t now_ns() noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+struct store::statements {
+  stmt begin, commit, rollback;
+  stmt insert_record, upsert_agent, insert_batch, insert_quarantine;
+};
+
+store::store(sqlite3* db) : db_(db) {}
+
+store::~store() {
+  st_.reset();  // statements before the connection
+  sqlite3_close_v2(db_);
+}
+
+bool store::exec(const char* sql) {
+  char* msg = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &msg) != SQLITE_OK) {
+    last_error_ = msg ? msg : sqlite3_errmsg(db_);
+    sqlite3_free(msg);
+    return false;
+  }
+  return true;
+}
+
+result<std::unique_ptr<store>> store::open(const store_options& opts, std::string& error) {
+  if (opts.path.empty() || opts.path == ":memory:" || opts.path.rfind("file::memory:", 0) == 0) {
+    error = "the store needs a database file (WAL)";
+    return make_error_code(errc::store_open_failed);
+  }
+  const bool rw = opts.mode == open_mode::read_write;
+  int flags = (rw ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READONLY) |
+              SQLITE_OPEN_NOMUTEX;  // one thread at a time per connection (class contract)
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(opts.path.c_str(), &db, flags, nullptr);
+  if (rc != SQLITE_OK) {
+    error = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+    sqlite3_close_v2(db);
+    return make_error_code(errc::store_open_failed);
+  }
+  std::unique_ptr<store> s(new store(db));
+  sqlite3_extended_result_codes(db, 1);
+  sqlite3_busy_timeout(db, static_cast<int>(opts.busy_timeout.count()));
+
+  if (rw) {
+    // journal_mode answers with the mode in effect: anything but "wal" (e.g. a file system
+    // without shared memory) is refused rather than silently running in rollback mode.
+    {
+      stmt jm;  // finalized before the migrations: an active statement blocks their COMMIT
+      if (!jm.prepare(db, "PRAGMA journal_mode=WAL") || sqlite3_step(jm.s) != SQLITE_ROW ||
+          col_text(jm.s, 0) != "wal") {
+        error = "cannot switch the database to WAL mode: " + std::string(sqlite3_errmsg(db));
+        return make_error_code(errc::store_open_failed);
+      }
+    }
+    // FULL: the ack promises durability, so the commit must survive a power cut (DESIGN-NOTES).
+    if (!s->exec("PRAGMA synchronous=FULL")) {
+      error = s->last_error_;
+      return make_error_code(errc::store_open_failed);
+    }
+    if (auto ec = schemas::apply_migrations(db, schemas::central_store_migrations(), error))
+      return make_error_code(errc::store_migration_failed);
+    if (auto ec = s->prepare_writes()) {
+      error = s->last_error_;
+      return ec;
+    }
+  } else {
+    auto v = schemas::schema_version(db);
+    auto steps = schemas::central_store_migrations();
+    int newest = steps.empty() ? 0 : steps.back().version;
+    if (!v) {
+      error = sqlite3_errmsg(db);
+      return make_error_code(errc::store_open_failed);
+    }
+    if (*v == 0 || *v > newest) {
+      error = "database schema version " + std::to_string(*v) + " is not one this program reads (" +
+              std::to_string(newest) + ")";
+      return make_error_code(errc::store_migration_failed);
+    }
+  }
+  return s;
+}
+
+boost::system::error_code store::prepare_writes() {
+  st_ = std::make_unique<statements>();
+  struct item {
+    stmt* s;
+    const char* sql;
+  };
+  const item items[] = {
+      {&st_->begin, "BEGIN IMMEDIATE"},
+      {&st_->commit, "COMMIT"},
+      {&st_->rollback, "ROLLBACK"},
+      {&st_->insert_record,
+       "INSERT INTO records(agent_id, store_epoch, record_seq, class, ts_ns, instrument, channel, "
+       "unit, quality, value_real, value_int, value_text, value_repr, run_id, received_ns) "
+       "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) "
+       "ON CONFLICT(agent_id, store_epoch, record_seq) DO NOTHING"},
+      {&st_->upsert_agent,
+       "INSERT INTO agents(agent_id, site, first_seen_ns, last_batch_ns, last_ack_ns, records, "
+       "batches, duplicates, bytes) VALUES(?1, ?2, ?3, ?3, ?4, ?5, 1, ?6, ?7) "
+       "ON CONFLICT(agent_id) DO UPDATE SET site = excluded.site, "
+       "last_batch_ns = excluded.last_batch_ns, last_ack_ns = excluded.last_ack_ns, "
+       "records = records + excluded.records, batches = batches + 1, "
+       "duplicates = duplicates + excluded.duplicates, bytes = bytes + excluded.bytes"},
+      {&st_->insert_batch,
+       "INSERT INTO batches(agent_id, store_epoch, batch_id, first_seq, last_seq, records, "
+       "new_records, checksum, signature, received_ns, instance, bytes) "
+       "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"},
+      {&st_->insert_quarantine,
+       "INSERT INTO quarantine(received_ns, topic, agent_id, reason, bytes, payload) "
+       "VALUES(?1, ?2, ?3, ?4, ?5, ?6)"},
+  };
+  for (const auto& it : items) {
+    if (!it.s->prepare(db_, it.sql)) {
+      last_error_ = sqlite3_errmsg(db_);
+      return make_error_code(errc::store_open_failed);
+    }
+  }
+  return {};
+}
+
+boost::system::error_code store::insert_quarantine(const quarantine_entry& q) {
+  auto& s = st_->insert_quarantine;
+  s.reset();
+  s.bind(1, q.received_ns);
+  s.bind(2, std::string_view(q.topic));
+  if (q.agent_id.empty())
+    s.bind_null(3);
+  else
+    s.bind(3, std::string_view(q.agent_id));
+  s.bind(4, std::string_view(q.reason));
+  s.bind(5, static_cast<std::int64_t>(q.payload.size()));
+  s.bind_blob(6, q.payload.first(std::min(q.payload.size(), quarantine_cap_)));
+  if (sqlite3_step(s.s) != SQLITE_DONE) {
+    last_error_ = sqlite3_errmsg(db_);
+    s.reset();
+    return make_error_code(errc::store_write_failed);
+  }
+  s.reset();
+  return {};
+}
+
+result<stored_info> store::insert_batch(const batch_to_store& b, std::string_view instance,
+                                        std::int64_t commit_ns) {
+  const auto& h = b.frame->header;
+  const std::string_view agent = h.agent_id;
+  stored_info info;
+  auto& ins = st_->insert_record;
+  for (const auto& r : b.frame->records) {
+    ins.reset();
+    ins.bind(1, agent);
+    ins.bind(2, as_i64(h.store_epoch));
+    ins.bind(3, as_i64(r.seq));
+    ins.bind(4, static_cast<std::int64_t>(r.cls));
+    ins.bind(5, r.ts_ns);
+    ins.bind(6, std::string_view(r.instrument));
+    ins.bind(7, std::string_view(r.channel));
+    ins.bind(8, std::string_view(r.unit));
+    ins.bind(9, static_cast<std::int64_t>(r.quality));
+    std::visit(
+        [&ins](const auto& v) {
+          using T = std::decay_t<decltype(v)>;
+          if constexpr (std::is_same_v<T, double>) {
+            ins.bind(10, v);
+          } else if constexpr (std::is_same_v<T, std::int64_t>) {
+            ins.bind(11, v);
+          } else if constexpr (std::is_same_v<T, schemas::decimal>) {
+            ins.bind(10, v.to_double());
+            ins.bind(13, std::string_view(v.to_string()));  // bound SQLITE_TRANSIENT: copied
+          } else {
+            ins.bind(12, std::string_view(v));
+          }
+        },
+        r.val);
+    if (r.run_id.empty())
+      ins.bind_null(14);
+    else
+      ins.bind(14, std::string_view(r.run_id));
+    ins.bind(15, b.received_ns);
+    if (sqlite3_step(ins.s) != SQLITE_DONE) {
+      last_error_ = sqlite3_errmsg(db_);
+      ins.reset();
+      return make_error_code(errc::store_write_failed);
+    }
+    if (sqlite3_changes(db_) > 0)
+      ++info.new_records;
+    else
+      ++info.duplicates;
+  }
+  ins.reset();
+
+  auto& ag = st_->upsert_agent;
+  ag.reset();
+  ag.bind(1, agent);
+  ag.bind(2, std::string_view(b.topic->site));
+  ag.bind(3, b.received_ns);
+  ag.bind(4, commit_ns);
+  ag.bind(5, static_cast<std::int64_t>(info.new_records));
+  ag.bind(6, static_cast<std::int64_t>(info.duplicates));
+  ag.bind(7, static_cast<std::int64_t>(b.raw_bytes));
+  int rc = sqlite3_step(ag.s);
+  ag.reset();
+  if (rc != SQLITE_DONE) {
+    last_error_ = sqlite3_errmsg(db_);
+    return make_error_code(errc::store_write_failed);
+  }
+
+  auto& bt = st_->insert_batch;
+  bt.reset();
+  bt.bind(1, agent);
+  bt.bind(2, as_i64(h.store_epoch));
+  bt.bind(3, as_i64(h.batch_id));
+  bt.bind(4, as_i64(h.ranges.empty() ? 0 : h.ranges.front().first));
+  bt.bind(5, as_i64(h.ranges.empty() ? 0 : h.ranges.back().last));
+  bt.bind(6, static_cast<std::int64_t>(h.record_count));
+  bt.bind(7, static_cast<std::int64_t>(info.new_records));
+  bt.bind_blob(8, h.checksum);
+  if (h.signature.empty())
+    bt.bind_null(9);
+  else
+    bt.bind_blob(9, h.signature);
+  bt.bind(10, b.received_ns);
+  bt.bind(11, instance);
+  bt.bind(12, static_cast<std::int64_t>(b.raw_bytes));
+  rc = sqlite3_step(bt.s);
+  bt.reset();
+  if (rc != SQLITE_DONE) {
+    last_error_ = sqlite3_errmsg(db_);
+    return make_error_code(errc::store_write_failed);
+  }
+  return info;
+}
+
+result<std::vector<stored_info>> store::store_group(std::span<const batch_to_store> batches,
+                                                    std::span<const quarantine_entry> quarantined,
+                                                    std::string_view instance) {
+  if (!st_) {
+    last_error_ = "store opened read-only";
+    return make_error_code(errc::store_write_failed);
+  }
+  std::vector<stored_info> out;
+  out.reserve(batches.size());
+  if (batches.empty() && quarantined.empty()) return out;
+
+  auto fail = [this]() -> result<std::vector<stored_info>> {
+    // After an error SQLite may already have rolled back (SQLITE_FULL, IOERR); ROLLBACK then
+    // fails harmlessly. Either way the connection is out of the transaction afterwards.
+    if (!sqlite3_get_autocommit(db_)) {
+      st_->rollback.reset();
+      sqlite3_step(st_->rollback.s);
+      st_->rollback.reset();
+    }
+    return make_error_code(errc::store_write_failed);
+  };
+
+  st_->begin.reset();
+  if (sqlite3_step(st_->begin.s) != SQLITE_DONE) {
+    last_error_ = sqlite3_errmsg(db_);
+    st_->begin.reset();
+    return fail();
+  }
+  st_->begin.reset();
+  const std::int64_t commit_ns = now_ns();
+  for (const auto& b : batches) {
+    auto r = insert_batch(b, instance, commit_ns);
+    if (!r) return fail();
+    out.push_back(*r);
+  }
+  for (const auto& q : quarantined)
+    if (insert_quarantine(q)) return fail();
+  st_->commit.reset();
+  if (sqlite3_step(st_->commit.s) != SQLITE_DONE) {
+    last_error_ = sqlite3_errmsg(db_);
+    st_->commit.reset();
+    return fail();
+  }
+  st_->commit.reset();
+  return out;
+}
+
+result<stored_info> store::store_batch(const schemas::agent_topic_parts& topic,
+                                       const schemas::decoded_frame& frame, std::size_t raw_bytes,
+                                       std::string_view instance) {
+  batch_to_store b{&topic, &frame, raw_bytes, now_ns()};
+  auto r = store_group(std::span<const batch_to_store>(&b, 1), {}, instance);
+  if (!r) return r.error();
+  return r->front();
+}
+
+boost::system::error_code store::quarantine(std::string_view topic, std::string_view agent,
+                                            std::string_view reason,
+                                            std::span<const std::uint8_t> bytes) {
+  quarantine_entry q{std::string(topic), std::string(agent), std::string(reason), bytes, now_ns()};
+  auto r = store_group({}, std::span<const quarantine_entry>(&q, 1), {});
+  return r ? boost::system::error_code{} : r.error();
+}
+
+result<std::uint64_t> store::scalar(const char* sql) {
+  stmt s;
+  if (!s.prepare(db_, sql)) {
+    last_error_ = sqlite3_errmsg(db_);
+    return make_error_code(errc::store_read_failed);
+  }
+  if (sqlite3_step(s.s) != SQLITE_ROW) {
+    last_error_ = sqlite3_errmsg(db_);
+    return make_error_code(errc::store_read_failed);
+  }
+  return as_u64(sqlite3_column_int64(s.s, 0));
+}
+
+result<std::uint64_t> store::record_count() { return scalar("SELECT COUNT(*) FROM records"); }
+result<std::uint64_t> store::quarantine_count() { return scalar("SELECT COUNT(*) FROM quarantine"); }
+result<std::uint64_t> store::batch_ledger_count() { return scalar("SELECT COUNT(*) FROM batches"); }
+
+result<std::vector<agent_row>> store::agents() {
+  stmt s;
+  if (!s.prepare(db_,
+                 "SELECT agent_id, site, records, batches, duplicates, bytes, first_seen_ns, "
+                 "last_batch_ns, last_ack_ns FROM agents ORDER BY agent_id")) {
+    last_error_ = sqlite3_errmsg(db_);
+    return make_error_code(errc::store_read_failed);
+  }
+  std::vector<agent_row> out;
+  int rc;
+  while ((rc = sqlite3_step(s.s)) == SQLITE_ROW) {
+    agent_row a;
+    a.agent_id = col_text(s.s, 0);
+    a.site = col_text(s.s, 1);
+    a.records = as_u64(sqlite3_column_int64(s.s, 2));
+    a.batches = as_u64(sqlite3_column_int64(s.s, 3));
+    a.duplicates = as_u64(sqlite3_column_int64(s.s, 4));
+    a.bytes = as_u64(sqlite3_column_int64(s.s, 5));
+    a.first_seen_ns = sqlite3_column_int64(s.s, 6);
+    a.last_batch_ns = sqlite3_column_int64(s.s, 7);  // NULL reads as 0
+    a.last_ack_ns = sqlite3_column_int64(s.s, 8);
+    out.push_back(std::move(a));
+  }
+  if (rc != SQLITE_DONE) {
+    last_error_ = sqlite3_errmsg(db_);
+    return make_error_code(errc::store_read_failed);
+  }
+  return out;
+}
+
+result<store_totals> store::totals() {
+  stmt s;
+  if (!s.prepare(db_,
+                 "SELECT COUNT(*), COALESCE(SUM(records), 0), COALESCE(SUM(batches), 0), "
+                 "COALESCE(SUM(duplicates), 0), COALESCE(SUM(bytes), 0), "
+                 "(SELECT COUNT(*) FROM quarantine) FROM agents")) {
+    last_error_ = sqlite3_errmsg(db_);
+    return make_error_code(errc::store_read_failed);
+  }
+  if (sqlite3_step(s.s) != SQLITE_ROW) {
+    last_error_ = sqlite3_errmsg(db_);
+    return make_error_code(errc::store_read_failed);
+  }
+  // One read transaction: the numbers are consistent with each other.
+  store_totals t;
+  t.agents = as_u64(sqlite3_column_int64(s.s, 0));
+  t.records = as_u64(sqlite3_column_int64(s.s, 1));
+  t.batches = as_u64(sqlite3_column_int64(s.s, 2));
+  t.duplicates = as_u64(sqlite3_column_int64(s.s, 3));
+  t.bytes = as_u64(sqlite3_column_int64(s.s, 4));
+  t.quarantined = as_u64(sqlite3_column_int64(s.s, 5));
+  return t;
+}
+
+}  // namespace semilab::central

@@ -1,0 +1,126 @@
+// The HTTP server on 127.0.0.1 port 0, queried with a plain Beast client.
+#include <semilab/central/api.hpp>
+#include <semilab/central/http.hpp>
+#include <semilab/schemas/topics.hpp>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/json.hpp>
+#include <doctest/doctest.h>
+
+#include <thread>
+
+#include "test_util.hpp"
+
+using namespace semilab::central;
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = beast::http;
+namespace sc = semilab::schemas;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+bhttp::response<bhttp::string_body> get(tcp::socket& sock, const std::string& target,
+                                        bhttp::verb verb = bhttp::verb::get) {
+  bhttp::request<bhttp::string_body> req{verb, target, 11};
+  req.set(bhttp::field::host, "127.0.0.1");
+  req.keep_alive(true);
+  bhttp::write(sock, req);
+  beast::flat_buffer buf;
+  bhttp::response_parser<bhttp::string_body> p;
+  if (verb == bhttp::verb::head) p.skip(true);
+  bhttp::read(sock, buf, p);
+  return p.release();
+}
+
+}  // namespace
+
+TEST_CASE("http: GET /api/v1/agents over a real socket, keep-alive, 404, 405, clean stop") {
+  central_test::temp_dir d;
+  std::string err;
+  auto w = store::open(store_options{d.file("central.db")}, err);
+  REQUIRE(w.has_value());
+  sc::frame_decoder dec;
+  auto bytes = central_test::encode(central_test::sample_batch("agent-01", 3, 1, 1, 4));
+  auto f = dec.decode(std::span(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()));
+  REQUIRE(f.has_value());
+  sc::agent_topic_parts t{"lab1", "agent-01", sc::agent_topic_kind::batch};
+  REQUIRE((*w)->store_batch(t, *f, bytes.size(), "c").has_value());
+  auto r = store::open(store_options{d.file("central.db"), open_mode::read_only}, err);
+  REQUIRE(r.has_value());
+  api routes(api_sources{r->get(), {}, {}, "c"});
+
+  asio::io_context ioc;
+  http_options o;
+  o.listen = "127.0.0.1:0";
+  o.timeout = std::chrono::seconds(5);
+  auto srv = http_server::start(
+      ioc.get_executor(), o,
+      [&](std::string_view m, std::string_view target) { return routes.handle(m, target); }, err);
+  REQUIRE_MESSAGE(srv.has_value(), err);
+  auto port = (*srv)->port();
+  REQUIRE(port != 0);
+  CHECK((*srv)->local_address() == "127.0.0.1:" + std::to_string(port));
+  std::thread io([&] { ioc.run(); });
+
+  asio::io_context client;
+  tcp::socket sock(client);
+  sock.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+  auto res = get(sock, "/api/v1/agents");
+  CHECK(res.result_int() == 200);
+  CHECK(res[bhttp::field::content_type] == "application/json");
+  auto v = boost::json::parse(res.body());
+  REQUIRE(v.at("agents").as_array().size() == 1);
+  CHECK(v.at("agents").as_array()[0].at("agent_id").as_string() == "agent-01");
+  CHECK(v.at("agents").as_array()[0].at("records").to_number<int>() == 4);
+
+  // Same connection (keep-alive).
+  res = get(sock, "/healthz");
+  CHECK(res.result_int() == 200);
+  CHECK(res.body() == "ok\n");
+  res = get(sock, "/api/v1/stats");
+  CHECK(res.result_int() == 200);
+  CHECK(boost::json::parse(res.body()).at("records").to_number<int>() == 4);
+  res = get(sock, "/nope");
+  CHECK(res.result_int() == 404);
+  res = get(sock, "/api/v1/agents", bhttp::verb::delete_);
+  CHECK(res.result_int() == 405);
+  CHECK(res[bhttp::field::allow] == "GET, HEAD");
+  res = get(sock, "/healthz", bhttp::verb::head);
+  CHECK(res.result_int() == 200);
+  CHECK(res[bhttp::field::content_length] == "3");
+
+  // stop(): the idle keep-alive connection is closed by the server and run() returns.
+  (*srv)->stop();
+  beast::flat_buffer buf;
+  bhttp::response<bhttp::string_body> none;
+  beast::error_code ec;
+  bhttp::read(sock, buf, none, ec);
+  CHECK(ec);  // end of stream / reset: the server closed it
+  io.join();  // no work left once acceptor and sessions are gone
+  CHECK(ioc.stopped());
+}
+
+TEST_CASE("http: an address in use or not host:port is an error value") {
+  asio::io_context ioc;
+  std::string err;
+  http_options o;
+  o.listen = "nohost";
+  auto bad = http_server::start(ioc.get_executor(), o, {}, err);
+  REQUIRE_FALSE(bad.has_value());
+  CHECK(bad.error() == errc::bad_listen_address);
+
+  o.listen = "127.0.0.1:0";
+  auto first = http_server::start(ioc.get_executor(), o, {}, err);
+  REQUIRE(first.has_value());
+  o.listen = (*first)->local_address();
+  // SO_REUSEADDR does not allow two listeners on one port on Linux.
+  auto second = http_server::start(ioc.get_executor(), o, {}, err);
+  REQUIRE_FALSE(second.has_value());
+  CHECK(second.error() == errc::listen_failed);
+  CHECK(err.find("bind") != std::string::npos);
+}
