@@ -54,7 +54,7 @@ struct mqtt_client::impl : std::enable_shared_from_this<impl>, mqtt::iaction_lis
   std::atomic<bool> is_connected{false};
   std::atomic<bool> stopping{false};
   std::atomic<std::uint64_t> reconnect_count{0};
-  std::atomic<int> connect_generation{0};
+  std::vector<mqtt::token_ptr> held_tokens;  // released after `cli` (see stop())
 
   // Publish completions, keyed by the context pointer handed to Paho.
   struct pending {
@@ -77,6 +77,10 @@ struct mqtt_client::impl : std::enable_shared_from_this<impl>, mqtt::iaction_lis
 
   impl(asio::any_io_executor e, mqtt_options o)
       : ex(std::move(e)), opts(std::move(o)), retry_timer(ex), backoff(opts.min_retry) {}
+  ~impl() {
+    cli.reset();  // joins nothing, but no Paho callback reaches a held token after this
+    held_tokens.clear();
+  }
 
   // Publish completion: Paho's thread. Post the user's handler to the executor.
   void on_success(const mqtt::token& tok) override { complete(tok, {}); }
@@ -85,8 +89,11 @@ struct mqtt_client::impl : std::enable_shared_from_this<impl>, mqtt::iaction_lis
     auto* p = static_cast<pending*>(tok.get_user_context());
     if (!p) return;
     std::unique_ptr<pending> owned(p);
-    auto done = std::move(owned->done);
-    if (done) asio::post(ex, [done = std::move(done), ec] { done(ec); });
+    // The last reference to this impl may be the one in `owned`: hand it to the executor so the
+    // client is never destroyed on Paho's own thread.
+    asio::post(ex, [owner = std::move(owned->owner), done = std::move(owned->done), ec] {
+      if (done) done(ec);
+    });
   }
 
   mqtt::connect_options make_connect_options() {
@@ -236,10 +243,15 @@ void mqtt_client::stop(std::chrono::milliseconds timeout, std::string final_topi
   if (!s.cli) return;
   try {
     if (s.cli->is_connected()) {
-      if (!final_topic.empty())
-        s.cli->publish(final_topic, final_payload.data(), final_payload.size(), 1, true)
-            ->wait_for(timeout);
-      s.cli->disconnect()->wait_for(timeout);
+      // Paho C++ 1.2 signals a token's condition variable after marking it complete, so a token
+      // must outlive the wait: keep them until the client itself is destroyed.
+      if (!final_topic.empty()) {
+        s.held_tokens.push_back(
+            s.cli->publish(final_topic, final_payload.data(), final_payload.size(), 1, true));
+        s.held_tokens.back()->wait_for(timeout);
+      }
+      s.held_tokens.push_back(s.cli->disconnect());
+      s.held_tokens.back()->wait_for(timeout);
     }
   } catch (const std::exception& e) {
     spdlog::debug("[mqtt] disconnect: {}", e.what());
