@@ -6,6 +6,7 @@ restarted midway: still exactly N, no duplicates.
 """
 import argparse
 import os
+import signal
 import sqlite3
 import sys
 import time
@@ -85,6 +86,53 @@ def test_agent_killed(system, n):
     finish(system, conf, n)
 
 
+def test_agent_kill_rounds(system, n, rounds=20):
+    """SIGKILL the agent at random moments while it produces and uploads; nothing is lost or
+    stored twice: central ends with exactly the records the outbox says were produced."""
+    import random
+    rng = random.Random(1234)
+    system.start_broker()
+    _, sim_port = system.start_sim()
+    system.start_central()
+    conf = system.write_agent_config(sim_port, count=0, interval=0.002, ack_timeout=1.0)
+    for _ in range(rounds):
+        system.start_agent(conf)
+        time.sleep(rng.uniform(0.2, 0.9))
+        system.agent.kill()
+    # One last poll so the agent comes up, then let it drain what every round left behind.
+    produced = system.agent_status(conf)["counters"]["produced"]
+    assert produced > rounds, f"only {produced} records produced in {rounds} rounds"
+    conf = system.write_agent_config(sim_port, count=1, interval=0.002, ack_timeout=1.0)
+    system.start_agent(conf)
+    finish(system, conf, produced + 1)
+
+
+def test_broker_stopped(system, n):
+    """The broker freezes (SIGSTOP) for longer than the ack timeout, then resumes."""
+    system.start_broker()
+    _, sim_port = system.start_sim()
+    system.start_central()
+    conf = system.write_agent_config(sim_port, count=n, interval=0.005, ack_timeout=0.5)
+    system.start_agent(conf)
+    wait_for(lambda: (system.central_records(AGENT) or 0) > n // 5, 60, "a fifth stored")
+    os.kill(system.broker.pid, signal.SIGSTOP)
+    time.sleep(3.0)
+    os.kill(system.broker.pid, signal.SIGCONT)
+    finish(system, conf, n)
+
+
+def test_broker_restart(system, n):
+    """The broker restarts (no persistence: sessions and queued acks are gone)."""
+    system.start_broker()
+    _, sim_port = system.start_sim()
+    system.start_central()
+    conf = system.write_agent_config(sim_port, count=n, interval=0.005, ack_timeout=1.0)
+    system.start_agent(conf)
+    wait_for(lambda: (system.central_records(AGENT) or 0) > n // 5, 60, "a fifth stored")
+    system.restart_broker()
+    finish(system, conf, n)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin-dir", required=True)
@@ -92,7 +140,8 @@ def main():
     ap.add_argument("-n", type=int, default=400)
     args = ap.parse_args()
     cases = {"exact": test_exact_n, "central-killed": test_central_killed,
-             "agent-killed": test_agent_killed}
+             "agent-killed": test_agent_killed, "agent-kill-rounds": test_agent_kill_rounds,
+             "broker-stopped": test_broker_stopped, "broker-restart": test_broker_restart}
     selected = cases if args.case == "all" else {args.case: cases[args.case]}
     failed = 0
     for name, fn in selected.items():

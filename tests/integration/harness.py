@@ -109,6 +109,18 @@ class System:
         self.broker = p
         return p
 
+    def restart_broker(self, pause=0.5):
+        """Stops the broker (SIGTERM) and starts it again on the same port."""
+        self.broker.stop()
+        self.procs.remove(self.broker)
+        time.sleep(pause)
+        conf = self.path("mosquitto.conf")
+        p = Proc(["/usr/sbin/mosquitto", "-c", conf], self.path("mosquitto.log"))
+        self.procs.append(p)
+        wait_for(lambda: _port_open(self.broker_port), 10, "mosquitto restart")
+        self.broker = p
+        return p
+
     def start_sim(self, model="keithley2450", extra=()):
         p = Proc([os.path.join(self.bin, "semilab-sim"), "--model", model, "--listen",
                   "127.0.0.1:0", "--seed", "7", *extra], self.path(f"sim-{len(self.procs)}.log"),
@@ -147,6 +159,7 @@ class System:
         return conf
 
     def start_agent(self, conf, agent_id="agent-it-1"):
+        self.procs = [p for p in self.procs if p.alive() or p is not getattr(self, "agent", None)]
         p = Proc([os.path.join(self.bin, "semilab-agent"), "run", "--config", conf],
                  self.path(f"{agent_id}.log"))
         self.procs.append(p)
