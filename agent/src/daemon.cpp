@@ -147,6 +147,10 @@ int run_daemon(const agent_config& cfg) {
                         {"inflight_batches", s.inflight},
                         {"last_ack_ns", std::to_string(s.last_ack_ns)}}},
                       {"instruments", std::move(instruments)}};
+    json::array alarms;
+    if (!outbox.replaced_reason().empty())
+      alarms.push_back(json::value("outbox replaced: " + outbox.replaced_reason()));
+    live["alarms"] = std::move(alarms);
     write_atomically(cfg.live_status_path(), json::serialize(live));
     status_timer.expires_after(std::chrono::seconds(1));
     status_timer.async_wait([&](boost::system::error_code ec) {
@@ -219,6 +223,8 @@ int print_status(const agent_config& cfg, bool as_json) {
             << k["held"] << ", dropped " << k["dropped"] << "\n";
   if (auto* live = out.if_contains("live")) {
     auto& l = live->as_object();
+    if (auto* al = l.if_contains("alarms"))
+      for (auto& a : al->as_array()) std::cout << "ALARM      " << a.as_string().c_str() << "\n";
     std::cout << "broker     " << l["broker"].as_object()["url"].as_string().c_str() << " "
               << (l["broker"].as_object()["connected"].as_bool() ? "connected" : "DISCONNECTED") << "\n";
     for (auto& i : l["instruments"].as_array()) {

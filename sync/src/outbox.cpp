@@ -90,6 +90,7 @@ struct outbox::impl {
 
   mutable std::mutex stats_mu;
   outbox_counters stats;
+  std::string replaced;  // set when a corrupt database was moved aside at open
 
   ~impl() {
     {
@@ -325,61 +326,159 @@ struct outbox::impl {
 outbox::outbox(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
 outbox::~outbox() = default;
 
-result<std::unique_ptr<outbox>> outbox::open(const outbox_options& opts, std::string& error) {
+namespace {
+
+bool is_corruption(int rc) {
+  rc &= 0xff;
+  return rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB;
+}
+
+// Moves the database and its WAL/SHM aside for forensics; returns the new name of the main file.
+std::string move_aside(const std::string& path) {
+  auto stamp = std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                                  std::chrono::system_clock::now().time_since_epoch())
+                                  .count());
+  std::string target = path + ".corrupt-" + stamp;
+  std::error_code ec;
+  for (auto ext : {"", "-wal", "-shm"}) {
+    if (std::filesystem::exists(path + ext, ec))
+      std::filesystem::rename(path + ext, target + ext, ec);
+  }
+  return target;
+}
+
+}  // namespace
+
+// Opens, migrates and checks one database file. `corrupt` tells the caller that moving the file
+// aside and starting a new outbox is the right answer (as opposed to, say, a permission error).
+result<std::unique_ptr<outbox::impl>> outbox::open_file(const outbox_options& opts,
+                                                        std::string& error, bool& corrupt,
+                                                        std::uint64_t& epoch) {
+  corrupt = false;
   auto p = std::make_unique<impl>();
   p->path = opts.path.string();
   p->max_group = opts.max_group;
+  std::error_code fec;
+  const bool existed = std::filesystem::file_size(opts.path, fec) > 0 && !fec;
+  bool past_open = false;  // failures after the file opened and took the WAL mode
   auto fail = [&](std::string why) {
+    int rc = sqlite3_errcode(p->db) & 0xff;
+    // Corruption as SQLite reports it, or an existing file whose schema does not read back
+    // consistently (e.g. damaged pages make migrations trip over existing tables). Resource
+    // errors (disk full, I/O, permissions, locks) are never a reason to replace the outbox.
+    bool resource = rc == SQLITE_FULL || rc == SQLITE_IOERR || rc == SQLITE_READONLY ||
+                    rc == SQLITE_CANTOPEN || rc == SQLITE_BUSY || rc == SQLITE_LOCKED ||
+                    rc == SQLITE_PERM || rc == SQLITE_NOMEM;
+    corrupt = is_corruption(rc) || (existed && past_open && !resource);
     error = p->path + ": " + why;
     return make_error_code(errc::storage);
   };
   if (sqlite3_open_v2(p->path.c_str(), &p->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                       nullptr) != SQLITE_OK)
     return fail(std::string("cannot open: ") + sqlite3_errmsg(p->db));
+  sqlite3_extended_result_codes(p->db, 1);
   sqlite3_busy_timeout(p->db, 5000);
   std::string err;
   if (!detail::exec(p->db, "PRAGMA journal_mode=WAL", &err)) return fail(err);
   const char* sync_sql = opts.sync_mode == durability::full ? "PRAGMA synchronous=FULL"
                                                             : "PRAGMA synchronous=NORMAL";
   if (!detail::exec(p->db, sync_sql, &err)) return fail(err);
-  if (auto ec = schemas::apply_migrations(p->db, schemas::agent_outbox_migrations(), err))
+  past_open = true;
+  if (auto ec = schemas::apply_migrations(p->db, schemas::agent_outbox_migrations(), err)) {
+    if (ec == schemas::errc::unsupported_version) {
+      error = p->path + ": " + err;  // a newer agent's outbox: refuse, never replace
+      return make_error_code(errc::storage);
+    }
     return fail(err);
+  }
   // Identity: created with the database, checked on every open.
   std::string stored_agent, stored_epoch;
   {
     detail::statement q(p->db, "SELECT key, value FROM meta");
     if (!q) return fail(sqlite3_errmsg(p->db));
-    while (q.step() == SQLITE_ROW) {
+    int rc;
+    while ((rc = q.step()) == SQLITE_ROW) {
       if (q.text(0) == "agent_id") stored_agent = q.text(1);
       if (q.text(0) == "store_epoch") stored_epoch = q.text(1);
     }
+    if (rc != SQLITE_DONE) return fail(sqlite3_errmsg(p->db));
   }
-  std::uint64_t epoch = 0;
   if (stored_epoch.empty()) {
+    if (!schemas::valid_id(opts.agent_id)) {
+      error = p->path + ": agent id '" + opts.agent_id + "' not allowed";
+      return make_error_code(errc::storage);
+    }
     epoch = new_epoch();
     std::string sql = "INSERT INTO meta(key, value) VALUES('store_epoch', '" + std::to_string(epoch) +
                       "'), ('agent_id', '" + opts.agent_id + "')";
-    if (!schemas::valid_id(opts.agent_id)) return fail("agent id '" + opts.agent_id + "' not allowed");
     if (!detail::exec(p->db, sql.c_str(), &err)) return fail(err);
   } else {
-    epoch = std::stoull(stored_epoch);
+    epoch = std::strtoull(stored_epoch.c_str(), nullptr, 10);
+    if (epoch == 0) return fail("store epoch '" + stored_epoch + "' is not a number");
     if (stored_agent != opts.agent_id) {
       error = p->path + ": outbox belongs to agent '" + stored_agent + "', configured agent is '" +
               opts.agent_id + "' (move the file aside to start a new outbox)";
       return make_error_code(errc::agent_mismatch);
     }
   }
-  if (!p->prepare() || !p->load_counters()) return fail(sqlite3_errmsg(p->db));
-  auto* raw = p.get();
+  if (!p->prepare()) return fail(sqlite3_errmsg(p->db));
+  // Cheap consistency check at start: the counters, the newest pages of the outbox (where a torn
+  // write would be) and the oldest record. A full integrity_check belongs to the background.
+  {
+    detail::statement tail(p->db, "SELECT seq, class, ts_ns, instrument, channel, unit, vkind, vnum"
+                                  " FROM outbox ORDER BY seq DESC LIMIT 256");
+    if (!tail) return fail(sqlite3_errmsg(p->db));
+    int rc;
+    while ((rc = tail.step()) == SQLITE_ROW) {
+    }
+    if (rc != SQLITE_DONE) return fail(std::string("consistency check: ") + sqlite3_errmsg(p->db));
+  }
+  if (!p->load_counters()) return fail(std::string("counters: ") + sqlite3_errmsg(p->db));
+  return p;
+}
+
+result<std::unique_ptr<outbox>> outbox::open(const outbox_options& opts, std::string& error) {
+  bool corrupt = false;
+  std::uint64_t epoch = 0;
+  auto p = open_file(opts, error, corrupt, epoch);
+  std::string replaced;
+  if (!p && corrupt) {
+    // Never a crash loop: keep the damaged file for forensics, start a new outbox with a new
+    // store epoch (keys never collide with the old one), and leave an event saying so.
+    std::string why = error;
+    std::string moved = move_aside(opts.path.string());
+    spdlog::error("[outbox] {}; moved aside to {}, starting a new outbox", why, moved);
+    replaced = why + "; moved aside to " + moved;
+    p = open_file(opts, error, corrupt, epoch);
+  }
+  if (!p) return p.error();
+  auto* raw = p->get();
+  if (!replaced.empty()) {
+    schemas::record ev;
+    ev.cls = schemas::record_class::event;
+    ev.ts_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                   std::chrono::system_clock::now().time_since_epoch())
+                   .count();
+    ev.instrument = "agent";
+    ev.channel = "outbox_replaced";
+    ev.val = replaced.substr(0, schemas::kMaxTextBytes);
+    impl::insert_job j{{ev}, {}};
+    std::vector<impl::job> jobs;
+    jobs.emplace_back(std::move(j));
+    raw->process(jobs);
+    raw->replaced = replaced;
+  }
   raw->writer = std::thread([raw] {
     pthread_setname_np(pthread_self(), "outbox-writer");
     raw->run();
   });
-  std::unique_ptr<outbox> ob(new outbox(std::move(p)));
+  std::unique_ptr<outbox> ob(new outbox(std::move(*p)));
   ob->epoch_ = epoch;
   ob->agent_id_ = opts.agent_id;
   return ob;
 }
+
+const std::string& outbox::replaced_reason() const noexcept { return impl_->replaced; }
 
 result<outbox_counters> outbox::read_status(const std::filesystem::path& path, std::string& error) {
   sqlite3* db = nullptr;

@@ -53,7 +53,10 @@ class outbox {
   using read_done =
       std::function<void(boost::system::error_code, std::vector<schemas::record> records)>;
 
-  // Opens or creates the database (WAL, migrations, store epoch). `error` names file and reason.
+  // Opens or creates the database (WAL, migrations, store epoch, a cheap consistency check).
+  // A corrupt or unreadable database is moved aside (`<path>.corrupt-<unix time>`, kept for
+  // forensics) and a new one is created with a new store epoch; its first record is an event
+  // `outbox_replaced` saying why. Other failures: an error, `error` naming file and reason.
   static result<std::unique_ptr<outbox>> open(const outbox_options& opts, std::string& error);
   // Reads counters from a database without starting a writer (works while a daemon runs).
   static result<outbox_counters> read_status(const std::filesystem::path& path, std::string& error);
@@ -82,8 +85,13 @@ class outbox {
   // Live counters, updated after every commit.
   outbox_counters counters() const;
 
+  // Non-empty when open() replaced a corrupt database: the reason and where the old file went.
+  const std::string& replaced_reason() const noexcept;
+
  private:
   struct impl;
+  static result<std::unique_ptr<impl>> open_file(const outbox_options& opts, std::string& error,
+                                                 bool& corrupt, std::uint64_t& epoch);
   explicit outbox(std::unique_ptr<impl> p);
   std::unique_ptr<impl> impl_;
   std::uint64_t epoch_ = 0;
