@@ -62,6 +62,10 @@ const cfg::option<agent_config> kSync[] = {
     cfg::int_opt<agent_config>("linger_ms", &agent_config::linger_ms, "100", "ms",
                                "Wait this long for more records before sending a small batch", 0,
                                60'000),
+    cfg::double_opt<agent_config>("max_bytes_per_s", &agent_config::max_bytes_per_s, "0", "bytes/s",
+                                  "Upload bandwidth cap, resends included (0 = none)", 0, 1e12),
+    cfg::double_opt<agent_config>("max_batches_per_s", &agent_config::max_batches_per_s, "0",
+                                  "batches/s", "Upload batch-rate cap (0 = none)", 0, 1e6),
 };
 
 const cfg::option<instrument_config> kInstrument[] = {

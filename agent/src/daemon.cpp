@@ -94,6 +94,8 @@ int run_daemon(const agent_config& cfg) {
   eo.ack_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(cfg.ack_timeout_s * 1000));
   eo.linger = std::chrono::milliseconds(cfg.linger_ms);
   eo.version = kVersion;
+  eo.max_bytes_per_s = cfg.max_bytes_per_s;
+  eo.max_batches_per_s = cfg.max_batches_per_s;
   sync::mqtt_options mo;
   mo.broker_url = cfg.broker;
   mo.username = cfg.username;
@@ -145,7 +147,9 @@ int run_daemon(const agent_config& cfg) {
                         {"records_acked", s.records_acked},
                         {"bytes_published", s.bytes_published},
                         {"inflight_batches", s.inflight},
-                        {"last_ack_ns", std::to_string(s.last_ack_ns)}}},
+                        {"last_ack_ns", std::to_string(s.last_ack_ns)},
+                        {"rate_limited", s.rate_limited},
+                        {"central_online", s.central_online}}},
                       {"instruments", std::move(instruments)}};
     json::array alarms;
     if (!outbox.replaced_reason().empty())

@@ -10,6 +10,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <set>
 
 namespace semilab::sync {
 
@@ -24,6 +25,37 @@ std::int64_t wall_ns() {
       .count();
 }
 }  // namespace
+
+// Token bucket that may go into debt by one message: a message is sent when the balance is not
+// negative and then charged in full, so the long-run rate is exact whatever the message sizes,
+// and a burst is at most one message plus `burst` seconds of rate.
+class token_bucket {
+ public:
+  token_bucket(double rate, double burst_s) : rate_(rate), cap_(rate * burst_s) {}
+  bool enabled() const { return rate_ > 0; }
+  // Time until the balance is not negative (zero when it is now).
+  clock::duration wait(clock::time_point now) {
+    refill(now);
+    if (!enabled() || tokens_ >= 0) return clock::duration::zero();
+    return std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(-tokens_ / rate_));
+  }
+  void charge(double amount, clock::time_point now) {
+    if (!enabled()) return;
+    refill(now);
+    tokens_ -= amount;
+  }
+
+ private:
+  void refill(clock::time_point now) {
+    if (last_ != clock::time_point{})
+      tokens_ = std::min(cap_, tokens_ + rate_ * std::chrono::duration<double>(now - last_).count());
+    last_ = now;
+  }
+  double rate_;
+  double cap_;
+  double tokens_ = 0;
+  clock::time_point last_{};
+};
 
 struct engine::impl : std::enable_shared_from_this<impl> {
   struct inflight_batch {
@@ -43,6 +75,12 @@ struct engine::impl : std::enable_shared_from_this<impl> {
   std::string batch_topic, ack_topic, state_topic;
 
   class_cursors cursors{};
+  token_bucket bytes_bucket;
+  token_bucket batches_bucket;
+  asio::steady_timer rate_timer;
+  bool rate_armed = false;
+  // Central instances seen on their retained state topics, and which of them are online.
+  std::set<std::string> centrals_seen, centrals_online;
   bool reading = false;
   bool linger_armed = false;
   bool stopped = false;
@@ -60,6 +98,9 @@ struct engine::impl : std::enable_shared_from_this<impl> {
         encoder(schemas::codec::zstd, opts.zstd_level),
         linger_timer(e),
         tick_timer(e),
+        bytes_bucket(opts.max_bytes_per_s, 0.25),
+        batches_bucket(opts.max_batches_per_s, 0.25),
+        rate_timer(e),
         batch_topic(schemas::agent_topic(opts.site, opts.agent_id, schemas::agent_topic_kind::batch)),
         ack_topic(schemas::agent_topic(opts.site, opts.agent_id, schemas::agent_topic_kind::ack)),
         state_topic(schemas::agent_topic(opts.site, opts.agent_id, schemas::agent_topic_kind::state)),
@@ -78,6 +119,7 @@ struct engine::impl : std::enable_shared_from_this<impl> {
     auto w = weak_from_this();
     mqtt.add_subscription(ack_topic, 1);
     mqtt.add_subscription(schemas::agent_topic(opts.site, opts.agent_id, schemas::agent_topic_kind::cmd), 1);
+    mqtt.add_subscription(schemas::central_state_topic("+"), 1);
     mqtt.set_birth(state_topic, schemas::encode_presence({true, opts.agent_id, wall_ns(), opts.version}));
     mqtt.on_connected([w] {
       if (auto s = w.lock()) s->connected();
@@ -122,7 +164,7 @@ struct engine::impl : std::enable_shared_from_this<impl> {
     tick_timer.async_wait([s = shared_from_this()](error_code ec) {
       if (ec || s->stopped) return;
       auto now = clock::now();
-      if (s->mqtt.connected())
+      if (s->mqtt.connected() && s->central_available())
         for (auto& [id, b] : s->inflight)
           if (now - b.sent > s->opts.ack_timeout) {
             spdlog::info("[sync] batch {} not acked after {} ms, resending", id,
@@ -134,9 +176,30 @@ struct engine::impl : std::enable_shared_from_this<impl> {
     });
   }
 
+  // Whether a batch may be sent now; when the cap says "not yet", a timer calls pump() later.
+  bool rate_allows() {
+    auto now = clock::now();
+    auto w = std::max(bytes_bucket.wait(now), batches_bucket.wait(now));
+    if (w == clock::duration::zero()) return true;
+    if (!rate_armed) {
+      rate_armed = true;
+      update_stats([](engine_stats& s) { ++s.rate_limited; });
+      rate_timer.expires_after(w);
+      rate_timer.async_wait([s = shared_from_this()](error_code ec) {
+        s->rate_armed = false;
+        if (!ec) s->pump();
+      });
+    }
+    return false;
+  }
+
+  // Hold the backlog (keep the rate budget) while every known central instance is offline.
+  bool central_available() const { return centrals_seen.empty() || !centrals_online.empty(); }
+
   void pump() {
     if (stopped || reading || !mqtt.connected() || inflight.size() >= opts.max_inflight_batches)
       return;
+    if (!central_available() || !rate_allows()) return;
     reading = true;
     box.read(cursors, opts.batch_max_records,
              [w = weak_from_this()](error_code ec, std::vector<schemas::record> recs) {
@@ -175,12 +238,16 @@ struct engine::impl : std::enable_shared_from_this<impl> {
     ib.ranges = schemas::ranges_of(seqs);
     ib.records = b.records.size();
     send(b.batch_id, ib, false);
-    if (full) pump();
-    else pump();  // the read returned what there was; pump() stops at the inflight window
+    // More may be waiting (a full read) or have arrived meanwhile; pump() stops at the in-flight
+    // window, the rate cap and an empty read.
+    (void)full;
+    pump();
   }
 
   void send(std::uint64_t id, inflight_batch& b, bool resend) {
     b.sent = clock::now();
+    bytes_bucket.charge(static_cast<double>(b.frame.size()), b.sent);
+    batches_bucket.charge(1, b.sent);
     update_stats([&](engine_stats& s) {
       (resend ? s.batches_resent : s.batches_sent)++;
       s.bytes_published += b.frame.size();
@@ -191,7 +258,31 @@ struct engine::impl : std::enable_shared_from_this<impl> {
     });
   }
 
+  void central_state(const mqtt_message& m) {
+    auto p = schemas::decode_presence(m.payload);
+    if (!p) {
+      spdlog::debug("[sync] unreadable central state on {}", m.topic);
+      return;
+    }
+    bool was = central_available();
+    centrals_seen.insert(m.topic);
+    if (p->online) centrals_online.insert(m.topic);
+    else centrals_online.erase(m.topic);
+    bool now = central_available();
+    update_stats([&](engine_stats& s) { s.central_online = now; });
+    if (was && !now) spdlog::warn("[sync] no central instance online: holding the backlog");
+    if (!was && now) {
+      spdlog::info("[sync] a central instance is online again: {} batch(es) resent", inflight.size());
+      for (auto& [id, b] : inflight) send(id, b, true);
+      pump();
+    }
+  }
+
   void message(mqtt_message m) {
+    if (m.topic.rfind(std::string(schemas::kTopicRoot) + "/central/", 0) == 0) {
+      central_state(m);
+      return;
+    }
     if (m.topic != ack_topic) {
       spdlog::debug("[sync] ignoring message on {}", m.topic);
       return;
@@ -262,6 +353,7 @@ void engine::stop() {
       s->stopped = true;
       s->linger_timer.cancel();
       s->tick_timer.cancel();
+      s->rate_timer.cancel();
     }
     done.set_value();
   });

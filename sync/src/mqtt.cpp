@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <random>
 #include <mutex>
 #include <vector>
 
@@ -135,7 +136,11 @@ struct mqtt_client::impl : std::enable_shared_from_this<impl>, mqtt::iaction_lis
 
   void schedule_reconnect() {
     if (stopping) return;
-    retry_timer.expires_after(backoff);
+    // Exponential backoff with jitter (50-100 % of the step), so a fleet that lost its broker
+    // together does not come back in lockstep.
+    thread_local std::minstd_rand rng{std::random_device{}()};
+    std::uniform_real_distribution<double> jitter(0.5, 1.0);
+    retry_timer.expires_after(std::chrono::duration_cast<std::chrono::milliseconds>(backoff * jitter(rng)));
     backoff = std::min(backoff * 2, opts.max_retry);
     retry_timer.async_wait([w = weak_from_this()](error_code ec) {
       if (auto s = w.lock(); s && !ec) s->connect();

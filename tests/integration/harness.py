@@ -102,7 +102,7 @@ class System:
         conf = self.path("mosquitto.conf")
         with open(conf, "w") as f:
             f.write(f"listener {self.broker_port} 127.0.0.1\nallow_anonymous true\n"
-                    "persistence false\nmax_queued_messages 1000000\n")
+                    "persistence false\nmax_queued_messages 1000000\nset_tcp_nodelay true\n")
         p = Proc(["/usr/sbin/mosquitto", "-c", conf], self.path("mosquitto.log"))
         self.procs.append(p)
         wait_for(lambda: _port_open(self.broker_port), 10, "mosquitto")

@@ -119,7 +119,7 @@ class mosquitto {
   explicit mosquitto(const std::filesystem::path& dir) : port_(free_port()) {
     auto conf = dir / "mosquitto.conf";
     std::ofstream(conf) << "listener " << port_ << " 127.0.0.1\nallow_anonymous true\n"
-                        << "persistence false\nmax_queued_messages 100000\n";
+                        << "persistence false\nmax_queued_messages 100000\nset_tcp_nodelay true\n";
     proc_ = child({"/usr/sbin/mosquitto", "-c", conf.string()}, dir / "mosquitto.log");
     for (int i = 0; i < 250 && !port_open(port_); ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(20));

@@ -1,6 +1,7 @@
 // The sync engine against a real mosquitto and a minimal central: batches arrive, are acked only
 // by the peer, and records are deleted only after that ack; unacked batches are resent.
 #include <semilab/schemas/ack.hpp>
+#include <semilab/schemas/state.hpp>
 #include <semilab/schemas/topics.hpp>
 #include <semilab/sync/engine.hpp>
 
@@ -10,6 +11,7 @@
 
 #include <atomic>
 #include <mutex>
+#include <future>
 #include <set>
 #include <thread>
 
@@ -93,13 +95,15 @@ struct agent_side {
   std::thread th;
 
   agent_side(const std::filesystem::path& db, const std::string& url,
-             std::chrono::milliseconds ack_timeout = std::chrono::milliseconds(10'000)) {
+             std::chrono::milliseconds ack_timeout = std::chrono::milliseconds(10'000),
+             double max_bytes_per_s = 0, std::size_t batch = 100) {
     std::string err;
     auto b = sync::outbox::open({db, "agent-1", sync::durability::normal}, err);
     REQUIRE_MESSAGE(b.has_value(), err);
     box = std::move(*b);
-    sync::engine_options eo{.agent_id = "agent-1", .site = "lab", .batch_max_records = 100,
-                            .ack_timeout = ack_timeout, .linger = std::chrono::milliseconds(20)};
+    sync::engine_options eo{.agent_id = "agent-1", .site = "lab", .batch_max_records = batch,
+                            .ack_timeout = ack_timeout, .linger = std::chrono::milliseconds(20),
+                            .max_bytes_per_s = max_bytes_per_s};
     eng = std::make_unique<sync::engine>(asio::make_strand(io), *box, eo,
                                          sync::mqtt_options{.broker_url = url});
     REQUIRE_FALSE(eng->start());
@@ -164,4 +168,49 @@ TEST_CASE("a broker outage loses nothing: records wait in the outbox and flow af
   fake_central central(url);
   REQUIRE(test::wait_until([&] { return agent.box->counters().held == 0; }, std::chrono::seconds(20)));
   CHECK(central.count() == 40);
+}
+
+TEST_CASE("the bandwidth cap holds the upload rate to within 5 %") {
+  test::temp_dir dir;
+  test::mosquitto broker(dir.path());
+  fake_central central(broker.url());
+  constexpr double kRate = 10'000;  // bytes/s
+  agent_side agent(dir.path() / "o.db", broker.url(), std::chrono::milliseconds(10'000), kRate, 200);
+  // A backlog far larger than the cap lets through in the measurement window.
+  for (int i = 0; i < 40; ++i) REQUIRE(agent.box->enqueue_wait(make(5000)).has_value());
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  auto b0 = agent.eng->stats().bytes_published;
+  auto t0 = std::chrono::steady_clock::now();
+  std::this_thread::sleep_for(std::chrono::milliseconds(6000));
+  auto b1 = agent.eng->stats().bytes_published;
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  double rate = static_cast<double>(b1 - b0) / secs;
+  MESSAGE("measured ", rate, " bytes/s against a cap of ", kRate);
+  CHECK(rate == doctest::Approx(kRate).epsilon(0.05));
+  CHECK(agent.eng->stats().rate_limited > 0);
+  CHECK(agent.box->counters().held > 0);  // the rest waits, nothing dropped
+  CHECK(agent.box->counters().dropped == 0);
+}
+
+TEST_CASE("the backlog is held while every central instance says offline") {
+  test::temp_dir dir;
+  test::mosquitto broker(dir.path());
+  fake_central central(broker.url());
+  auto announce = [&](bool online) {
+    std::promise<void> p;
+    central.client.publish(schemas::central_state_topic("c1"),
+                           schemas::encode_presence({online, "c1", 1, "test"}), 1, true,
+                           [&](boost::system::error_code) { p.set_value(); });
+    p.get_future().wait();
+  };
+  announce(false);
+  agent_side agent(dir.path() / "o.db", broker.url());
+  REQUIRE(test::wait_until([&] { return !agent.eng->stats().central_online; }, std::chrono::seconds(5)));
+  REQUIRE(agent.box->enqueue_wait(make(20)).has_value());
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  CHECK(central.batches == 0);  // nothing spent while no central can store it
+  CHECK(agent.box->counters().held == 20);
+  announce(true);
+  REQUIRE(test::wait_until([&] { return agent.box->counters().held == 0; }, std::chrono::seconds(10)));
+  CHECK(central.count() == 20);
 }

@@ -36,6 +36,8 @@ struct agent_config {
   std::int64_t max_inflight_batches = 4;
   double ack_timeout_s = 10;
   std::int64_t linger_ms = 100;
+  double max_bytes_per_s = 0;    // 0 = no cap
+  double max_batches_per_s = 0;  // 0 = no cap
   std::vector<instrument_config> instruments;
 
   std::filesystem::path outbox_path() const { return std::filesystem::path(data_dir) / "outbox.db"; }

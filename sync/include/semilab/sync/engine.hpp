@@ -23,6 +23,9 @@ struct engine_options {
   std::chrono::milliseconds ack_timeout{10'000};
   std::chrono::milliseconds linger{100};  // wait this long for more records before a small batch
   int zstd_level = 3;
+  // Bandwidth caps (token buckets; 0 = no cap). Resends count too: they use the same link.
+  double max_bytes_per_s = 0;
+  double max_batches_per_s = 0;
   std::string version;  // software version for the birth message
 };
 
@@ -36,6 +39,8 @@ struct engine_stats {
   std::uint64_t inflight = 0;
   bool broker_connected = false;
   std::int64_t last_ack_ns = 0;  // wall clock of the last central ack, 0 = never
+  std::uint64_t rate_limited = 0;  // times sending waited for the bandwidth cap
+  bool central_online = true;      // false while every known central instance says offline
 };
 
 class engine {

@@ -27,8 +27,8 @@ struct mqtt_options {
   std::uint32_t session_expiry_s = 7 * 24 * 3600;
   std::chrono::seconds keep_alive{20};
   std::chrono::seconds connect_timeout{5};
-  std::chrono::milliseconds min_retry{250};
-  std::chrono::milliseconds max_retry{10'000};
+  std::chrono::milliseconds min_retry{100};  // reconnect backoff: doubles from here, jittered
+  std::chrono::milliseconds max_retry{30'000};
   int max_inflight = 64;       // QoS 1 publishes awaiting PUBACK
 };
 
