@@ -490,6 +490,11 @@ result<outbox_counters> outbox::read_status(const std::filesystem::path& path, s
   }
   sqlite3_busy_timeout(db, 2000);
   outbox_counters c;
+  // A daemon that is creating the database right now: nothing stored yet, not an error.
+  if (auto v = schemas::schema_version(db); v && *v == 0) {
+    close();
+    return c;
+  }
   detail::statement q(db, "SELECT name, value FROM counters");
   detail::statement h(db,
                       "SELECT COUNT(*), COALESCE(SUM(bytes),0),"
