@@ -42,7 +42,7 @@ void produce(agent::recorder& rec) {
       cv.wait(lk, [&] { return outstanding < kOutstanding; });
       ++outstanding;
     }
-    rec.submit("smu1", agent::utc_now_ns(), rd, [&](boost::system::error_code ec, schemas::seq_range) {
+    rec.submit("smu1", rec.stamp(), rd, [&](boost::system::error_code ec, schemas::seq_range) {
       if (ec) std::fprintf(stderr, "enqueue failed: %s\n", ec.message().c_str());
       std::lock_guard lk(mu);
       --outstanding;

@@ -137,6 +137,7 @@ int run_daemon(const agent_config& cfg) {
                                          {"last_error", st.last_error}});
     }
     json::object live{{"pid", ::getpid()},
+                      {"clock_steps", rec.clock_steps()},
                       {"written_ns", std::to_string(now)},
                       {"broker", {{"url", cfg.broker}, {"connected", s.broker_connected}}},
                       {"sync",

@@ -73,12 +73,12 @@ void instrument_runner::poll() {
   poller_->async_poll([self = shared_from_this()](boost::system::error_code ec,
                                                   std::vector<drivers::reading> readings) {
     // Timestamp at reply: the instant the value is known to the agent.
-    self->polled(ec, std::move(readings), utc_now_ns());
+    self->polled(ec, std::move(readings), self->rec_.stamp());
   });
 }
 
 void instrument_runner::polled(boost::system::error_code ec, std::vector<drivers::reading> readings,
-                               std::int64_t ts) {
+                               timestamp ts) {
   if (stopped_) return;
   if (ec) {
     std::lock_guard lk(mu_);
@@ -99,7 +99,7 @@ void instrument_runner::polled(boost::system::error_code ec, std::vector<drivers
       st_.connected = true;
       st_.consecutive_errors = 0;
       st_.idn = poller_->idn();
-      st_.last_good_ns = ts;
+      st_.last_good_ns = ts.ts_ns;
       if (!readings.empty())
         st_.last_value = readings.front().value.to_string() + " " + readings.front().unit;
     }

@@ -38,7 +38,7 @@ class instrument_runner : public std::enable_shared_from_this<instrument_runner>
  private:
   void schedule();
   void poll();
-  void polled(boost::system::error_code ec, std::vector<drivers::reading> readings, std::int64_t ts);
+  void polled(boost::system::error_code ec, std::vector<drivers::reading> readings, timestamp ts);
 
   boost::asio::strand<boost::asio::io_context::executor_type> strand_;
   instrument_config cfg_;
