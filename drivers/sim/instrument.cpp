@@ -1,30 +1,82 @@
 #include <semilab/sim/instrument.hpp>
+#include <semilab/sim/e4980a.hpp>
+#include <semilab/sim/keithley2400.hpp>
 #include <semilab/sim/keithley2450.hpp>
+#include <semilab/sim/keysight34461a.hpp>
 
 #include <charconv>
 #include <cmath>
+#include <cctype>
 #include <cstdio>
 
 namespace semilab::sim {
 namespace {
 
-std::unique_ptr<sim_instrument> make_keithley2450(std::uint64_t seed) {
-  return std::make_unique<keithley2450>(seed);
+template <class T>
+std::unique_ptr<sim_instrument> make(std::uint64_t seed) {
+  return std::make_unique<T>(seed);
 }
 
 // The simulator table: one row per simulated model, named like the driver profile it serves.
 constexpr sim_model_entry kSimModels[] = {
-    {"keithley2450", &make_keithley2450,
+    {"keithley2450", &make<keithley2450>,
      "Keithley 2450 SourceMeter driving a diode (Shockley + series R), compliance, noise"},
+    {"keithley2400", &make<keithley2400>,
+     "Keithley 2400 SourceMeter driving the same diode; FORM:ELEM, status word with compliance"},
+    {"e4980a", &make<e4980a>,
+     "Keysight E4980A LCR meter measuring a MOS capacitor (C-V with DC bias), :FETC? with status"},
+    {"34461a", &make<keysight34461a>,
+     "Keysight 34461A DMM on a resistor network (divider with an NTC thermistor)"},
 };
 
-std::string upper(std::string_view s) {
+std::string upper(std::string_view s) { return upper_ascii(s); }
+
+}  // namespace
+
+std::string upper_ascii(std::string_view s) {
   std::string out(s);
   for (auto& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   return out;
 }
 
-}  // namespace
+std::string format_number(const char* fmt, double v) {
+  char buf[48];
+  std::snprintf(buf, sizeof buf, fmt, v);
+  return buf;
+}
+
+std::string_view scpi_instrument::standard_error_text(int code) noexcept {
+  switch (code) {
+    case -100: return "Command error";
+    case -102: return "Syntax error";
+    case -104: return "Data type error";
+    case -108: return "Parameter not allowed";
+    case -109: return "Missing parameter";
+    case -113: return "Undefined header";
+    case -200: return "Execution error";
+    case -221: return "Settings conflict";
+    case -222: return "Parameter data out of range";
+    case -224: return "Illegal parameter value";
+    case -230: return "Data corrupt or stale";
+    case -310: return "System error";
+    case -350: return "Queue overflow";
+    case -410: return "Query INTERRUPTED";
+    case -420: return "Query UNTERMINATED";
+    default: return "Simulated error";
+  }
+}
+
+std::string scpi_instrument::format_error(int code, std::string_view text) const {
+  return std::to_string(code) + ",\"" + std::string(text) + "\"";
+}
+
+void scpi_instrument::power_on() {
+  reset();
+  errors_.clear();
+  esr_ = kEsrPowerOn;
+}
+
+void scpi_instrument::inject_error(int code) { push_error(code, standard_error_text(code)); }
 
 std::span<const sim_model_entry> sim_models() noexcept { return kSimModels; }
 
@@ -148,13 +200,37 @@ std::optional<std::string> scpi_instrument::execute(const scpi_command& cmd) {
     esr_ = 0;
     return std::to_string(v);
   }
+  if (is("*OPT", true)) return no_args() ? std::optional(options()) : std::nullopt;
   if (is("*LANG", true)) return no_args() ? std::optional<std::string>("SCPI") : std::nullopt;
+  if (is(":SYSTem:BLOCk", true)) {
+    auto n = number_arg(cmd, 0, static_cast<double>(kMaxBlockBytes), 0);
+    if (!n) return std::nullopt;
+    auto len = static_cast<std::size_t>(*n);
+    std::string digits = std::to_string(len);
+    std::string out(1, '#');
+    out += std::to_string(digits.size());
+    out += digits;
+    out.reserve(out.size() + len);
+    for (std::size_t i = 0; i < len; ++i) out.push_back(static_cast<char>(i & 0xFF));
+    return out;
+  }
+  if (is(":SYSTem:NONCe", true)) {
+    if (!expect_args(cmd, 1)) return std::nullopt;
+    const std::string& token = cmd.args[0];
+    bool ok = !token.empty() && token.size() <= kMaxNonceBytes;
+    for (char c : token) ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_');
+    if (!ok) {
+      push_error(-224, "Illegal parameter value");
+      return std::nullopt;
+    }
+    return token;
+  }
   if (is(":SYSTem:ERRor[:NEXT]", true)) {
     if (!no_args()) return std::nullopt;
-    if (errors_.empty()) return std::string("0,\"No error\"");
+    if (errors_.empty()) return format_error(0, "No error");
     auto [code, text] = std::move(errors_.front());
     errors_.pop_front();
-    return std::to_string(code) + ",\"" + text + "\"";
+    return format_error(code, text);
   }
   if (is(":SYSTem:ERRor:COUNt", true))
     return no_args() ? std::optional(std::to_string(errors_.size())) : std::nullopt;

@@ -122,7 +122,7 @@ scpi_instrument::outcome keithley2450::handle(const scpi_command& cmd,
   }
   if (is("[:SOURce]:VOLTage:ILIMit[:LEVel]:TRIPped", true) ||
       is("[:SOURce]:CURRent:VLIMit[:LEVel]:TRIPped", true)) {
-    if (expect_args(cmd, 0)) reply = tripped_ ? "1" : "0";
+    if (expect_args(cmd, 0)) reply = bool_reply(tripped_);
     return outcome::done;
   }
   if (is("[:SOURce]:CURRent[:LEVel][:IMMediate][:AMPLitude]", true)) {
@@ -154,7 +154,7 @@ scpi_instrument::outcome keithley2450::handle(const scpi_command& cmd,
     return outcome::done;
   }
   if (is(":OUTPut[:STATe]", true)) {
-    if (expect_args(cmd, 0)) reply = output_ ? "1" : "0";
+    if (expect_args(cmd, 0)) reply = bool_reply(output_);
     return outcome::done;
   }
   if (is(":OUTPut[:STATe]", false)) {

@@ -1,8 +1,10 @@
 // semilab-sim: serve one simulated instrument on TCP.
-//   semilab-sim --model keithley2450 --listen 127.0.0.1:0 [--seed N] [--fault delay=MS ...]
+//   semilab-sim --model keithley2450|keithley2400|e4980a|34461a --listen 127.0.0.1:0 [--seed N]
+//               [--fault SPEC ...]   (fault grammar: --help, semilab::sim::kFaultGrammar)
 // First stdout line: "listening HOST:PORT" (flushed). Logs go to stderr. SIGINT/SIGTERM stop it.
 // Exit codes: 0 clean stop, 2 usage error, 3 cannot listen.
 #include <semilab/sim/instrument.hpp>
+#include <semilab/sim/modbus_sim.hpp>
 #include <semilab/sim/server.hpp>
 
 #include <CLI/CLI.hpp>
@@ -29,8 +31,10 @@ int main(int argc, char** argv) {
   app.add_option("--listen", listen, "Listen address HOST:PORT, port 0 = any free port");
   app.add_option("--seed", seed, "Seed of the measurement noise");
   app.add_option("--fault", fault_specs,
-                 "Fault to inject: delay=MS, drop-after=N, garbage-every=N (repeatable)");
+                 "Fault to inject (repeatable):\n" + std::string(semilab::sim::kFaultGrammar));
   app.add_flag("--list-models", list, "Print the simulated models and exit");
+  bool rtu = false;
+  app.add_flag("--rtu", rtu, "Modbus models: serve RTU on a new pty (prints its path) instead of TCP");
   app.add_flag("-v,--verbose", verbose, "Debug logging");
   try {
     app.parse(argc, argv);
@@ -46,6 +50,9 @@ int main(int argc, char** argv) {
     for (const auto& m : semilab::sim::sim_models()) std::cout << m.name << '\t' << m.description << '\n';
     return 0;
   }
+  // Modbus models (eurotherm3200, vacuum-gauge, mfc) are served by libmodbus: modbus_sim.hpp.
+  if (semilab::sim::is_modbus_model(model))
+    return semilab::sim::run_modbus_sim({model, listen, seed, fault_specs, rtu});
   semilab::sim::fault_config faults;
   for (const auto& spec : fault_specs) {
     if (auto err = semilab::sim::apply_fault_spec(spec, faults); !err.empty()) {

@@ -38,15 +38,46 @@ std::optional<unsigned> parse_count(std::string_view s) {
 std::string apply_fault_spec(std::string_view spec, fault_config& faults) {
   auto eq = spec.find('=');
   std::string_view key = spec.substr(0, eq);
-  auto n = eq == std::string_view::npos ? std::nullopt : parse_count(spec.substr(eq + 1));
+  std::string_view value = eq == std::string_view::npos ? std::string_view{} : spec.substr(eq + 1);
   std::string bad = "fault '" + std::string(spec) + "': ";
-  if (key != "delay" && key != "drop-after" && key != "garbage-every")
-    return bad + "unknown fault (known: delay=MS, drop-after=N, garbage-every=N)";
+  if (key == "hang") {
+    if (eq != std::string_view::npos) return bad + "hang takes no value";
+    faults.hang = true;
+    return {};
+  }
+  if (key == "late") {
+    auto slash = value.find('/');
+    auto ms = parse_count(value.substr(0, slash));
+    auto every = slash == std::string_view::npos ? std::nullopt : parse_count(value.substr(slash + 1));
+    if (!ms || !every || every.value_or(0) == 0) return bad + "expected late=MS/N with N >= 1";
+    faults.late = std::chrono::milliseconds(ms.value_or(0));
+    faults.late_every = every.value_or(1);
+    return {};
+  }
+  if (key == "error") {
+    auto star = value.find('*');
+    std::string_view code_text = value.substr(0, star);
+    int code = 0;
+    auto [p, ec] = std::from_chars(code_text.data(), code_text.data() + code_text.size(), code);
+    auto count = star == std::string_view::npos ? std::optional<unsigned>(1)
+                                                : parse_count(value.substr(star + 1));
+    if (code_text.empty() || ec != std::errc{} || p != code_text.data() + code_text.size() ||
+        code == 0 || !count || count.value_or(0) == 0 || count.value_or(0) > 1000)
+      return bad + "expected error=CODE or error=CODE*N (CODE non-zero, 1 <= N <= 1000)";
+    faults.errors.insert(faults.errors.end(), count.value_or(1), code);
+    return {};
+  }
+  auto n = eq == std::string_view::npos ? std::nullopt : parse_count(value);
+  if (key != "delay" && key != "drop-after" && key != "garbage-every" &&
+      key != "power-cycle-after")
+    return bad + "unknown fault (see --help: delay=MS, late=MS/N, drop-after=N, garbage-every=N, "
+                 "hang, power-cycle-after=N, error=CODE[*N])";
   if (!n) return bad + "expected a non-negative integer after '='";
   const auto v = n.value_or(0);  // (value_or: GCC 12 -O2 misreads *n as maybe-uninitialized)
   if (key == "delay") faults.delay = std::chrono::milliseconds(v);
   if (key == "drop-after") faults.drop_after = v;
   if (key == "garbage-every") faults.garbage_every = v;
+  if (key == "power-cycle-after") faults.power_cycle_after = v;
   return {};
 }
 
@@ -96,6 +127,7 @@ class sim_server::connection : public std::enable_shared_from_this<connection> {
     }
     std::string line = buf_.substr(0, n - 1);
     buf_.erase(0, n);
+    if (server_.hanging()) return read_line();  // a hung instrument: nothing runs, nothing answers
     if (!line.empty() && line.back() == '\r') line.pop_back();
     auto reply = execute_line(*server_.instrument_, line);
     if (!reply) return read_line();
@@ -103,6 +135,7 @@ class sim_server::connection : public std::enable_shared_from_this<connection> {
     out_ = plan.garbage ? std::string(kGarbageReply) : std::move(*reply);
     out_.push_back('\n');
     drop_after_ = plan.drop_after;
+    power_cycle_ = plan.power_cycle;
     if (plan.delay.count() > 0) {
       timer_.expires_after(plan.delay);
       timer_.async_wait([self = shared_from_this()](error_code tec) {
@@ -120,6 +153,10 @@ class sim_server::connection : public std::enable_shared_from_this<connection> {
                         if (ec) return self->close();
                         ++self->server_.replies_;
                         ++self->replies_;
+                        if (self->power_cycle_) {
+                          sim_log().info("sim: fault power-cycle-after: power cycling");
+                          return self->server_.power_cycle_now();
+                        }
                         if (self->drop_after_ != 0 && self->replies_ >= self->drop_after_) {
                           sim_log().info("sim: fault drop-after={}: closing connection",
                                        self->drop_after_);
@@ -136,11 +173,14 @@ class sim_server::connection : public std::enable_shared_from_this<connection> {
   std::string out_;
   unsigned replies_ = 0;
   unsigned drop_after_ = 0;
+  bool power_cycle_ = false;
 };
 
 sim_server::sim_server(asio::io_context& io, std::unique_ptr<sim_instrument> instrument,
                        const tcp::endpoint& listen, fault_config faults)
-    : io_(io), acceptor_(io, listen), instrument_(std::move(instrument)), faults_(faults) {}
+    : io_(io), acceptor_(io, listen), instrument_(std::move(instrument)), faults_(faults) {
+  for (int code : faults.errors) instrument_->inject_error(code);
+}
 
 sim_server::~sim_server() = default;
 
@@ -186,13 +226,41 @@ sim_server::reply_plan sim_server::plan_reply() {
   p.delay = faults_.delay;
   p.garbage = faults_.garbage_every != 0 && reply_counter_ % faults_.garbage_every == 0;
   p.drop_after = faults_.drop_after;
+  if (faults_.late_every != 0 && reply_counter_ % faults_.late_every == 0) p.delay += faults_.late;
+  p.power_cycle = faults_.power_cycle_after != 0 && reply_counter_ == faults_.power_cycle_after;
   return p;
 }
 
-void sim_server::set_faults(const fault_config& faults) {
+bool sim_server::hanging() const {
   std::lock_guard lock(faults_mutex_);
-  faults_ = faults;
-  reply_counter_ = 0;
+  return faults_.hang;
+}
+
+void sim_server::set_faults(const fault_config& faults) {
+  {
+    std::lock_guard lock(faults_mutex_);
+    faults_ = faults;
+    reply_counter_ = 0;
+  }
+  if (!faults.errors.empty()) queue_errors(faults.errors);
+}
+
+void sim_server::queue_errors(std::vector<int> codes) {
+  asio::post(io_, [this, codes = std::move(codes)] {
+    for (int code : codes) instrument_->inject_error(code);
+  });
+}
+
+void sim_server::power_cycle() {
+  asio::post(io_, [this] { power_cycle_now(); });
+}
+
+void sim_server::power_cycle_now() {
+  instrument_->power_on();
+  ++power_cycles_;
+  for (auto& w : connections_)
+    if (auto c = w.lock()) c->close();
+  connections_.clear();
 }
 
 fault_config sim_server::faults() const {

@@ -24,6 +24,7 @@ class category final : public boost::system::error_category {
       case errc::wrong_model: return "instrument identity does not match the model";
       case errc::bad_setting: return "bad model setting";
       case errc::duplicate_model: return "duplicate model name";
+      case errc::backing_off: return "instrument unreachable; waiting before the next connect attempt";
     }
     return "unknown semilab.drivers error";
   }

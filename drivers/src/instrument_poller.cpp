@@ -1,4 +1,5 @@
 #include <semilab/drivers/instrument_poller.hpp>
+#include <semilab/drivers/scpi_reply.hpp>
 
 #include <boost/asio/error.hpp>
 #include <boost/asio/post.hpp>
@@ -21,6 +22,10 @@ struct instrument_poller::state : std::enable_shared_from_this<state> {
   bool busy = false;
   std::string last_error;
   std::string idn;
+  std::uint64_t power_cycles = 0;
+  std::uint64_t inits = 0;
+  std::uint64_t init_conn = 0;  // session connect count when this init's *IDN? was answered
+  int attempts = 0;             // init sequences started by the current async_poll
   poll_handler handler;
   // first error found while draining the error queue after init
   std::string init_error;
@@ -38,12 +43,20 @@ struct instrument_poller::state : std::enable_shared_from_this<state> {
   // Each step checks `session` first: the poller may be gone while a step was in flight.
   void start() {
     if (!session) return complete(boost::asio::error::operation_aborted, "poller destroyed");
+    attempts = 0;
     bool need_init = inited_on != session->stats().connects || !session->is_open();
     if (need_init) return init_idn();
     poll();
   }
 
+  // A connection that is not the one the init ran on has not been initialised: the instrument
+  // may have been power cycled in between (its settings and output state lost). Retry the init
+  // once per poll; a link that drops again is an error, not a loop.
   void init_idn() {
+    if (++attempts > 2)
+      return complete(make_error_code(errc::stray_data),
+                      "connection lost again during init (reconnected " +
+                          std::to_string(session->stats().connects) + " times so far)");
     session->async_query("*IDN?", [self = shared_from_this()](error_code ec, std::string reply) {
       if (ec) return self->complete(ec, "init *IDN?: " + ec.message());
       if (!self->session) return self->complete(boost::asio::error::operation_aborted, "aborted");
@@ -51,7 +64,21 @@ struct instrument_poller::state : std::enable_shared_from_this<state> {
         return self->complete(make_error_code(errc::wrong_model),
                               "*IDN? reply " + quote_reply(reply) + " does not match '" +
                                   std::string(self->model->idn_pattern) + "'");
+      if (!self->idn.empty() && self->idn != reply) ++self->power_cycles;  // another unit
       self->idn = std::move(reply);
+      self->init_conn = self->session->stats().connects;
+      self->init_esr();
+    });
+  }
+
+  void init_esr() {
+    session->async_query("*ESR?", [self = shared_from_this()](error_code ec, std::string reply) {
+      if (ec) return self->complete(ec, "init *ESR?: " + ec.message());
+      if (!self->session) return self->complete(boost::asio::error::operation_aborted, "aborted");
+      auto esr = parse_esr_reply(reply);
+      if (!esr) return self->complete(esr.error().code, "init: " + esr.error().message);
+      // PON at the very first init only says the instrument was switched on at some point.
+      if (esr->power_on() && self->inits > 0) ++self->power_cycles;
       self->init_write(-1);
     });
   }
@@ -89,7 +116,9 @@ struct instrument_poller::state : std::enable_shared_from_this<state> {
       if (!self->init_error.empty())
         return self->complete(make_error_code(errc::instrument_error),
                               "init: instrument reported " + quote_reply(self->init_error));
+      if (self->session->stats().connects != self->init_conn) return self->init_idn();
       self->inited_on = self->session->stats().connects;
+      ++self->inits;
       self->poll();
     });
   }
@@ -99,6 +128,10 @@ struct instrument_poller::state : std::enable_shared_from_this<state> {
                                                              error_code ec, std::string reply) {
       if (ec)
         return self->complete(ec, std::string(self->model->poll_query) + ": " + ec.message());
+      if (!self->session) return self->complete(boost::asio::error::operation_aborted, "aborted");
+      // The poll reconnected on the way (the instrument closed the idle link): the reply came
+      // from an uninitialised connection. Discard it, initialise, poll again.
+      if (self->session->stats().connects != self->inited_on) return self->init_idn();
       auto r = self->model->parse(reply, self->settings);
       if (!r) return self->complete(r.error().code, r.error().message);
       self->complete({}, {}, std::move(*r));
@@ -129,6 +162,8 @@ void instrument_poller::force_init() noexcept {
 }
 const std::string& instrument_poller::last_error() const noexcept { return state_->last_error; }
 const std::string& instrument_poller::idn() const noexcept { return state_->idn; }
+std::uint64_t instrument_poller::power_cycles() const noexcept { return state_->power_cycles; }
+std::uint64_t instrument_poller::inits() const noexcept { return state_->inits; }
 const model_profile& instrument_poller::model() const noexcept { return *state_->model; }
 
 }  // namespace semilab::drivers

@@ -1,4 +1,5 @@
 #include <semilab/drivers/model.hpp>
+#include <semilab/drivers/scpi_reply.hpp>
 
 #include <algorithm>
 #include <cctype>
@@ -48,6 +49,48 @@ constexpr std::string_view kKeithley2450Init[] = {
     ":SENS:FUNC \"CURR\"",    ":OUTP ON",
 };
 
+// ----------------------------------------------------------------------------------------------
+// Keithley 2400 SourceMeter (SCPI). Compliance is :SENS:CURR:PROT and is set before :OUTP ON.
+// :READ? returns the :FORM:ELEM elements in the canonical order VOLT,CURR,RES,TIME,STAT
+// whatever order was configured; we ask for VOLT,CURR,STAT. STAT is the status word as a
+// number: bit 3 = in real compliance, bit 0 = over-range.
+// ----------------------------------------------------------------------------------------------
+constexpr setting_spec kKeithley2400Settings[] = {
+    {"bias", "0.6", "V", -210.0, 210.0, "source voltage applied after connect"},
+    {"ilim", "0.1", "A", 1e-9, 1.05, "current compliance (:SENS:CURR:PROT) while sourcing voltage"},
+};
+constexpr std::string_view kKeithley2400Init[] = {
+    ":SOUR:FUNC VOLT",          ":SENS:FUNC \"CURR\"",        ":SENS:CURR:PROT {ilim}",
+    ":SOUR:VOLT {bias}",        ":FORM:ELEM VOLT,CURR,STAT", ":OUTP ON",
+};
+
+// ----------------------------------------------------------------------------------------------
+// Keysight (Agilent) E4980A LCR meter, function Cp-D. :FETC? returns "<Cp>,<D>,<status>";
+// status +0 normal, +1 overload (values read 9.9E37), +3 signal source overloaded, +4 ALC
+// unable to regulate, -1 no data. Continuous internal triggering so :FETC? always has data.
+// ----------------------------------------------------------------------------------------------
+constexpr setting_spec kE4980aSettings[] = {
+    {"freq", "1000", "Hz", 20.0, 2e6, "test signal frequency"},
+    {"level", "1.0", "V", 0.0, 20.0, "test signal level (rms)"},
+    {"bias", "0", "V", -40.0, 40.0, "DC bias voltage (beyond +-2 V needs option 001)"},
+};
+constexpr std::string_view kE4980aInit[] = {
+    ":FUNC:IMP CPD", ":FREQ {freq}",     ":VOLT {level}",   ":BIAS:VOLT {bias}",
+    ":BIAS:STAT ON", ":TRIG:SOUR INT",   ":INIT:CONT ON",
+};
+
+// ----------------------------------------------------------------------------------------------
+// Keysight 34461A DMM, DC volts. READ? = INIT + FETC? with TRIG:SOUR IMM; over-range reads
+// +9.90000000E+37.
+// ----------------------------------------------------------------------------------------------
+constexpr setting_spec kKeysight34461aSettings[] = {
+    {"range", "10", "V", 0.1, 1000.0, "DC voltage range (the meter picks the range >= this)"},
+    {"nplc", "10", "PLC", 0.02, 100.0, "integration time in power-line cycles"},
+};
+constexpr std::string_view kKeysight34461aInit[] = {
+    "CONF:VOLT:DC {range}", "VOLT:DC:NPLC {nplc}", "TRIG:SOUR IMM",
+};
+
 // The registry: one explicit table. Add a model here (and a simulator in drivers/sim).
 constexpr model_profile kModels[] = {
     {
@@ -58,6 +101,34 @@ constexpr model_profile kModels[] = {
         .poll_query = ":READ?",
         .parse = &keithley2450::parse_read,
         .description = "Keithley 2450 SourceMeter: source bias voltage, measure current (A)",
+    },
+    {
+        .name = "keithley2400",
+        .idn_pattern = "KEITHLEY INSTRUMENTS*,MODEL 2400,*",
+        .settings = kKeithley2400Settings,
+        .init = kKeithley2400Init,
+        .poll_query = ":READ?",
+        .parse = &keithley2400::parse_read,
+        .description = "Keithley 2400 SourceMeter: source bias voltage, measure voltage (V) and "
+                       "current (A), compliance from the status word",
+    },
+    {
+        .name = "e4980a",
+        .idn_pattern = "*,E4980A,*",
+        .settings = kE4980aSettings,
+        .init = kE4980aInit,
+        .poll_query = ":FETC?",
+        .parse = &e4980a::parse_fetch,
+        .description = "Keysight E4980A LCR meter: Cp (F) and D at a frequency, level and DC bias",
+    },
+    {
+        .name = "34461a",
+        .idn_pattern = "*,34461A,*",
+        .settings = kKeysight34461aSettings,
+        .init = kKeysight34461aInit,
+        .poll_query = "READ?",
+        .parse = &keysight34461a::parse_read,
+        .description = "Keysight 34461A DMM: DC voltage (V)",
     },
 };
 
@@ -240,6 +311,62 @@ result<std::vector<reading>> keithley2450::parse_read(std::string_view reply,
     r.quality |= schemas::quality::compliance;
   }
   return std::vector<reading>{std::move(r)};
+}
+
+result<std::vector<reading>> keithley2400::parse_read(std::string_view reply,
+                                                      const model_settings&) {
+  auto values = parse_number_list(reply, "keithley2400: :READ? reply");
+  if (!values) return values.error();
+  if (values->size() != 3)
+    return make_error(errc::bad_reply, "keithley2400: :READ? reply " + quote_reply(reply) +
+                                           " has " + std::to_string(values->size()) +
+                                           " elements, expected VOLT,CURR,STAT");
+  double stat = (*values)[2].value.to_double();
+  if (!(stat >= 0 && stat < 16777216.0) || stat != std::floor(stat))
+    return make_error(errc::bad_reply, "keithley2400: :READ? reply " + quote_reply(reply) +
+                                           ": status word is not an integer");
+  auto status = static_cast<std::uint32_t>(stat);
+  std::uint32_t q = 0;
+  if (status & kStatusCompliance) q |= schemas::quality::compliance;
+  if (status & kStatusOverflow) q |= schemas::quality::over_range;
+  reading v{"volt", "V", (*values)[0].value, q | (*values)[0].quality};
+  reading i{"curr", "A", (*values)[1].value, q | (*values)[1].quality};
+  return std::vector<reading>{std::move(v), std::move(i)};
+}
+
+result<std::vector<reading>> e4980a::parse_fetch(std::string_view reply, const model_settings&) {
+  auto values = parse_number_list(reply, "e4980a: :FETC? reply");
+  if (!values) return values.error();
+  if (values->size() != 3)
+    return make_error(errc::bad_reply, "e4980a: :FETC? reply " + quote_reply(reply) + " has " +
+                                           std::to_string(values->size()) +
+                                           " elements, expected <Cp>,<D>,<status>");
+  const auto& st = (*values)[2].value;
+  double sv = st.to_double();
+  if (sv != std::floor(sv) || std::fabs(sv) > 100)
+    return make_error(errc::bad_reply, "e4980a: :FETC? reply " + quote_reply(reply) +
+                                           ": status is not an integer");
+  std::uint32_t q = 0;
+  switch (static_cast<int>(sv)) {
+    case kStatusNormal: break;
+    case kStatusOverload:
+    case kStatusSourceOverload: q |= schemas::quality::over_range; break;
+    case kStatusAlcUnregulated: q |= schemas::quality::non_traceable; break;
+    default:
+      return make_error(errc::bad_reply, "e4980a: :FETC? reply " + quote_reply(reply) +
+                                             ": measurement status " + st.to_string() +
+                                             " (no valid data)");
+  }
+  reading cp{"cp", "F", (*values)[0].value, q | (*values)[0].quality};
+  reading d{"d", "1", (*values)[1].value, q | (*values)[1].quality};
+  return std::vector<reading>{std::move(cp), std::move(d)};
+}
+
+result<std::vector<reading>> keysight34461a::parse_read(std::string_view reply,
+                                                        const model_settings&) {
+  auto n = parse_number_reply(reply, "34461a: READ? reply");
+  if (!n) return n.error();
+  return std::vector<reading>{reading{"volt", "V", n->value, n->quality}};
 }
 
 }  // namespace semilab::drivers

@@ -167,9 +167,13 @@ TEST_CASE("sim conformance: every driver model has a simulator") {
     auto settings = semilab::drivers::resolve_settings(m, {});
     REQUIRE(settings.has_value());
     for (const auto& cmd : semilab::drivers::render_init(m, *settings)) tell(*inst, cmd);
-    CHECK(ask(*inst, ":SYST:ERR?") == "0,\"No error\"");
+    auto entry = semilab::drivers::parse_error_entry(ask(*inst, ":SYST:ERR?"));
+    REQUIRE(entry.has_value());
+    CHECK_MESSAGE(entry->code == 0, m.name << " init left " << entry->code << " " << entry->text);
     auto parsed = m.parse(ask(*inst, m.poll_query), *settings);
-    CHECK(parsed.has_value());
+    CHECK_MESSAGE(parsed.has_value(), m.name << ": " << (parsed ? "" : parsed.error().message));
+    // The nonce echo exists on every simulated model.
+    CHECK(ask(*inst, ":SYST:NONC? abc-123") == "abc-123");
   }
 }
 
@@ -178,7 +182,11 @@ TEST_CASE("fault specs") {
   CHECK(apply_fault_spec("delay=250", f).empty());
   CHECK(apply_fault_spec("drop-after=3", f).empty());
   CHECK(apply_fault_spec("garbage-every=5", f).empty());
-  CHECK(f == fault_config{std::chrono::milliseconds(250), 3, 5});
+  fault_config expected;
+  expected.delay = std::chrono::milliseconds(250);
+  expected.drop_after = 3;
+  expected.garbage_every = 5;
+  CHECK(f == expected);
   CHECK(apply_fault_spec("delay=x", f).find("'delay=x'") != std::string::npos);
   CHECK(apply_fault_spec("explode=1", f).find("unknown fault") != std::string::npos);
   CHECK(apply_fault_spec("delay", f).find("integer") != std::string::npos);

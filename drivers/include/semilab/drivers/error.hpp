@@ -24,6 +24,7 @@ enum class errc {
   wrong_model,        // *IDN? reply does not match the configured model
   bad_setting,        // model setting missing, unknown or out of range
   duplicate_model,    // two registry entries share a name
+  backing_off,        // the last connect failed; no new attempt before the backoff delay ends
 };
 
 const boost::system::error_category& error_category() noexcept;

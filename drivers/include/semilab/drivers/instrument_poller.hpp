@@ -2,9 +2,14 @@
 // The generic SCPI driver: drives one model profile over one scpi_session.
 //
 // Before the first poll and after every reconnect of the session, async_poll first runs the init
-// sequence: *IDN? (must match the profile's pattern), *CLS, the profile's init commands, then
-// SYST:ERR? until the queue is empty (at most kMaxErrorReads reads); any queued error fails the
-// init with errc::instrument_error. Then it sends the poll query and parses the reply.
+// sequence: *IDN? (must match the profile's pattern), *ESR? (power-on bit), *CLS, the profile's
+// init commands, then SYST:ERR? until the queue is empty (at most kMaxErrorReads reads, codes
+// `0` and `+0` both mean empty); any queued error fails the init with errc::instrument_error.
+// Then it sends the poll query and parses the reply.
+//
+// Power cycles: an init that finds PON set in *ESR?, or an *IDN? different from the one of the
+// previous init, counts a power cycle (power_cycles()); the init then re-applies the whole
+// configuration, as it does after every reconnect.
 //
 // Contract: same executor rules as scpi_session; the session must outlive the poller. Destroying
 // the poller with a poll in flight is allowed: the handler still runs (with operation_aborted or
@@ -21,7 +26,7 @@ namespace semilab::drivers {
 
 class instrument_poller {
  public:
-  static constexpr int kMaxErrorReads = 16;
+  static constexpr int kMaxErrorReads = 32;
   using poll_handler = std::function<void(boost::system::error_code, std::vector<reading>)>;
 
   instrument_poller(scpi_session& session, const model_profile& model, model_settings settings);
@@ -39,6 +44,8 @@ class instrument_poller {
 
   [[nodiscard]] const std::string& last_error() const noexcept;
   [[nodiscard]] const std::string& idn() const noexcept;  // empty until the first init
+  [[nodiscard]] std::uint64_t power_cycles() const noexcept;
+  [[nodiscard]] std::uint64_t inits() const noexcept;  // completed init sequences
   [[nodiscard]] const model_profile& model() const noexcept;
 
  private:

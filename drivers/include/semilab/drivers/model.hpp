@@ -109,4 +109,28 @@ inline constexpr double kComplianceFraction = 0.999;
                                                       const model_settings& settings);
 }  // namespace keithley2450
 
+namespace keithley2400 {
+inline constexpr std::uint32_t kStatusOverflow = 1u << 0;    // status word bit 0, OFLO
+inline constexpr std::uint32_t kStatusCompliance = 1u << 3;  // status word bit 3, in compliance
+// :READ? with :FORM:ELEM VOLT,CURR,STAT: channels volt (V) and curr (A).
+[[nodiscard]] result<std::vector<reading>> parse_read(std::string_view reply,
+                                                      const model_settings& settings);
+}  // namespace keithley2400
+
+namespace e4980a {
+inline constexpr int kStatusNormal = 0;
+inline constexpr int kStatusOverload = 1;
+inline constexpr int kStatusSourceOverload = 3;
+inline constexpr int kStatusAlcUnregulated = 4;
+// :FETC? with :FUNC:IMP CPD: channels cp (F) and d (unit "1").
+[[nodiscard]] result<std::vector<reading>> parse_fetch(std::string_view reply,
+                                                       const model_settings& settings);
+}  // namespace e4980a
+
+namespace keysight34461a {
+// READ? in DC volts: channel volt (V).
+[[nodiscard]] result<std::vector<reading>> parse_read(std::string_view reply,
+                                                      const model_settings& settings);
+}  // namespace keysight34461a
+
 }  // namespace semilab::drivers

@@ -1,16 +1,24 @@
 #pragma once
 // SCPI over a raw TCP socket (port 5025 style): LF-terminated messages, one query in flight.
+// Replies are framed by reply_framer (scpi_reply.hpp): a terminator inside a definite block
+// (#<n><len><data>) is data, so binary blocks with LF, CR and NUL come back whole.
 //
 // Threading contract: every member function must be called on the executor passed to the
 // constructor (the instrument's strand, or a single-threaded io_context), and every handler runs
 // there. The session owns no thread. Handlers are never invoked from inside async_write /
 // async_query / cancel themselves (no re-entrancy); they always run from the executor.
 //
+// Backoff: after a failed connect (refused, unreachable, timed out) the session makes no new
+// connect attempt before a reconnect_backoff delay (100 ms doubling to 30 s, jittered); an
+// operation that would need a connection earlier completes at once with errc::backing_off. A
+// successful connect resets the delay. So a dead instrument costs no time and no sockets.
+//
 // Resync contract: after a timeout, an I/O error, an over-long reply or stray bytes, the socket is
 // closed before the failing operation completes, so a late reply dies with its TCP connection and
 // can never be handed to a later query. The next operation reconnects (lazily). Operations are
 // never retried automatically: a command may have had an effect.
 #include <semilab/drivers/error.hpp>
+#include <semilab/drivers/model.hpp>
 #include <semilab/drivers/visa_resource.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -20,6 +28,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace semilab::drivers {
 
@@ -30,11 +39,24 @@ class scpi_session {
     std::chrono::milliseconds io_timeout{2000};       // write + read of one operation
     char termination = '\n';
     std::size_t max_reply_bytes = 1 << 20;
+    std::size_t history = 32;  // transactions kept in the ring (recent())
+    bool backoff = true;       // see "Backoff" above; off only for tests of the raw behaviour
   };
   struct counters {
     std::uint64_t connects = 0;  // successful connects; changes mean "new connection"
     std::uint64_t timeouts = 0;
     std::uint64_t resyncs = 0;   // connection closed because of an error, timeout or stray bytes
+    std::uint64_t connect_failures = 0;
+    std::uint64_t backoff_rejects = 0;  // operations completed with errc::backing_off
+  };
+  // One operation as it happened, for diagnostics (probe, error dumps, status).
+  struct transaction {
+    std::chrono::system_clock::time_point time;  // when it started
+    std::string command;                         // without terminator, at most 64 bytes
+    std::size_t bytes_out = 0;                   // written, terminator included
+    std::size_t bytes_in = 0;                    // reply bytes, terminator included
+    std::chrono::microseconds duration{0};
+    boost::system::error_code outcome;
   };
 
   using write_handler = std::function<void(boost::system::error_code)>;
@@ -68,10 +90,24 @@ class scpi_session {
   [[nodiscard]] bool is_open() const noexcept;
   [[nodiscard]] const counters& stats() const noexcept;
   [[nodiscard]] const tcp_socket_resource& resource() const noexcept;
+  // The last options::history transactions, oldest first.
+  [[nodiscard]] std::vector<transaction> recent() const;
+  // Time until the next connect attempt is allowed (zero when not backing off).
+  [[nodiscard]] std::chrono::milliseconds backoff_remaining() const noexcept;
 
  private:
   struct impl;
   std::shared_ptr<impl> impl_;  // shared with in-flight Asio handlers
 };
+
+// Reads :SYST:ERR? until the instrument reports an empty queue (code 0, written `0` or `+0`)
+// or `max_reads` entries were read. The handler gets the entries found (oldest first), or the
+// first I/O error / errc::bad_reply (unparsable entry; the entries before it are kept).
+// errc::instrument_error with the entries when the queue was still not empty after max_reads.
+using drain_handler =
+    std::function<void(boost::system::error_code, std::vector<scpi_error_entry>)>;
+inline constexpr int kMaxErrorQueueReads = 32;
+void async_drain_errors(scpi_session& session, drain_handler handler,
+                        int max_reads = kMaxErrorQueueReads);
 
 }  // namespace semilab::drivers

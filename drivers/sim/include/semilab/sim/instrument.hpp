@@ -21,19 +21,33 @@ class sim_instrument {
   // Executes one command. Returns the reply for a successful query, nullopt otherwise (a failed
   // command or query queues an SCPI error instead of replying).
   virtual std::optional<std::string> execute(const scpi_command& cmd) = 0;
+  // Power cycle: instrument state back to its power-on defaults, PON set in the event status
+  // register (what a real instrument shows after its mains switch was cycled).
+  virtual void power_on() = 0;
+  // Queues an error as if the instrument had detected it (fault injection).
+  virtual void inject_error(int code) = 0;
 };
 
 // Runs every command of one program message; query replies are joined with ';' as IEEE 488.2
 // does for one response message. nullopt when the line held no (successful) query.
 [[nodiscard]] std::optional<std::string> execute_line(sim_instrument& inst, std::string_view line);
 
-// Common part of SCPI instruments: *IDN?, *RST, *CLS, *OPC?, *OPC, *WAI, *ESR?, *LANG?,
-// :SYSTem:ERRor[:NEXT]?, :SYSTem:ERRor:COUNt?, :SYSTem:ERRor:CLEar and a FIFO error queue.
+// Common part of SCPI instruments: *IDN?, *OPT?, *RST, *CLS, *OPC?, *OPC, *WAI, *ESR?, *LANG?,
+// :SYSTem:ERRor[:NEXT]?, :SYSTem:ERRor:COUNt?, :SYSTem:ERRor:CLEar, a FIFO error queue, and the
+// simulator-only nonce echo :SYSTem:NONCe? <token> (replies <token>; lets tests prove that
+// every reply reached the query that asked for it), the simulator-only :SYSTem:BLOCk? <n>
+// (replies a definite block of n bytes, byte i = i mod 256, so LF, CR and NUL occur in the data;
+// n <= kMaxBlockBytes). A new instrument starts powered on (PON set).
 class scpi_instrument : public sim_instrument {
  public:
   static constexpr std::size_t kErrorQueueCapacity = 10;
+  static constexpr unsigned kEsrPowerOn = 1u << 7;  // IEEE 488.2 ESR bit 7, PON
+  static constexpr std::size_t kMaxNonceBytes = 64;
+  static constexpr std::size_t kMaxBlockBytes = 16 << 20;
 
   std::optional<std::string> execute(const scpi_command& cmd) final;
+  void power_on() final;
+  void inject_error(int code) final;
 
   // SCPI-99: when the queue is full the newest entry is replaced by -350 "Queue overflow".
   void push_error(int code, std::string_view text);
@@ -42,7 +56,11 @@ class scpi_instrument : public sim_instrument {
  protected:
   enum class outcome { unknown, done };
   virtual std::string idn() const = 0;
-  virtual void reset() = 0;  // *RST state
+  virtual std::string options() const { return "0"; }  // *OPT? reply
+  virtual void reset() = 0;  // *RST state (also applied at power-on)
+  // Error queue entry as the model formats it. Keithley writes `0,"No error"`; Keysight writes
+  // `+0,"No error"` (and `-113,"Undefined header"`).
+  virtual std::string format_error(int code, std::string_view text) const;
   // Handles a model command; returns outcome::unknown for headers it does not know (the base
   // then queues -113). Sets `reply` for successful queries; pushes errors itself otherwise.
   virtual outcome handle(const scpi_command& cmd, std::optional<std::string>& reply) = 0;
@@ -54,7 +72,11 @@ class scpi_instrument : public sim_instrument {
 
  private:
   std::deque<std::pair<int, std::string>> errors_;
-  unsigned esr_ = 0;  // standard event status register bits
+  unsigned esr_ = kEsrPowerOn;  // standard event status register bits
+
+ public:
+  // Standard text of the errors the simulators and the fault injector produce.
+  [[nodiscard]] static std::string_view standard_error_text(int code) noexcept;
 };
 
 struct sim_model_entry {
@@ -70,5 +92,12 @@ struct sim_model_entry {
 
 // "%.6E" as the Keithley front end formats readings, e.g. "1.234567E-03".
 [[nodiscard]] std::string format_nr3(double v);
+// printf-style formatting of one number with `fmt` (e.g. "%+.6E"); for model reply formats.
+[[nodiscard]] std::string format_number(const char* fmt, double v);
+// Upper-cased copy (ASCII).
+[[nodiscard]] std::string upper_ascii(std::string_view s);
+// "1" or "0" as SCPI booleans are answered. (Built from a char: assigning a string literal to an
+// optional<string> trips GCC 12's -Wrestrict false positive at -O2.)
+[[nodiscard]] inline std::string bool_reply(bool b) { return std::string(1, b ? '1' : '0'); }
 
 }  // namespace semilab::sim

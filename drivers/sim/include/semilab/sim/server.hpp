@@ -25,11 +25,31 @@ struct fault_config {
   std::chrono::milliseconds delay{0};  // delay=MS: hold every reply this long
   unsigned drop_after = 0;             // drop-after=N: close a connection after its Nth reply
   unsigned garbage_every = 0;          // garbage-every=N: every Nth reply (server-wide) is garbage
+  bool hang = false;                   // hang: read commands, never execute or answer them
+  std::chrono::milliseconds late{0};   // late=MS/N: every Nth reply is held MS ms (after a
+  unsigned late_every = 0;             //   client's timeout), on top of delay
+  unsigned power_cycle_after = 0;      // power-cycle-after=N: power cycle after the Nth reply
+  std::vector<int> errors;             // error=CODE[*N]: queue N entries (one by default)
   friend bool operator==(const fault_config&, const fault_config&) = default;
 };
 
-// Applies one "--fault" spec ("delay=250", "drop-after=3", "garbage-every=5") to `faults`.
-// Returns an error message naming the spec when it is not understood.
+// The --fault grammar, for --help and docs.
+inline constexpr std::string_view kFaultGrammar =
+    "delay=MS            hold every reply MS ms\n"
+    "late=MS/N           hold every Nth reply MS ms (a reply after the client's timeout)\n"
+    "drop-after=N        close each connection after its Nth reply\n"
+    "garbage-every=N     every Nth reply is garbage bytes\n"
+    "hang                read commands but never execute or answer them\n"
+    "power-cycle-after=N after the Nth reply: reset instrument state, set PON in *ESR?, drop\n"
+    "                    every connection (once)\n"
+    "error=CODE[*N]      queue N (default 1) entries of SCPI error CODE at start; more than the\n"
+    "                    queue holds ends in -350 \"Queue overflow\"\n"
+    "Every simulated model also answers :SYSTem:NONCe? <token> with <token> (letters, digits, -\n"
+    "and _, up to 64), so crossed replies are detectable, and :SYSTem:BLOCk? <n> with a definite\n"
+    "block of n bytes (byte i = i mod 256: LF, CR and NUL inside the data).";
+
+// Applies one "--fault" spec (see kFaultGrammar) to `faults`. Returns an error message naming
+// the spec when it is not understood.
 [[nodiscard]] std::string apply_fault_spec(std::string_view spec, fault_config& faults);
 
 // The garbage line sent in place of a reply: printable and non-printable bytes, no terminator.
@@ -49,8 +69,13 @@ class sim_server {
   // Closes the listener and every connection; io_context::run() then returns once idle.
   void stop();
 
-  // Takes effect for the next reply; restarts the garbage-every count.
+  // Takes effect for the next reply; restarts the reply count of garbage-every, late and
+  // power-cycle-after; queues faults.errors into the instrument.
   void set_faults(const fault_config& faults);
+  // Power cycle now (from any thread): instrument state to power-on defaults with PON set, every
+  // connection closed. New connections are accepted right away.
+  void power_cycle();
+  [[nodiscard]] std::uint64_t power_cycles() const noexcept { return power_cycles_.load(); }
   [[nodiscard]] fault_config faults() const;
   [[nodiscard]] boost::asio::ip::tcp::endpoint local_endpoint() const;
   [[nodiscard]] std::uint64_t connections_accepted() const noexcept { return accepted_.load(); }
@@ -65,8 +90,12 @@ class sim_server {
     std::chrono::milliseconds delay{0};
     bool garbage = false;
     unsigned drop_after = 0;
+    bool power_cycle = false;
   };
   reply_plan plan_reply();
+  [[nodiscard]] bool hanging() const;
+  void power_cycle_now();  // io thread
+  void queue_errors(std::vector<int> codes);
 
   boost::asio::io_context& io_;
   boost::asio::ip::tcp::acceptor acceptor_;
@@ -77,6 +106,7 @@ class sim_server {
   std::vector<std::weak_ptr<connection>> connections_;
   std::atomic<std::uint64_t> accepted_{0};
   std::atomic<std::uint64_t> replies_{0};
+  std::atomic<std::uint64_t> power_cycles_{0};
   bool stopped_ = false;
 };
 
