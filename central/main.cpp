@@ -23,6 +23,31 @@ int main(int argc, char** argv) {
   check->add_option("--config,-c", config_file, "TOML configuration file")->required();
   app.add_subcommand("config-reference",
                      "Print the markdown reference of every configuration option.");
+  auto* quarantine = app.add_subcommand("quarantine", "Inspect frames rejected as invalid.");
+  quarantine->require_subcommand(1);
+  std::size_t limit = 50;
+  std::int64_t before = 0, id = 0;
+  std::string payload_out;
+  auto* qlist = quarantine->add_subcommand("list", "List quarantined frames, newest first.");
+  qlist->add_option("--config,-c", config_file, "TOML configuration file")->required();
+  qlist->add_option("--limit", limit, "Most entries to print")->check(CLI::Range(1, 100000));
+  qlist->add_option("--before", before, "Only entries with an id below this (paging)");
+  auto* qshow = quarantine->add_subcommand("show", "Show one quarantined frame.");
+  qshow->add_option("id", id, "Quarantine entry id (from `quarantine list`)")->required();
+  qshow->add_option("--config,-c", config_file, "TOML configuration file")->required();
+  qshow->add_option("--payload-out", payload_out, "Write the kept frame bytes to this file");
+  std::string to_dir, backup_file;
+  auto* backup = app.add_subcommand(
+      "backup", "Verified online backup of the SQLite store, then retention ([backup]).");
+  backup->add_option("--config,-c", config_file, "TOML configuration file")->required();
+  backup->add_option("--to", to_dir, "Backup directory (default: [backup] dir)");
+  auto* verify = app.add_subcommand(
+      "verify-backup", "Check a backup: integrity and per-table checksums against its manifest.");
+  verify->add_option("file", backup_file, "Backup file (central-<UTC>.db)")->required();
+  auto* restore = app.add_subcommand(
+      "restore", "Verify a backup and make it the store database (stop the service first).");
+  restore->add_option("file", backup_file, "Backup file (central-<UTC>.db)")->required();
+  restore->add_option("--config,-c", config_file, "TOML configuration file")->required();
 
   try {
     app.parse(argc, argv);
@@ -36,6 +61,8 @@ int main(int argc, char** argv) {
     return sc::kExitOk;
   }
 
+  if (verify->parsed()) return sc::run_verify_backup(backup_file, stdout, stderr);
+
   sc::central_config cfg;
   if (auto e = sc::load_config(config_file, cfg)) {
     std::cerr << "semilab-central: " << e->message << '\n';
@@ -45,6 +72,10 @@ int main(int argc, char** argv) {
     std::cout << "ok\n";
     return sc::kExitOk;
   }
+  if (backup->parsed()) return sc::run_backup(cfg, to_dir, stdout, stderr);
+  if (restore->parsed()) return sc::run_restore(cfg, backup_file, stdout, stderr);
+  if (qlist->parsed()) return sc::run_quarantine_list(cfg, limit, before, stdout, stderr);
+  if (qshow->parsed()) return sc::run_quarantine_show(cfg, id, payload_out, stdout, stderr);
   sc::set_log_level(cfg.central.log_level);
   return sc::run_service(cfg, stdout);
 }

@@ -2,7 +2,7 @@
 #include <semilab/central/app.hpp>
 #include <semilab/central/http.hpp>
 #include <semilab/central/service.hpp>
-#include <semilab/central/store.hpp>
+#include <semilab/central/storage.hpp>
 
 #include "log.hpp"
 
@@ -37,24 +37,24 @@ int run_service(const central_config& cfg, std::FILE* out) {
     log->error("cannot create data_dir {}: {}", cfg.central.data_dir, fec.message());
     return kExitRuntime;
   }
-  const std::string db_path = (fs::path(cfg.central.data_dir) / "central.db").string();
-  store_options so;
-  so.path = db_path;
-  so.busy_timeout = std::chrono::milliseconds(cfg.store.busy_timeout_ms);
+  storage_options so = storage_options_from(cfg, open_mode::read_write);
+  const bool pg = so.backend == storage_backend::postgresql;
+  const std::string where = pg ? redact_url(cfg.store.url) : so.sqlite_path;
   std::string err;
-  auto writer = store::open(so, err);
+  auto writer = open_storage(so, err);
   if (!writer) {
-    log->error("store {}: {}: {}", db_path, writer.error().message(), err);
+    log->error("store {}: {}: {}", where, writer.error().message(), err);
     return kExitRuntime;
   }
   (*writer)->set_quarantine_cap(static_cast<std::size_t>(cfg.ingest.quarantine_payload_bytes));
   so.mode = open_mode::read_only;
-  auto reader = store::open(so, err);
+  auto reader = open_storage(so, err);
   if (!reader) {
-    log->error("store {} (read connection): {}: {}", db_path, reader.error().message(), err);
+    log->error("store {} (read connection): {}: {}", where, reader.error().message(), err);
     return kExitRuntime;
   }
-  log->info("store {} open (WAL, synchronous=FULL)", db_path);
+  log->info("store {} open ({})", where,
+            pg ? "PostgreSQL, synchronous_commit=on" : "SQLite WAL, synchronous=FULL");
 
   asio::io_context ioc(1);
   service_options sv;
@@ -68,6 +68,11 @@ int run_service(const central_config& cfg, std::FILE* out) {
   in.queue_bytes = static_cast<std::size_t>(cfg.ingest.queue_bytes);
   in.group_max_batches = static_cast<std::size_t>(cfg.ingest.group_max_batches);
   in.group_max_bytes = static_cast<std::size_t>(cfg.ingest.group_max_bytes);
+  in.quota_records_per_s = static_cast<double>(cfg.ingest.agent_quota_records_per_s);
+  in.quota_burst_records = cfg.ingest.agent_quota_burst_records > 0
+                               ? static_cast<double>(cfg.ingest.agent_quota_burst_records)
+                               : 10.0 * in.quota_records_per_s;
+  in.ts_max_future_ns = cfg.ingest.max_clock_skew_s * 1'000'000'000;
   sv.mqtt.broker_url = cfg.mqtt.broker;
   sv.mqtt.username = cfg.mqtt.username;
   sv.mqtt.password = cfg.mqtt.password;

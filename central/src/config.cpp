@@ -120,15 +120,67 @@ const std::vector<cfg::option<ingest_section>>& ingest_options() {
                                    &ingest_section::quarantine_payload_bytes, "65536", "bytes",
                                    "First bytes of a rejected frame kept in the quarantine table.", 0,
                                    16ll << 20),
+      cfg::int_opt<ingest_section>("agent_quota_records_per_s",
+                                   &ingest_section::agent_quota_records_per_s, "0", "records/s",
+                                   "Per-agent ingest quota (token bucket refill); a batch over it "
+                                   "is rejected with the retryable `quota` code. 0 = no quota.",
+                                   0, 100'000'000),
+      cfg::int_opt<ingest_section>("agent_quota_burst_records",
+                                   &ingest_section::agent_quota_burst_records, "0", "records",
+                                   "Size of the per-agent bucket; 0 = 10 s of the rate.", 0,
+                                   1'000'000'000),
+      cfg::int_opt<ingest_section>("max_clock_skew_s", &ingest_section::max_clock_skew_s, "300",
+                                   "s",
+                                   "Records timestamped later than receipt plus this, or before "
+                                   "2000-01-01, are stored with quality bit `bad_timestamp` "
+                                   "(flagged, not rejected).",
+                                   0, 10 * 365 * 86400ll),
   };
   return t;
 }
 
+std::optional<std::string> check_backend(const std::string& v) {
+  if (v == "sqlite" || v == "postgresql") return std::nullopt;
+  return "expected sqlite or postgresql";
+}
+
+std::optional<std::string> check_pg_url(const std::string& v) {
+  if (v.empty() || v.rfind("postgresql://", 0) == 0 || v.rfind("postgres://", 0) == 0)
+    return std::nullopt;
+  return "expected a URL like postgresql://user:password@host:5432/db";
+}
+
 const std::vector<cfg::option<store_section>>& store_options() {
   static const std::vector<cfg::option<store_section>> t = {
+      cfg::string_opt<store_section>("backend", &store_section::backend, "sqlite",
+                                     "Store backend: `sqlite` (the file `central.db` in data_dir, "
+                                     "one instance) or `postgresql` (`url`; several instances may "
+                                     "share one database).",
+                                     check_backend),
+      cfg::string_opt<store_section>("url", &store_section::url, "\"\"",
+                                     "PostgreSQL connection URL (backend = postgresql), e.g. "
+                                     "`postgresql://semilab:secret@db:5432/semilab`; the password "
+                                     "is never logged.",
+                                     check_pg_url),
       cfg::int_opt<store_section>("busy_timeout_ms", &store_section::busy_timeout_ms, "5000", "ms",
-                                  "How long SQLite waits for a lock before a statement fails.", 0,
+                                  "How long a statement waits for a lock before it fails (SQLite busy timeout, "
+                                  "PostgreSQL lock_timeout).", 0,
                                   600'000),
+  };
+  return t;
+}
+
+const std::vector<cfg::option<backup_section>>& backup_options() {
+  static const std::vector<cfg::option<backup_section>> t = {
+      cfg::string_opt<backup_section>("dir", &backup_section::dir, "\"\" (<data_dir>/backups)",
+                                      "Directory of `semilab-central backup` (SQLite store)."),
+      cfg::int_opt<backup_section>("keep", &backup_section::keep, "30", "backups",
+                                   "Newest backups kept after each backup; 0 = no count limit.",
+                                   0, 100'000),
+      cfg::int_opt<backup_section>("max_age_days", &backup_section::max_age_days, "30", "days",
+                                   "Backups older than this are deleted after each backup (the "
+                                   "newest always stays); 0 = no age limit.",
+                                   0, 36'500),
   };
   return t;
 }
@@ -179,11 +231,15 @@ std::optional<config_error> load_config(const std::string& file, central_config&
       err = read_section(node, file, "ingest", out.ingest, ingest_options());
     else if (k.str() == "store")
       err = read_section(node, file, "store", out.store, store_options());
+    else if (k.str() == "backup")
+      err = read_section(node, file, "backup", out.backup, backup_options());
     else
       err = config_error{cfg::where(file, k.source()) + ": " + std::string(k.str()) +
-                         ": unknown table (expected central, mqtt, http, ingest, store)"};
+                         ": unknown table (expected central, mqtt, http, ingest, store, backup)"};
     if (err) return err;
   }
+  if (out.store.backend == "postgresql" && out.store.url.empty())
+    return config_error{std::string(file) + ": store.url: required when store.backend = postgresql"};
   return std::nullopt;
 }
 
@@ -208,6 +264,9 @@ std::string config_reference() {
   s += "\n";
   s += cfg::print_reference<store_section>(
       "[store]", std::span<const cfg::option<store_section>>(store_options()));
+  s += "\n";
+  s += cfg::print_reference<backup_section>(
+      "[backup]", std::span<const cfg::option<backup_section>>(backup_options()));
   return s;
 }
 

@@ -19,6 +19,8 @@ class category final : public boost::system::error_category {
       case errc::listen_failed: return "cannot listen on the address";
       case errc::queue_full: return "ingest queue full";
       case errc::stopped: return "stopped";
+      case errc::backup_failed: return "backup failed";
+      case errc::backup_mismatch: return "backup content does not match";
     }
     return "unknown semilab.central error";
   }

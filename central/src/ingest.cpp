@@ -23,6 +23,8 @@ ingest_stats ingest_counters::snapshot() const noexcept {
   s.storage_errors = storage_errors.load();
   s.commits = commits.load();
   s.queue_depth = queue_depth.load();
+  s.quota_rejected = quota_rejected.load();
+  s.bad_timestamps = bad_timestamps.load();
   return s;
 }
 
@@ -73,8 +75,23 @@ std::optional<outbound_ack> make_overload_ack(const sc::frame_decoder& decoder,
                      "central ingest queue is full", instance);
 }
 
-ingest_processor::ingest_processor(store& db, ingest_options opts, ingest_counters& counters)
+ingest_processor::ingest_processor(storage& db, ingest_options opts, ingest_counters& counters)
     : db_(db), opts_(std::move(opts)), counters_(counters), decoder_(opts_.limits) {}
+
+bool ingest_processor::admit(const std::string& agent, std::size_t records, std::int64_t now) {
+  if (opts_.quota_records_per_s <= 0 || opts_.quota_burst_records <= 0) return true;
+  auto [it, fresh] = buckets_.try_emplace(agent, bucket{opts_.quota_burst_records, now});
+  auto& b = it->second;
+  if (!fresh && now > b.at_ns) {
+    b.tokens = std::min(opts_.quota_burst_records,
+                        b.tokens + opts_.quota_records_per_s * static_cast<double>(now - b.at_ns) / 1e9);
+    b.at_ns = now;
+  }
+  const double n = static_cast<double>(records);
+  if (b.tokens < std::min(n, opts_.quota_burst_records)) return false;
+  b.tokens -= n;
+  return true;
+}
 
 std::vector<outbound_ack> ingest_processor::process(std::span<const inbound_message> msgs) {
   // Per message: what to answer once the transaction is over.
@@ -90,6 +107,7 @@ std::vector<outbound_ack> ingest_processor::process(std::span<const inbound_mess
   topics.reserve(msgs.size());
   std::vector<std::pair<std::size_t, std::size_t>> valid;  // (message index, frame index)
   std::vector<quarantine_entry> quarantined;
+  std::vector<std::pair<std::string, std::size_t>> admitted;  // quota taken, refunded on failure
   auto log = logger("ingest");
 
   for (std::size_t i = 0; i < msgs.size(); ++i) {
@@ -126,6 +144,21 @@ std::vector<outbound_ack> ingest_processor::process(std::span<const inbound_mess
                                     reason, opts_.instance);
       continue;
     }
+    if (!admit(topic->agent, frame->records.size(), opts_.clock())) {
+      ++counters_.quota_rejected;
+      slots[i].reject = make_reject(*topic, &frame->header, sc::reject_code::quota,
+                                    "agent ingest quota exceeded; retry later", opts_.instance);
+      continue;
+    }
+    admitted.emplace_back(topic->agent, frame->records.size());
+    const std::int64_t latest = m.received_ns + opts_.ts_max_future_ns;
+    for (auto& r : frame->records) {
+      if ((r.ts_ns < opts_.ts_min_ns || r.ts_ns > latest) &&
+          !(r.quality & sc::quality::bad_timestamp)) {
+        r.quality |= sc::quality::bad_timestamp;
+        ++counters_.bad_timestamps;
+      }
+    }
     slots[i].batch_index = frames.size();
     frames.push_back(std::move(*frame));
     topics.push_back(*topic);
@@ -147,6 +180,10 @@ std::vector<outbound_ack> ingest_processor::process(std::span<const inbound_mess
     counters_.quarantined += quarantined.size();
   } else {
     ++counters_.storage_errors;
+    // Nothing was stored: give the quota back so the agents' retries are not refused for it.
+    for (const auto& [agent, n] : admitted)
+      if (auto it = buckets_.find(agent); it != buckets_.end())
+        it->second.tokens += static_cast<double>(n);
     log->error("group commit of {} batches and {} quarantined frames failed: {}", batches.size(),
                quarantined.size(), db_.last_error());
   }
@@ -187,7 +224,7 @@ std::vector<outbound_ack> ingest_processor::process(std::span<const inbound_mess
 
 // ---------------------------------------------------------------------------------------------
 
-ingest_worker::ingest_worker(std::unique_ptr<store> db, ingest_options opts, ack_sink sink)
+ingest_worker::ingest_worker(std::unique_ptr<storage> db, ingest_options opts, ack_sink sink)
     : db_(std::move(db)), opts_(std::move(opts)), sink_(std::move(sink)) {}
 
 ingest_worker::~ingest_worker() { stop(); }

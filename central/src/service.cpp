@@ -24,7 +24,7 @@ sync::mqtt_options complete_mqtt_options(sync::mqtt_options o, const std::string
 
 }  // namespace
 
-ingest_service::ingest_service(asio::any_io_executor ex, std::unique_ptr<store> db,
+ingest_service::ingest_service(asio::any_io_executor ex, std::unique_ptr<storage> db,
                                service_options opts)
     : ex_(ex),
       opts_(std::move(opts)),

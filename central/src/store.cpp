@@ -50,25 +50,19 @@ std::string col_text(sqlite3_stmt* s, int i) {
 
 }  // namespace
 
-std::int64_t now_ns() noexcept {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-struct store::statements {
+struct sqlite_store::statements {
   stmt begin, commit, rollback;
   stmt insert_record, upsert_agent, insert_batch, insert_quarantine;
 };
 
-store::store(sqlite3* db) : db_(db) {}
+sqlite_store::sqlite_store(sqlite3* db) : db_(db) {}
 
-store::~store() {
+sqlite_store::~sqlite_store() {
   st_.reset();  // statements before the connection
   sqlite3_close_v2(db_);
 }
 
-bool store::exec(const char* sql) {
+bool sqlite_store::exec(const char* sql) {
   char* msg = nullptr;
   if (sqlite3_exec(db_, sql, nullptr, nullptr, &msg) != SQLITE_OK) {
     last_error_ = msg ? msg : sqlite3_errmsg(db_);
@@ -78,7 +72,7 @@ bool store::exec(const char* sql) {
   return true;
 }
 
-result<std::unique_ptr<store>> store::open(const store_options& opts, std::string& error) {
+result<std::unique_ptr<sqlite_store>> sqlite_store::open(const store_options& opts, std::string& error) {
   if (opts.path.empty() || opts.path == ":memory:" || opts.path.rfind("file::memory:", 0) == 0) {
     error = "the store needs a database file (WAL)";
     return make_error_code(errc::store_open_failed);
@@ -93,7 +87,7 @@ result<std::unique_ptr<store>> store::open(const store_options& opts, std::strin
     sqlite3_close_v2(db);
     return make_error_code(errc::store_open_failed);
   }
-  std::unique_ptr<store> s(new store(db));
+  std::unique_ptr<sqlite_store> s(new sqlite_store(db));
   sqlite3_extended_result_codes(db, 1);
   sqlite3_busy_timeout(db, static_cast<int>(opts.busy_timeout.count()));
 
@@ -136,7 +130,7 @@ result<std::unique_ptr<store>> store::open(const store_options& opts, std::strin
   return s;
 }
 
-boost::system::error_code store::prepare_writes() {
+boost::system::error_code sqlite_store::prepare_writes() {
   st_ = std::make_unique<statements>();
   struct item {
     stmt* s;
@@ -175,7 +169,7 @@ boost::system::error_code store::prepare_writes() {
   return {};
 }
 
-boost::system::error_code store::insert_quarantine(const quarantine_entry& q) {
+boost::system::error_code sqlite_store::insert_quarantine(const quarantine_entry& q) {
   auto& s = st_->insert_quarantine;
   s.reset();
   s.bind(1, q.received_ns);
@@ -196,7 +190,7 @@ boost::system::error_code store::insert_quarantine(const quarantine_entry& q) {
   return {};
 }
 
-result<stored_info> store::insert_batch(const batch_to_store& b, std::string_view instance,
+result<stored_info> sqlite_store::insert_batch(const batch_to_store& b, std::string_view instance,
                                         std::int64_t commit_ns) {
   const auto& h = b.frame->header;
   const std::string_view agent = h.agent_id;
@@ -287,7 +281,7 @@ result<stored_info> store::insert_batch(const batch_to_store& b, std::string_vie
   return info;
 }
 
-result<std::vector<stored_info>> store::store_group(std::span<const batch_to_store> batches,
+result<std::vector<stored_info>> sqlite_store::store_group(std::span<const batch_to_store> batches,
                                                     std::span<const quarantine_entry> quarantined,
                                                     std::string_view instance) {
   if (!st_) {
@@ -334,24 +328,7 @@ result<std::vector<stored_info>> store::store_group(std::span<const batch_to_sto
   return out;
 }
 
-result<stored_info> store::store_batch(const schemas::agent_topic_parts& topic,
-                                       const schemas::decoded_frame& frame, std::size_t raw_bytes,
-                                       std::string_view instance) {
-  batch_to_store b{&topic, &frame, raw_bytes, now_ns()};
-  auto r = store_group(std::span<const batch_to_store>(&b, 1), {}, instance);
-  if (!r) return r.error();
-  return r->front();
-}
-
-boost::system::error_code store::quarantine(std::string_view topic, std::string_view agent,
-                                            std::string_view reason,
-                                            std::span<const std::uint8_t> bytes) {
-  quarantine_entry q{std::string(topic), std::string(agent), std::string(reason), bytes, now_ns()};
-  auto r = store_group({}, std::span<const quarantine_entry>(&q, 1), {});
-  return r ? boost::system::error_code{} : r.error();
-}
-
-result<std::uint64_t> store::scalar(const char* sql) {
+result<std::uint64_t> sqlite_store::scalar(const char* sql) {
   stmt s;
   if (!s.prepare(db_, sql)) {
     last_error_ = sqlite3_errmsg(db_);
@@ -364,11 +341,11 @@ result<std::uint64_t> store::scalar(const char* sql) {
   return as_u64(sqlite3_column_int64(s.s, 0));
 }
 
-result<std::uint64_t> store::record_count() { return scalar("SELECT COUNT(*) FROM records"); }
-result<std::uint64_t> store::quarantine_count() { return scalar("SELECT COUNT(*) FROM quarantine"); }
-result<std::uint64_t> store::batch_ledger_count() { return scalar("SELECT COUNT(*) FROM batches"); }
+result<std::uint64_t> sqlite_store::record_count() { return scalar("SELECT COUNT(*) FROM records"); }
+result<std::uint64_t> sqlite_store::quarantine_count() { return scalar("SELECT COUNT(*) FROM quarantine"); }
+result<std::uint64_t> sqlite_store::batch_ledger_count() { return scalar("SELECT COUNT(*) FROM batches"); }
 
-result<std::vector<agent_row>> store::agents() {
+result<std::vector<agent_row>> sqlite_store::agents() {
   stmt s;
   if (!s.prepare(db_,
                  "SELECT agent_id, site, records, batches, duplicates, bytes, first_seen_ns, "
@@ -398,7 +375,7 @@ result<std::vector<agent_row>> store::agents() {
   return out;
 }
 
-result<store_totals> store::totals() {
+result<store_totals> sqlite_store::totals() {
   stmt s;
   if (!s.prepare(db_,
                  "SELECT COUNT(*), COALESCE(SUM(records), 0), COALESCE(SUM(batches), 0), "
@@ -420,6 +397,132 @@ result<store_totals> store::totals() {
   t.bytes = as_u64(sqlite3_column_int64(s.s, 4));
   t.quarantined = as_u64(sqlite3_column_int64(s.s, 5));
   return t;
+}
+
+result<std::vector<std::uint64_t>> sqlite_store::record_seqs(std::string_view agent_id,
+                                                             std::uint64_t store_epoch) {
+  stmt s;
+  if (!s.prepare(db_,
+                 "SELECT record_seq FROM records WHERE agent_id = ?1 AND store_epoch = ?2")) {
+    last_error_ = sqlite3_errmsg(db_);
+    return make_error_code(errc::store_read_failed);
+  }
+  s.bind(1, agent_id);
+  s.bind(2, as_i64(store_epoch));
+  std::vector<std::uint64_t> out;
+  int rc;
+  while ((rc = sqlite3_step(s.s)) == SQLITE_ROW) out.push_back(as_u64(sqlite3_column_int64(s.s, 0)));
+  if (rc != SQLITE_DONE) {
+    last_error_ = sqlite3_errmsg(db_);
+    return make_error_code(errc::store_read_failed);
+  }
+  // Sorted as unsigned: the same-bits key orders seqs >= 2^63 first.
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+namespace {
+constexpr const char* kQuarantineColumns =
+    "SELECT id, received_ns, topic, COALESCE(agent_id, ''), reason, bytes, length(payload)";
+
+quarantine_row quarantine_columns(sqlite3_stmt* s) {
+  quarantine_row q;
+  q.id = sqlite3_column_int64(s, 0);
+  q.received_ns = sqlite3_column_int64(s, 1);
+  q.topic = col_text(s, 2);
+  q.agent_id = col_text(s, 3);
+  q.reason = col_text(s, 4);
+  q.bytes = as_u64(sqlite3_column_int64(s, 5));
+  q.kept_bytes = as_u64(sqlite3_column_int64(s, 6));
+  return q;
+}
+}  // namespace
+
+result<std::vector<quarantine_row>> sqlite_store::quarantine_list(std::size_t limit,
+                                                                  std::int64_t before_id) {
+  stmt s;
+  const std::string sql = std::string(kQuarantineColumns) +
+                          " FROM quarantine WHERE ?1 <= 0 OR id < ?1 ORDER BY id DESC LIMIT ?2";
+  if (!s.prepare(db_, sql.c_str())) {
+    last_error_ = sqlite3_errmsg(db_);
+    return make_error_code(errc::store_read_failed);
+  }
+  s.bind(1, before_id);
+  s.bind(2, static_cast<std::int64_t>(limit));
+  std::vector<quarantine_row> out;
+  int rc;
+  while ((rc = sqlite3_step(s.s)) == SQLITE_ROW) out.push_back(quarantine_columns(s.s));
+  if (rc != SQLITE_DONE) {
+    last_error_ = sqlite3_errmsg(db_);
+    return make_error_code(errc::store_read_failed);
+  }
+  return out;
+}
+
+result<std::optional<quarantine_row>> sqlite_store::quarantine_get(std::int64_t id) {
+  stmt s;
+  const std::string sql = std::string(kQuarantineColumns) + ", payload FROM quarantine WHERE id = ?1";
+  if (!s.prepare(db_, sql.c_str())) {
+    last_error_ = sqlite3_errmsg(db_);
+    return make_error_code(errc::store_read_failed);
+  }
+  s.bind(1, id);
+  const int rc = sqlite3_step(s.s);
+  if (rc == SQLITE_DONE) return std::optional<quarantine_row>{};
+  if (rc != SQLITE_ROW) {
+    last_error_ = sqlite3_errmsg(db_);
+    return make_error_code(errc::store_read_failed);
+  }
+  auto q = quarantine_columns(s.s);
+  const auto* p = static_cast<const std::uint8_t*>(sqlite3_column_blob(s.s, 7));
+  q.payload.assign(p, p + sqlite3_column_bytes(s.s, 7));
+  return std::optional<quarantine_row>(std::move(q));
+}
+
+result<std::vector<measurement_row>> sqlite_store::measurements(const measurement_query& q) {
+  std::vector<sql_param> params;
+  const auto sql = measurement_sql(q, params, false);
+  stmt s;
+  if (!s.prepare(db_, sql.c_str())) {
+    last_error_ = sqlite3_errmsg(db_);
+    return make_error_code(errc::store_read_failed);
+  }
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    if (params[i].is_text)
+      s.bind(static_cast<int>(i + 1), std::string_view(params[i].t));
+    else
+      s.bind(static_cast<int>(i + 1), params[i].i);
+  }
+  std::vector<measurement_row> out;
+  int rc;
+  while ((rc = sqlite3_step(s.s)) == SQLITE_ROW) {
+    measurement_row m;
+    m.agent_id = col_text(s.s, 0);
+    m.store_epoch = as_u64(sqlite3_column_int64(s.s, 1));
+    m.seq = as_u64(sqlite3_column_int64(s.s, 2));
+    m.cls = sqlite3_column_int(s.s, 3);
+    m.ts_ns = sqlite3_column_int64(s.s, 4);
+    m.instrument = col_text(s.s, 5);
+    m.channel = col_text(s.s, 6);
+    m.unit = col_text(s.s, 7);
+    m.quality = static_cast<std::uint32_t>(sqlite3_column_int64(s.s, 8));
+    if (sqlite3_column_type(s.s, 9) != SQLITE_NULL) m.real = sqlite3_column_double(s.s, 9);
+    if (sqlite3_column_type(s.s, 10) != SQLITE_NULL) m.integer = sqlite3_column_int64(s.s, 10);
+    if (sqlite3_column_type(s.s, 11) != SQLITE_NULL) m.text = col_text(s.s, 11);
+    if (sqlite3_column_type(s.s, 12) != SQLITE_NULL) m.repr = col_text(s.s, 12);
+    m.run_id = col_text(s.s, 13);
+    out.push_back(std::move(m));
+  }
+  if (rc != SQLITE_DONE) {
+    last_error_ = sqlite3_errmsg(db_);
+    return make_error_code(errc::store_read_failed);
+  }
+  return out;
+}
+
+boost::system::error_code sqlite_store::ping() {
+  auto v = scalar("SELECT COUNT(*) FROM schema_version");
+  return v ? boost::system::error_code{} : v.error();
 }
 
 }  // namespace semilab::central

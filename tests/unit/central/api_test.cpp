@@ -1,3 +1,4 @@
+#include <semilab/central/store.hpp>
 #include <semilab/central/api.hpp>
 #include <semilab/schemas/topics.hpp>
 
@@ -6,6 +7,8 @@
 
 #include "test_util.hpp"
 
+#include <set>
+
 using namespace semilab::central;
 namespace sc = semilab::schemas;
 namespace json = boost::json;
@@ -13,7 +16,7 @@ namespace json = boost::json;
 TEST_CASE("api: agents, stats, healthz, 404 and 405") {
   central_test::temp_dir d;
   std::string err;
-  auto w = store::open(store_options{d.file("central.db")}, err);
+  auto w = sqlite_store::open(store_options{d.file("central.db")}, err);
   REQUIRE(w.has_value());
   sc::frame_decoder dec;
   auto bytes = central_test::encode(central_test::sample_batch("agent-01", 3, 1, 1, 6));
@@ -22,7 +25,7 @@ TEST_CASE("api: agents, stats, healthz, 404 and 405") {
   sc::agent_topic_parts t{"lab1", "agent-01", sc::agent_topic_kind::batch};
   REQUIRE((*w)->store_batch(t, *f, bytes.size(), "c").has_value());
 
-  auto r = store::open(store_options{d.file("central.db"), open_mode::read_only}, err);
+  auto r = sqlite_store::open(store_options{d.file("central.db"), open_mode::read_only}, err);
   REQUIRE(r.has_value());
   ingest_stats fake;
   fake.received = 11;
@@ -68,4 +71,129 @@ TEST_CASE("api: agents, stats, healthz, 404 and 405") {
   res = a.handle("POST", "/api/v1/agents");
   CHECK(res.status == 405);
   CHECK(res.allow == "GET, HEAD");
+}
+
+namespace {
+struct api_fixture {
+  central_test::temp_dir d;
+  std::unique_ptr<sqlite_store> w, r;
+  bool connected = true;
+  std::unique_ptr<api> a;
+  api_fixture() {
+    std::string err;
+    auto ws = sqlite_store::open(store_options{d.file("central.db")}, err);
+    REQUIRE(ws.has_value());
+    w = std::move(*ws);
+    sc::frame_decoder dec;
+    for (auto [agent, first] : {std::pair{"agent-01", 1}, std::pair{"agent-02", 1}}) {
+      auto b = central_test::sample_batch(agent, 3, 1, static_cast<std::uint64_t>(first), 8);
+      b.records[1].instrument = "dmm1";
+      auto bytes = central_test::encode(b);
+      auto f = dec.decode(std::span(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()));
+      REQUIRE(f.has_value());
+      sc::agent_topic_parts t{"lab1", agent, sc::agent_topic_kind::batch};
+      REQUIRE(w->store_batch(t, *f, bytes.size(), "c").has_value());
+    }
+    auto rs = sqlite_store::open(store_options{d.file("central.db"), open_mode::read_only}, err);
+    REQUIRE(rs.has_value());
+    r = std::move(*rs);
+    ingest_stats st;
+    st.received = 7;
+    st.quota_rejected = 1;
+    a = std::make_unique<api>(api_sources{r.get(), [st] { return st; }, [this] { return connected; },
+                                          "central-x"});
+  }
+};
+}  // namespace
+
+TEST_CASE("api: measurements with filters, time range and keyset pages, JSON and CSV") {
+  api_fixture fx;
+  auto res = fx.a->handle("GET", "/api/v1/measurements?limit=5");
+  REQUIRE(res.status == 200);
+  auto v = json::parse(res.body);
+  auto& rows = v.at("measurements").as_array();
+  REQUIRE(rows.size() == 5);
+  // Same timestamps for both agents: (ts, agent) order interleaves them.
+  CHECK(rows[0].at("agent_id").as_string() == "agent-01");
+  CHECK(rows[1].at("agent_id").as_string() == "agent-02");
+  CHECK(rows[0].at("seq").as_string() == "1");
+  CHECK(rows[0].at("class").as_string() == "telemetry");
+  CHECK(rows[0].at("value").as_double() == 0.0);
+  CHECK(rows[2].at("instrument").as_string() == "dmm1");
+  CHECK(rows[2].at("value").as_string() == std::to_string(-(1ll << 60)));  // exact integer
+  REQUIRE(v.at("next").is_string());
+  // Walk every page: 16 rows, each once.
+  std::set<std::string> seen;
+  std::string after;
+  int pages = 0;
+  for (;;) {
+    std::string target = "/api/v1/measurements?limit=5";
+    if (!after.empty()) target += "&after=" + after;
+    auto page = json::parse(fx.a->handle("GET", target).body);
+    for (auto& m : page.at("measurements").as_array())
+      seen.insert(std::string(m.at("agent_id").as_string()) + "/" +
+                  std::string(m.at("seq").as_string()));
+    ++pages;
+    if (page.at("next").is_null()) break;
+    after = std::string(page.at("next").as_string());
+    REQUIRE(pages < 10);
+  }
+  CHECK(seen.size() == 16);
+  CHECK(pages == 4);
+
+  v = json::parse(fx.a->handle("GET", "/api/v1/measurements?agent=agent-02&instrument=smu1").body);
+  CHECK(v.at("measurements").as_array().size() == 7);
+  CHECK(v.at("next").is_null());
+  const std::int64_t t0 = 1'764'250'001'000'000'000;
+  v = json::parse(fx.a->handle("GET", "/api/v1/measurements?agent=agent-01&from_ns=" +
+                                          std::to_string(t0 + 2) + "&to_ns=" +
+                                          std::to_string(t0 + 4)).body);
+  auto& ranged = v.at("measurements").as_array();
+  REQUIRE(ranged.size() == 2);
+  CHECK(ranged[0].at("seq").as_string() == "3");
+  CHECK(ranged[0].at("value_repr").is_string());
+  CHECK(ranged[1].at("value").as_string() == "text");
+
+  res = fx.a->handle("GET", "/api/v1/measurements?agent=agent-01&channel=curr&format=csv&limit=3");
+  CHECK(res.status == 200);
+  CHECK(res.content_type.rfind("text/csv", 0) == 0);
+  CHECK(res.body.rfind("agent_id,store_epoch,seq,class,ts_ns,", 0) == 0);
+  CHECK(res.body.find("\nagent-01,3,1,telemetry,") != std::string::npos);
+  CHECK(res.body.find("# next=") != std::string::npos);
+
+  CHECK(fx.a->handle("GET", "/api/v1/measurements?limit=0").status == 400);
+  CHECK(fx.a->handle("GET", "/api/v1/measurements?from_ns=abc").status == 400);
+  CHECK(fx.a->handle("GET", "/api/v1/measurements?after=1:2").status == 400);
+  CHECK(fx.a->handle("GET", "/api/v1/measurements?format=xml").status == 400);
+  CHECK(fx.a->handle("GET", "/api/v1/measurements?agent=%zz").status == 400);
+  auto unknown = fx.a->handle("GET", "/api/v1/measurements?colour=red");
+  CHECK(unknown.status == 400);
+  CHECK(unknown.body.find("colour") != std::string::npos);
+  CHECK(json::parse(fx.a->handle("GET", "/api/v1/measurements?agent=agent%2D01").body)
+            .at("measurements").as_array().size() == 8);
+}
+
+TEST_CASE("api: readyz follows the store and MQTT; metrics in Prometheus text") {
+  api_fixture fx;
+  auto res = fx.a->handle("GET", "/readyz");
+  CHECK(res.status == 200);
+  fx.connected = false;
+  res = fx.a->handle("GET", "/readyz");
+  CHECK(res.status == 503);
+  CHECK(res.body.find("mqtt: not connected") != std::string::npos);
+
+  res = fx.a->handle("GET", "/metrics");
+  CHECK(res.status == 200);
+  CHECK(res.content_type.rfind("text/plain; version=0.0.4", 0) == 0);
+  const auto& m = res.body;
+  CHECK(m.find("# TYPE semilab_central_ingest_messages_total counter\n"
+               "semilab_central_ingest_messages_total 7\n") != std::string::npos);
+  CHECK(m.find("semilab_central_ingest_quota_rejected_total 1\n") != std::string::npos);
+  CHECK(m.find("semilab_central_store_records 16\n") != std::string::npos);
+  CHECK(m.find("semilab_central_quarantine_entries 0\n") != std::string::npos);
+  CHECK(m.find("semilab_central_mqtt_connected 0\n") != std::string::npos);
+  CHECK(m.find("semilab_central_agent_records{agent=\"agent-02\",site=\"lab1\"} 8\n") !=
+        std::string::npos);
+  CHECK(m.find("semilab_central_agent_last_batch_timestamp_seconds{agent=\"agent-01\",site=\"lab1\"} ") !=
+        std::string::npos);
 }

@@ -105,3 +105,27 @@ TEST_CASE("config: the reference lists every table and key") {
                  "`broker`", "`password`", "`listen`", "`max_frame_bytes`", "`busy_timeout_ms`"})
     CHECK_MESSAGE(ref.find(s) != std::string::npos, s);
 }
+
+TEST_CASE("config: [store] backend and url") {
+  central_test::temp_dir d;
+  central_config c;
+  REQUIRE_FALSE(load_text(d, "[central]\ninstance = \"c\"\n", c).has_value());
+  CHECK(c.store.backend == "sqlite");
+  CHECK(c.store.url.empty());
+  REQUIRE_FALSE(load_text(d,
+                          "[store]\nbackend = \"postgresql\"\n"
+                          "url = \"postgresql://semilab:pw@127.0.0.1:5432/semilab\"\n",
+                          c)
+                    .has_value());
+  CHECK(c.store.backend == "postgresql");
+  CHECK(c.store.url == "postgresql://semilab:pw@127.0.0.1:5432/semilab");
+  auto e = load_text(d, "[store]\nbackend = \"postgresql\"\n", c);
+  REQUIRE(e.has_value());
+  CHECK(e->message.find("store.url") != std::string::npos);
+  e = load_text(d, "[store]\nbackend = \"mysql\"\n", c);
+  REQUIRE(e.has_value());
+  CHECK(e->message.find("backend") != std::string::npos);
+  e = load_text(d, "[store]\nbackend = \"postgresql\"\nurl = \"mysql://x\"\n", c);
+  REQUIRE(e.has_value());
+  CHECK(e->message.find("url") != std::string::npos);
+}

@@ -1,4 +1,5 @@
 // The HTTP server on 127.0.0.1 port 0, queried with a plain Beast client.
+#include <semilab/central/store.hpp>
 #include <semilab/central/api.hpp>
 #include <semilab/central/http.hpp>
 #include <semilab/schemas/topics.hpp>
@@ -42,7 +43,7 @@ bhttp::response<bhttp::string_body> get(tcp::socket& sock, const std::string& ta
 TEST_CASE("http: GET /api/v1/agents over a real socket, keep-alive, 404, 405, clean stop") {
   central_test::temp_dir d;
   std::string err;
-  auto w = store::open(store_options{d.file("central.db")}, err);
+  auto w = sqlite_store::open(store_options{d.file("central.db")}, err);
   REQUIRE(w.has_value());
   sc::frame_decoder dec;
   auto bytes = central_test::encode(central_test::sample_batch("agent-01", 3, 1, 1, 4));
@@ -50,7 +51,7 @@ TEST_CASE("http: GET /api/v1/agents over a real socket, keep-alive, 404, 405, cl
   REQUIRE(f.has_value());
   sc::agent_topic_parts t{"lab1", "agent-01", sc::agent_topic_kind::batch};
   REQUIRE((*w)->store_batch(t, *f, bytes.size(), "c").has_value());
-  auto r = store::open(store_options{d.file("central.db"), open_mode::read_only}, err);
+  auto r = sqlite_store::open(store_options{d.file("central.db"), open_mode::read_only}, err);
   REQUIRE(r.has_value());
   api routes(api_sources{r->get(), {}, {}, "c"});
 

@@ -1,3 +1,4 @@
+#include <semilab/central/store.hpp>
 #include <semilab/central/ingest.hpp>
 #include <semilab/schemas/ack.hpp>
 #include <semilab/schemas/topics.hpp>
@@ -17,13 +18,13 @@ namespace {
 
 struct fixture {
   temp_dir dir;
-  std::unique_ptr<store> db;
+  std::unique_ptr<sqlite_store> db;
   ingest_counters counters;
   std::unique_ptr<ingest_processor> proc;
 
   fixture() {
     std::string err;
-    auto s = store::open(store_options{dir.file("central.db")}, err);
+    auto s = sqlite_store::open(store_options{dir.file("central.db")}, err);
     REQUIRE(s.has_value());
     db = std::move(*s);
     ingest_options o;
@@ -33,7 +34,7 @@ struct fixture {
 };
 
 inbound_message msg(std::string site, std::string agent, std::string payload) {
-  return {sc::agent_topic(site, agent, sc::agent_topic_kind::batch), std::move(payload), 1000};
+  return {sc::agent_topic(site, agent, sc::agent_topic_kind::batch), std::move(payload), now_ns()};
 }
 
 sc::ack decode(const outbound_ack& a) {
@@ -177,4 +178,102 @@ TEST_CASE("ingest: overload ack names the batch and is retryable") {
   CHECK(d.store_epoch == 77);
   CHECK(d.batch_id == 12);
   CHECK_FALSE(make_overload_ack(dec, inbound_message{"bad/topic", "x", 0}, "c").has_value());
+}
+
+TEST_CASE("ingest: per-agent quota answers a retryable `quota` rejection and refills with time") {
+  temp_dir dir;
+  std::string err;
+  auto s = sqlite_store::open(store_options{dir.file("central.db")}, err);
+  REQUIRE(s.has_value());
+  ingest_counters counters;
+  ingest_options o;
+  o.quota_records_per_s = 100;
+  o.quota_burst_records = 200;
+  std::int64_t now = 1'000'000'000'000;
+  o.clock = [&now] { return now; };
+  ingest_processor proc(**s, o, counters);
+  auto batch = [](const std::string& agent, std::uint64_t id, std::uint64_t first, std::size_t n) {
+    return msg("lab1", agent, encode(sample_batch(agent, 1, id, first, n)));
+  };
+  std::vector<inbound_message> in = {batch("a1", 1, 1, 150), batch("a1", 2, 151, 100),
+                                     batch("a2", 1, 1, 100)};
+  auto acks = proc.process(in);
+  REQUIRE(acks.size() == 3);
+  CHECK(decode(acks[0]).stored);
+  auto refused = decode(acks[1]);
+  CHECK_FALSE(refused.stored);
+  CHECK(refused.code == sc::reject_code::quota);
+  CHECK(refused.retry);
+  CHECK(refused.batch_id == 2);
+  CHECK(decode(acks[2]).stored);  // another agent has its own bucket
+  CHECK(counters.snapshot().quota_rejected == 1);
+  CHECK(*(*s)->quarantine_count() == 0);  // not invalid: nothing quarantined
+  CHECK(*(*s)->record_count() == 250);
+
+  now += 400'000'000;  // +0.4 s: 50 + 40 tokens, still short of 100
+  std::vector<inbound_message> retry = {batch("a1", 2, 151, 100)};
+  CHECK_FALSE(decode(proc.process(retry)[0]).stored);
+  now += 1'000'000'000;  // +1 s more: 190
+  CHECK(decode(proc.process(retry)[0]).stored);
+  // A batch larger than the burst still passes when the bucket is full (then owes the rest).
+  now += 10'000'000'000;
+  std::vector<inbound_message> big = {batch("a1", 3, 251, 500)};
+  CHECK(decode(proc.process(big)[0]).stored);
+  now += 1'000'000'000;
+  std::vector<inbound_message> next = {batch("a1", 4, 751, 10)};
+  CHECK_FALSE(decode(proc.process(next)[0]).stored);
+  CHECK(*(*s)->record_count() == 850);
+}
+
+TEST_CASE("ingest: timestamps outside sanity are flagged bad_timestamp, not rejected") {
+  fixture fx;
+  auto b = sample_batch("agent-01", 1, 1, 1, 4);
+  const auto now = now_ns();
+  b.records[0].ts_ns = now;                             // fine
+  b.records[1].ts_ns = 5;                               // 1970: before the floor
+  b.records[2].ts_ns = now + 3'600'000'000'000;         // an hour in the future
+  b.records[3].ts_ns = now + 60'000'000'000;            // one minute: within the skew
+  b.records[3].quality = sc::quality::over_range;       // other bits are kept
+  std::vector<inbound_message> in = {{sc::agent_topic("lab1", "agent-01",
+                                                      sc::agent_topic_kind::batch),
+                                      encode(b), now}};
+  auto acks = fx.proc->process(in);
+  REQUIRE(acks.size() == 1);
+  CHECK(decode(acks[0]).stored);
+  CHECK(fx.counters.snapshot().bad_timestamps == 2);
+  sqlite3_stmt* st = nullptr;
+  REQUIRE(sqlite3_prepare_v2(fx.db->native_handle(),
+                             "SELECT record_seq, quality FROM records ORDER BY record_seq", -1, &st,
+                             nullptr) == SQLITE_OK);
+  std::vector<std::int64_t> q;
+  while (sqlite3_step(st) == SQLITE_ROW) q.push_back(sqlite3_column_int64(st, 1));
+  sqlite3_finalize(st);
+  const auto bad = static_cast<std::int64_t>(sc::quality::bad_timestamp);
+  const auto over = static_cast<std::int64_t>(sc::quality::over_range);
+  CHECK(q == std::vector<std::int64_t>{0, bad, bad, over});
+}
+
+TEST_CASE("ingest: a failed commit gives the quota back") {
+  temp_dir dir;
+  std::string err;
+  auto s = sqlite_store::open(store_options{dir.file("central.db")}, err);
+  REQUIRE(s.has_value());
+  ingest_counters counters;
+  ingest_options o;
+  o.quota_records_per_s = 1;
+  o.quota_burst_records = 100;
+  o.clock = [] { return std::int64_t{5'000'000'000}; };  // frozen: no refill
+  ingest_processor proc(**s, o, counters);
+  REQUIRE(sqlite3_exec((*s)->native_handle(),
+                       "CREATE TRIGGER fail_ledger BEFORE INSERT ON batches "
+                       "BEGIN SELECT RAISE(ABORT, 'injected'); END",
+                       nullptr, nullptr, nullptr) == SQLITE_OK);
+  std::vector<inbound_message> in = {msg("lab1", "a1", encode(sample_batch("a1", 1, 1, 1, 100)))};
+  auto first = decode(proc.process(in)[0]);
+  CHECK_FALSE(first.stored);
+  CHECK(first.code == sc::reject_code::internal);
+  REQUIRE(sqlite3_exec((*s)->native_handle(), "DROP TRIGGER fail_ledger", nullptr, nullptr,
+                       nullptr) == SQLITE_OK);
+  CHECK(decode(proc.process(in)[0]).stored);  // not refused for quota spent on nothing
+  CHECK(counters.snapshot().quota_rejected == 0);
 }

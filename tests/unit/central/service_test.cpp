@@ -1,4 +1,5 @@
 // The ingest service against a real mosquitto on a free loopback port: batch in, ack out, presence.
+#include <semilab/central/store.hpp>
 #include <semilab/central/service.hpp>
 #include <semilab/schemas/ack.hpp>
 #include <semilab/schemas/state.hpp>
@@ -95,9 +96,9 @@ TEST_CASE("service: batch over mosquitto -> stored -> ack; presence online then 
   central_test::temp_dir d;
   broker b(d);
   std::string err;
-  auto s = store::open(store_options{d.file("central.db")}, err);
+  auto s = sqlite_store::open(store_options{d.file("central.db")}, err);
   REQUIRE(s.has_value());
-  auto reader = store::open(store_options{d.file("central.db"), open_mode::read_only}, err);
+  auto reader = sqlite_store::open(store_options{d.file("central.db"), open_mode::read_only}, err);
   REQUIRE(reader.has_value());
 
   asio::io_context ioc;

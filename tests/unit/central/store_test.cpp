@@ -14,9 +14,9 @@ using central_test::temp_dir;
 
 namespace {
 
-std::unique_ptr<store> open_rw(const temp_dir& d, open_mode mode = open_mode::read_write) {
+std::unique_ptr<sqlite_store> open_rw(const temp_dir& d, open_mode mode = open_mode::read_write) {
   std::string err;
-  auto s = store::open(store_options{d.file("central.db"), mode, std::chrono::milliseconds(1000)}, err);
+  auto s = sqlite_store::open(store_options{d.file("central.db"), mode, std::chrono::milliseconds(1000)}, err);
   REQUIRE_MESSAGE(s.has_value(), err);
   return std::move(*s);
 }
@@ -49,7 +49,7 @@ TEST_CASE("store: open configures WAL and synchronous=FULL and migrates") {
   CHECK(query_text(s->native_handle(), "SELECT MAX(version) FROM schema_version") ==
         std::to_string(sc::central_store_migrations().back().version));
   std::string err;
-  CHECK_FALSE(store::open(store_options{":memory:"}, err).has_value());
+  CHECK_FALSE(sqlite_store::open(store_options{":memory:"}, err).has_value());
 }
 
 TEST_CASE("store: insert a batch, then the same batch again is all duplicates") {

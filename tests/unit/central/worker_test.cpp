@@ -1,4 +1,5 @@
 // The worker thread: queue bound, group commit, acks handed over only after the commit.
+#include <semilab/central/store.hpp>
 #include <semilab/central/ingest.hpp>
 #include <semilab/schemas/topics.hpp>
 
@@ -15,9 +16,9 @@ namespace sc = semilab::schemas;
 TEST_CASE("worker: every submitted batch is acked after its commit; stop drains the queue") {
   central_test::temp_dir d;
   std::string err;
-  auto s = store::open(store_options{d.file("central.db")}, err);
+  auto s = sqlite_store::open(store_options{d.file("central.db")}, err);
   REQUIRE(s.has_value());
-  auto reader = store::open(store_options{d.file("central.db"), open_mode::read_only}, err);
+  auto reader = sqlite_store::open(store_options{d.file("central.db"), open_mode::read_only}, err);
   REQUIRE(reader.has_value());
 
   std::mutex m;
@@ -27,7 +28,7 @@ TEST_CASE("worker: every submitted batch is acked after its commit; stop drains 
   ingest_options o;
   o.instance = "c";
   o.group_max_batches = 64;
-  store* rd = reader->get();
+  sqlite_store* rd = reader->get();
   ingest_worker w(std::move(*s), o, [&](std::vector<outbound_ack> group) {
     // Runs on the worker thread after the commit: a second connection already sees the rows.
     std::lock_guard lock(m);
@@ -63,7 +64,7 @@ TEST_CASE("worker: every submitted batch is acked after its commit; stop drains 
 TEST_CASE("worker: a full queue refuses with queue_full and leaves the message intact") {
   central_test::temp_dir d;
   std::string err;
-  auto s = store::open(store_options{d.file("central.db")}, err);
+  auto s = sqlite_store::open(store_options{d.file("central.db")}, err);
   REQUIRE(s.has_value());
   ingest_options o;
   o.queue_messages = 2;

@@ -2,8 +2,11 @@
 // `semilab-central run`: the whole service in one call (used by main.cpp and by tests that run
 // the service in-process).
 #include <semilab/central/config.hpp>
+#include <semilab/central/storage.hpp>
 
+#include <cstdint>
 #include <cstdio>
+#include <string>
 #include <string_view>
 
 namespace semilab::central {
@@ -20,5 +23,27 @@ void set_log_level(std::string_view level);
 // the in-flight group commit and publish its acks, publish the retained offline state, disconnect.
 // Writes "http HOST:PORT" (the bound address) as the first line on `out`; logs go to stderr.
 int run_service(const central_config& cfg, std::FILE* out);
+
+// The storage the configuration names ([store] backend, data_dir/central.db or url).
+storage_options storage_options_from(const central_config& cfg, open_mode mode);
+
+// `semilab-central quarantine list`: newest first, one line per entry (id, received UTC, agent,
+// size, reason, topic), `limit` entries older than `before_id` (0 = from the newest).
+int run_quarantine_list(const central_config& cfg, std::size_t limit, std::int64_t before_id,
+                        std::FILE* out, std::FILE* err);
+// `semilab-central quarantine show ID`: the entry's fields, a hex dump of the kept payload, and
+// the frame header when it still decodes; `payload_out` (optional) receives the kept bytes.
+int run_quarantine_show(const central_config& cfg, std::int64_t id, const std::string& payload_out,
+                        std::FILE* out, std::FILE* err);
+
+// `semilab-central backup`: a verified online backup of the SQLite store into `to_dir` (or
+// [backup] dir, or <data_dir>/backups), then retention ([backup] keep, max_age_days).
+int run_backup(const central_config& cfg, const std::string& to_dir, std::FILE* out,
+               std::FILE* err);
+// `semilab-central verify-backup FILE`: integrity check and checksums against the manifest.
+int run_verify_backup(const std::string& file, std::FILE* out, std::FILE* err);
+// `semilab-central restore FILE`: verify, then replace the store database (service stopped).
+int run_restore(const central_config& cfg, const std::string& file, std::FILE* out,
+                std::FILE* err);
 
 }  // namespace semilab::central

@@ -39,10 +39,21 @@ struct ingest_section {
   std::int64_t group_max_batches = 256;    // most batches committed in one transaction
   std::int64_t group_max_bytes = 64 << 20; // most payload bytes committed in one transaction
   std::int64_t quarantine_payload_bytes = 64 << 10;
+  std::int64_t agent_quota_records_per_s = 0;  // per-agent token bucket refill; 0 = no quota
+  std::int64_t agent_quota_burst_records = 0;  // bucket size; 0 = 10 s of the rate
+  std::int64_t max_clock_skew_s = 300;         // later timestamps are flagged bad_timestamp
 };
 
 struct store_section {
+  std::string backend = "sqlite";  // "sqlite" (data_dir/central.db) or "postgresql" (url)
+  std::string url;                 // postgresql://user:password@host:port/db; never logged whole
   std::int64_t busy_timeout_ms = 5000;
+};
+
+struct backup_section {
+  std::string dir;                  // "" = <data_dir>/backups
+  std::int64_t keep = 30;           // newest backups kept (0 = no count limit)
+  std::int64_t max_age_days = 30;   // older backups deleted (0 = no age limit)
 };
 
 struct central_config {
@@ -51,6 +62,7 @@ struct central_config {
   http_section http;
   ingest_section ingest;
   store_section store;
+  backup_section backup;
 };
 
 // "central-<hostname>" reduced to the id alphabet, or "central-1" when that is not a valid id.

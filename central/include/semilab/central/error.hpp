@@ -17,6 +17,8 @@ enum class errc {
   listen_failed,          // bind/listen refused (port in use, permission)
   queue_full,             // the ingest queue is at its bound: the batch is refused as overload
   stopped,                // the component is shutting down
+  backup_failed,          // a backup, verification or restore step failed (I/O, SQLite)
+  backup_mismatch,        // a backup's content differs from its source or its manifest
 };
 
 const boost::system::error_category& error_category() noexcept;

@@ -7,7 +7,7 @@
 // cap), commits it in one transaction, and only then hands the acks to the ack sink. Acks of
 // stored batches therefore never precede their durable commit (synchronous=FULL).
 #include <semilab/central/error.hpp>
-#include <semilab/central/store.hpp>
+#include <semilab/central/storage.hpp>
 #include <semilab/schemas/ack.hpp>
 #include <semilab/schemas/frame.hpp>
 
@@ -22,6 +22,7 @@
 #include <span>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 namespace semilab::central {
@@ -33,6 +34,18 @@ struct ingest_options {
   std::size_t queue_bytes = 256u << 20;
   std::size_t group_max_batches = 256;
   std::size_t group_max_bytes = 64u << 20;
+  // Per-agent ingest quota (token bucket on records): `quota_records_per_s` refill, up to
+  // `quota_burst_records`; 0 = unlimited. A batch is admitted when the bucket holds at least
+  // min(its records, burst) and then takes all its records (the bucket may go into debt, so a
+  // batch larger than the burst still passes when the bucket is full). Otherwise: rejected with
+  // the retryable `quota` code, not stored, not quarantined.
+  double quota_records_per_s = 0;
+  double quota_burst_records = 0;
+  // Timestamp sanity: a record older than `ts_min_ns` or later than its receipt plus
+  // `ts_max_future_ns` is stored with quality bit bad_timestamp set (flagged, never rejected).
+  std::int64_t ts_min_ns = 946'684'800'000'000'000;  // 2000-01-01T00:00:00Z
+  std::int64_t ts_max_future_ns = 300'000'000'000;    // 5 min of clock skew
+  std::function<std::int64_t()> clock = [] { return now_ns(); };  // quota refill clock
 };
 
 struct inbound_message {
@@ -59,11 +72,14 @@ struct ingest_stats {
   std::uint64_t storage_errors = 0;     // failed group commits
   std::uint64_t commits = 0;            // successful group commits
   std::uint64_t queue_depth = 0;        // messages waiting now
+  std::uint64_t quota_rejected = 0;     // batches refused with the `quota` code
+  std::uint64_t bad_timestamps = 0;     // records stored with the bad_timestamp flag
 };
 
 struct ingest_counters {
   std::atomic<std::uint64_t> received{0}, batches_stored{0}, records_new{0}, records_duplicate{0},
-      rejected{0}, quarantined{0}, overloaded{0}, storage_errors{0}, commits{0}, queue_depth{0};
+      rejected{0}, quarantined{0}, overloaded{0}, storage_errors{0}, commits{0}, queue_depth{0},
+      quota_rejected{0}, bad_timestamps{0};
   ingest_stats snapshot() const noexcept;
 };
 
@@ -71,7 +87,7 @@ struct ingest_counters {
 // and directly by tests. Not thread-safe (owns a frame_decoder; uses the store's connection).
 class ingest_processor {
  public:
-  ingest_processor(store& db, ingest_options opts, ingest_counters& counters);
+  ingest_processor(storage& db, ingest_options opts, ingest_counters& counters);
 
   // Validates every message, stores the valid batches and the quarantine rows of invalid ones in
   // ONE transaction, and returns the acks to publish, in message order. A message whose topic names
@@ -82,10 +98,16 @@ class ingest_processor {
   const std::string& last_store_error() const noexcept { return db_.last_error(); }
 
  private:
-  store& db_;
+  storage& db_;
   ingest_options opts_;
   ingest_counters& counters_;
   schemas::frame_decoder decoder_;
+  struct bucket {
+    double tokens = 0;
+    std::int64_t at_ns = 0;
+  };
+  std::unordered_map<std::string, bucket> buckets_;  // per agent id
+  bool admit(const std::string& agent, std::size_t records, std::int64_t now);
 };
 
 // The rejection ack for a message refused before the worker saw it (queue full): `overload`,
@@ -100,7 +122,7 @@ class ingest_worker {
   // acks. It must not block for long: post to the MQTT strand and return.
   using ack_sink = std::function<void(std::vector<outbound_ack>)>;
 
-  ingest_worker(std::unique_ptr<store> db, ingest_options opts, ack_sink sink);
+  ingest_worker(std::unique_ptr<storage> db, ingest_options opts, ack_sink sink);
   ~ingest_worker();  // stop()
   ingest_worker(const ingest_worker&) = delete;
   ingest_worker& operator=(const ingest_worker&) = delete;
@@ -121,7 +143,7 @@ class ingest_worker {
  private:
   void run();
 
-  std::unique_ptr<store> db_;
+  std::unique_ptr<storage> db_;
   ingest_options opts_;
   ack_sink sink_;
   ingest_counters counters_;

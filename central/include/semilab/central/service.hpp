@@ -7,7 +7,7 @@
 // are published (QoS 1, not retained) only after the group's commit.
 // Lifetime: destroy the service only after the io_context stopped running its handlers.
 #include <semilab/central/ingest.hpp>
-#include <semilab/central/store.hpp>
+#include <semilab/central/storage.hpp>
 #include <semilab/sync/mqtt.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -30,7 +30,7 @@ struct service_options {
 
 class ingest_service {
  public:
-  ingest_service(boost::asio::any_io_executor ex, std::unique_ptr<store> db, service_options opts);
+  ingest_service(boost::asio::any_io_executor ex, std::unique_ptr<storage> db, service_options opts);
   ~ingest_service();
   ingest_service(const ingest_service&) = delete;
   ingest_service& operator=(const ingest_service&) = delete;

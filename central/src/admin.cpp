@@ -1,0 +1,201 @@
+// Admin commands of semilab-central that work on the store directly (no service running needed).
+#include <cinttypes>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <semilab/central/app.hpp>
+#include <semilab/central/backup.hpp>
+#include <semilab/schemas/frame.hpp>
+
+namespace semilab::central {
+
+namespace {
+
+std::string utc(std::int64_t ns) {
+  const std::time_t t = static_cast<std::time_t>(ns / 1'000'000'000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[40];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  char out[64];
+  std::snprintf(out, sizeof out, "%s.%03dZ", buf, static_cast<int>((ns / 1'000'000) % 1000));
+  return out;
+}
+
+result<std::unique_ptr<storage>> open_for_admin(const central_config& cfg, std::FILE* err) {
+  auto so = storage_options_from(cfg, open_mode::read_only);
+  std::string msg;
+  auto s = open_storage(so, msg);
+  if (!s) {
+    const std::string where =
+        so.backend == storage_backend::postgresql ? redact_url(so.url) : so.sqlite_path;
+    std::fprintf(err, "semilab-central: store %s: %s: %s\n", where.c_str(),
+                 s.error().message().c_str(), msg.c_str());
+  }
+  return s;
+}
+
+}  // namespace
+
+storage_options storage_options_from(const central_config& cfg, open_mode mode) {
+  storage_options so;
+  so.backend =
+      cfg.store.backend == "postgresql" ? storage_backend::postgresql : storage_backend::sqlite;
+  so.sqlite_path = (std::filesystem::path(cfg.central.data_dir) / "central.db").string();
+  so.url = cfg.store.url;
+  so.mode = mode;
+  so.busy_timeout = std::chrono::milliseconds(cfg.store.busy_timeout_ms);
+  return so;
+}
+
+int run_quarantine_list(const central_config& cfg, std::size_t limit, std::int64_t before_id,
+                        std::FILE* out, std::FILE* err) {
+  auto s = open_for_admin(cfg, err);
+  if (!s) return kExitRuntime;
+  auto rows = (*s)->quarantine_list(limit, before_id);
+  if (!rows) {
+    std::fprintf(err, "semilab-central: quarantine list: %s\n", (*s)->last_error().c_str());
+    return kExitRuntime;
+  }
+  std::fprintf(out, "%-8s %-24s %-20s %10s  %s\n", "ID", "RECEIVED (UTC)", "AGENT", "BYTES",
+               "REASON / TOPIC");
+  for (const auto& q : *rows)
+    std::fprintf(out, "%-8" PRId64 " %-24s %-20s %10" PRIu64 "  %s  [%s]\n", q.id,
+                 utc(q.received_ns).c_str(), q.agent_id.empty() ? "-" : q.agent_id.c_str(), q.bytes,
+                 q.reason.c_str(), q.topic.c_str());
+  std::fprintf(out, "%zu entr%s\n", rows->size(), rows->size() == 1 ? "y" : "ies");
+  return kExitOk;
+}
+
+int run_quarantine_show(const central_config& cfg, std::int64_t id, const std::string& payload_out,
+                        std::FILE* out, std::FILE* err) {
+  auto s = open_for_admin(cfg, err);
+  if (!s) return kExitRuntime;
+  auto row = (*s)->quarantine_get(id);
+  if (!row) {
+    std::fprintf(err, "semilab-central: quarantine show %" PRId64 ": %s\n", id,
+                 (*s)->last_error().c_str());
+    return kExitRuntime;
+  }
+  if (!*row) {
+    std::fprintf(err, "semilab-central: no quarantine entry %" PRId64 "\n", id);
+    return kExitRuntime;
+  }
+  const auto& q = **row;
+  std::fprintf(out,
+               "id:        %" PRId64
+               "\nreceived:  %s\ntopic:     %s\nagent:     %s\n"
+               "reason:    %s\nsize:      %" PRIu64 " bytes (%" PRIu64 " kept)\n",
+               q.id, utc(q.received_ns).c_str(), q.topic.c_str(),
+               q.agent_id.empty() ? "-" : q.agent_id.c_str(), q.reason.c_str(), q.bytes,
+               q.kept_bytes);
+  schemas::frame_decoder dec;
+  if (auto h = dec.decode_header(q.payload)) {
+    std::fprintf(out,
+                 "header:    agent %s, store_epoch %" PRIu64 ", batch %" PRIu64 ", %" PRIu32
+                 " records\n",
+                 h->agent_id.c_str(), h->store_epoch, h->batch_id, h->record_count);
+  } else {
+    std::fprintf(out, "header:    does not decode (%s)\n", h.error().message().c_str());
+  }
+  const std::size_t shown = std::min<std::size_t>(q.payload.size(), 256);
+  std::fprintf(out, "payload (first %zu bytes):\n", shown);
+  for (std::size_t off = 0; off < shown; off += 16) {
+    std::fprintf(out, "  %06zx ", off);
+    for (std::size_t i = off; i < off + 16; ++i) {
+      if (i < shown)
+        std::fprintf(out, " %02x", q.payload[i]);
+      else
+        std::fputs("   ", out);
+    }
+    std::fputs("  ", out);
+    for (std::size_t i = off; i < std::min(off + 16, shown); ++i)
+      std::fputc(q.payload[i] >= 0x20 && q.payload[i] < 0x7f ? q.payload[i] : '.', out);
+    std::fputc('\n', out);
+  }
+  if (!payload_out.empty()) {
+    std::ofstream f(payload_out, std::ios::binary | std::ios::trunc);
+    f.write(reinterpret_cast<const char*>(q.payload.data()),
+            static_cast<std::streamsize>(q.payload.size()));
+    if (!f) {
+      std::fprintf(err, "semilab-central: cannot write %s\n", payload_out.c_str());
+      return kExitRuntime;
+    }
+  }
+  return kExitOk;
+}
+
+namespace {
+bool sqlite_only(const central_config& cfg, const char* what, std::FILE* err) {
+  if (cfg.store.backend == "sqlite") return true;
+  std::fprintf(err,
+               "semilab-central %s: the store is PostgreSQL; back it up with pg_dump / restore "
+               "with pg_restore (this command handles the SQLite store)\n",
+               what);
+  return false;
+}
+
+void print_tables(const std::vector<table_checksum>& t, std::FILE* out) {
+  for (const auto& c : t)
+    std::fprintf(out, "  %-16s %12" PRIu64 " rows  sha256 %s\n", c.table.c_str(), c.rows,
+                 c.sha256.c_str());
+}
+}  // namespace
+
+int run_backup(const central_config& cfg, const std::string& to_dir, std::FILE* out,
+               std::FILE* err) {
+  if (!sqlite_only(cfg, "backup", err)) return kExitUsage;
+  const auto so = storage_options_from(cfg, open_mode::read_only);
+  const std::string dir = !to_dir.empty() ? to_dir
+                          : !cfg.backup.dir.empty()
+                              ? cfg.backup.dir
+                              : (std::filesystem::path(cfg.central.data_dir) / "backups").string();
+  std::string msg;
+  auto b = backup_sqlite(so.sqlite_path, dir, msg);
+  if (!b) {
+    std::fprintf(err, "semilab-central backup of %s into %s: %s: %s\n", so.sqlite_path.c_str(),
+                 dir.c_str(), b.error().message().c_str(), msg.c_str());
+    return kExitRuntime;
+  }
+  std::fprintf(out, "backup %s (%" PRIu64 " bytes): copied in %.3f s, verified in %.3f s\n",
+               b->file.c_str(), b->bytes, b->copy_s, b->verify_s);
+  print_tables(b->tables, out);
+  auto gone = apply_retention(dir, static_cast<std::size_t>(cfg.backup.keep),
+                              cfg.backup.max_age_days * 86400, now_ns() / 1'000'000'000, msg);
+  if (!gone) {
+    std::fprintf(err, "semilab-central backup: retention in %s: %s\n", dir.c_str(), msg.c_str());
+    return kExitRuntime;
+  }
+  for (const auto& f : *gone) std::fprintf(out, "retention: deleted %s\n", f.c_str());
+  return kExitOk;
+}
+
+int run_verify_backup(const std::string& file, std::FILE* out, std::FILE* err) {
+  std::string msg;
+  auto t = verify_backup(file, msg);
+  if (!t) {
+    std::fprintf(err, "semilab-central verify-backup %s: %s: %s\n", file.c_str(),
+                 t.error().message().c_str(), msg.c_str());
+    return kExitRuntime;
+  }
+  std::fprintf(out, "ok %s: integrity_check ok, every table matches its manifest\n", file.c_str());
+  print_tables(*t, out);
+  return kExitOk;
+}
+
+int run_restore(const central_config& cfg, const std::string& file, std::FILE* out,
+                std::FILE* err) {
+  if (!sqlite_only(cfg, "restore", err)) return kExitUsage;
+  const auto so = storage_options_from(cfg, open_mode::read_write);
+  std::string kept, msg;
+  if (auto ec = restore_sqlite(file, so.sqlite_path, kept, msg)) {
+    std::fprintf(err, "semilab-central restore %s -> %s: %s: %s\n", file.c_str(),
+                 so.sqlite_path.c_str(), ec.message().c_str(), msg.c_str());
+    return kExitRuntime;
+  }
+  std::fprintf(out, "restored %s as %s\n", file.c_str(), so.sqlite_path.c_str());
+  if (!kept.empty()) std::fprintf(out, "previous database kept as %s\n", kept.c_str());
+  return kExitOk;
+}
+
+}  // namespace semilab::central

@@ -1,0 +1,481 @@
+// One storage test suite, run against both backends: every STORAGE_TEST is a test case for
+// SQLite and one for PostgreSQL. PostgreSQL is started once for this binary (initdb + pg_ctl in
+// a temp directory, tests/support/postgres.hpp); each test gets its own database. Missing
+// PostgreSQL binaries fail the PostgreSQL cases with the helper's message: nothing is skipped.
+#include <doctest/doctest.h>
+#include <libpq-fe.h>
+#include <sqlite3.h>
+
+#include <atomic>
+#include <semilab/central/ingest.hpp>
+#include <semilab/central/pg_store.hpp>
+#include <semilab/central/storage.hpp>
+#include <semilab/central/store.hpp>
+#include <semilab/schemas/ack.hpp>
+#include <thread>
+
+#include "../../support/postgres.hpp"
+#include "test_util.hpp"
+
+using namespace semilab::central;
+namespace sc = semilab::schemas;
+using central_test::sample_batch;
+using central_test::temp_dir;
+
+namespace {
+
+struct pg_cluster {
+  std::unique_ptr<semilab::test::postgres_server> server;
+  std::string error;
+  int next_db = 0;
+};
+
+pg_cluster& cluster() {
+  static pg_cluster c = [] {
+    pg_cluster p;
+    p.server = semilab::test::postgres_server::start(p.error);
+    return p;
+  }();
+  return c;
+}
+
+// A fresh, empty store location of one backend.
+struct env {
+  storage_backend backend;
+  temp_dir dir;
+  storage_options opts;
+
+  explicit env(storage_backend b) : backend(b) {
+    opts.backend = b;
+    opts.busy_timeout = std::chrono::milliseconds(2000);
+    if (b == storage_backend::sqlite) {
+      opts.sqlite_path = dir.file("central.db");
+    } else {
+      auto& c = cluster();
+      REQUIRE_MESSAGE(c.server != nullptr, "PostgreSQL test server: " << c.error);
+      const std::string db = "t" + std::to_string(++c.next_db);
+      REQUIRE_MESSAGE(c.server->create_database(db) == 0, "CREATE DATABASE " << db);
+      opts.url = c.server->url(db);
+    }
+  }
+  std::unique_ptr<storage> open(open_mode mode = open_mode::read_write) {
+    auto o = opts;
+    o.mode = mode;
+    std::string err;
+    auto s = open_storage(o, err);
+    REQUIRE_MESSAGE(s.has_value(), err);
+    CHECK((*s)->backend() == backend);
+    return std::move(*s);
+  }
+};
+
+// Runs SQL on the store's own connection (fault injection).
+void exec_native(storage& s, const std::string& sql) {
+  if (auto* lite = dynamic_cast<sqlite_store*>(&s)) {
+    char* msg = nullptr;
+    const int rc = sqlite3_exec(lite->native_handle(), sql.c_str(), nullptr, nullptr, &msg);
+    std::string m = msg ? msg : "";
+    sqlite3_free(msg);
+    REQUIRE_MESSAGE(rc == SQLITE_OK, m);
+  } else {
+    auto* pg = dynamic_cast<pg_store*>(&s);
+    REQUIRE(pg != nullptr);
+    PGresult* r = PQexec(pg->native_handle(), sql.c_str());
+    const auto st = PQresultStatus(r);
+    std::string m = PQresultErrorMessage(r);
+    PQclear(r);
+    REQUIRE_MESSAGE((st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK), m);
+  }
+}
+
+sc::decoded_frame decoded(const sc::batch& b) {
+  sc::frame_decoder dec;
+  auto bytes = central_test::encode(b);
+  auto f = dec.decode(std::span(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()));
+  REQUIRE(f.has_value());
+  return std::move(*f);
+}
+
+std::vector<std::uint64_t> iota(std::uint64_t first, std::size_t n) {
+  std::vector<std::uint64_t> v(n);
+  for (std::size_t i = 0; i < n; ++i) v[i] = first + i;
+  return v;
+}
+
+}  // namespace
+
+#define STORAGE_TEST(fn, title)              \
+  static void fn(storage_backend backend);   \
+  TEST_CASE("storage[sqlite]: " title) {     \
+    fn(storage_backend::sqlite);             \
+  }                                          \
+  TEST_CASE("storage[postgresql]: " title) { \
+    fn(storage_backend::postgresql);         \
+  }                                          \
+  static void fn(storage_backend backend)
+
+STORAGE_TEST(open_twice, "open migrates once, reopens, and a reader opens beside the writer") {
+  env e(backend);
+  auto w = e.open();
+  auto w2 = e.open();  // migrations already applied: a no-op
+  auto r = e.open(open_mode::read_only);
+  CHECK(*r->record_count() == 0);
+  CHECK(r->agents()->empty());
+}
+
+STORAGE_TEST(dup_batch, "a batch, then the same batch again is all duplicates") {
+  env e(backend);
+  auto s = e.open();
+  sc::agent_topic_parts topic{"lab1", "agent-01", sc::agent_topic_kind::batch};
+  auto f = decoded(sample_batch("agent-01", 42, 1, 100, 20));
+  auto r1 = s->store_batch(topic, f, 1234, "central-t");
+  REQUIRE(r1.has_value());
+  CHECK(r1->new_records == 20);
+  CHECK(r1->duplicates == 0);
+  auto r2 = s->store_batch(topic, f, 1234, "central-t");
+  REQUIRE(r2.has_value());
+  CHECK(r2->new_records == 0);
+  CHECK(r2->duplicates == 20);
+  CHECK(*s->record_count() == 20);
+  CHECK(*s->batch_ledger_count() == 2);
+  CHECK(*s->record_seqs("agent-01", 42) == iota(100, 20));
+
+  auto agents = s->agents();
+  REQUIRE(agents.has_value());
+  REQUIRE(agents->size() == 1);
+  const auto& a = agents->front();
+  CHECK(a.agent_id == "agent-01");
+  CHECK(a.site == "lab1");
+  CHECK(a.records == 20);
+  CHECK(a.batches == 2);
+  CHECK(a.duplicates == 20);
+  CHECK(a.bytes == 2468);
+  CHECK(a.first_seen_ns > 0);
+  CHECK(a.last_ack_ns >= a.first_seen_ns);
+  auto t = s->totals();
+  REQUIRE(t.has_value());
+  CHECK(t->records == 20);
+  CHECK(t->agents == 1);
+  CHECK(t->batches == 2);
+  CHECK(t->duplicates == 20);
+  CHECK(t->bytes == 2468);
+}
+
+STORAGE_TEST(u64_keys, "u64 epoch and seqs above 2^63 round-trip bit for bit") {
+  env e(backend);
+  auto s = e.open();
+  const std::uint64_t epoch = 0xfedcba9876543210ull;
+  const std::uint64_t seq = (1ull << 63) - 2;  // straddles 2^63: signed order differs
+  sc::agent_topic_parts topic{"lab1", "agent-02", sc::agent_topic_kind::batch};
+  auto f = decoded(sample_batch("agent-02", epoch, 9, seq, 4));
+  REQUIRE(s->store_batch(topic, f, 10, "c").has_value());
+  auto again = s->store_batch(topic, f, 10, "c");  // the key must match bit for bit
+  REQUIRE(again.has_value());
+  CHECK(again->duplicates == 4);
+  CHECK(*s->record_seqs("agent-02", epoch) == iota(seq, 4));
+  CHECK(s->record_seqs("agent-02", 1)->empty());
+}
+
+STORAGE_TEST(group, "group commit: overlapping batches, first carrier wins, quarantine capped") {
+  env e(backend);
+  auto s = e.open();
+  sc::agent_topic_parts t1{"lab1", "a1", sc::agent_topic_kind::batch};
+  sc::agent_topic_parts t2{"lab2", "a2", sc::agent_topic_kind::batch};
+  auto f1 = decoded(sample_batch("a1", 7, 1, 1, 10));
+  auto f2 = decoded(sample_batch("a1", 7, 2, 6, 10));  // overlaps f1 on 6..10
+  auto f3 = decoded(sample_batch("a2", 8, 1, 1, 5));
+  auto f4 = decoded(sample_batch("a1", 7, 3, 1, 3));  // all inside f1
+  std::vector<batch_to_store> group = {
+      {&t1, &f1, 100, 1}, {&t1, &f2, 100, 2}, {&t2, &f3, 100, 3}, {&t1, &f4, 50, 4}};
+  std::vector<std::uint8_t> junk(100'000, 0xAB);
+  s->set_quarantine_cap(1000);
+  std::vector<quarantine_entry> q = {{"semilab/v1/lab1/a1/batch", "a1", "invalid frame", junk, 4},
+                                     {"garbage", "", "bad topic", junk, 5}};
+  auto r = s->store_group(group, q, "c");
+  REQUIRE_MESSAGE(r.has_value(), s->last_error());
+  REQUIRE(r->size() == 4);
+  CHECK((*r)[0].new_records == 10);
+  CHECK((*r)[0].duplicates == 0);
+  CHECK((*r)[1].new_records == 5);
+  CHECK((*r)[1].duplicates == 5);
+  CHECK((*r)[2].new_records == 5);
+  CHECK((*r)[3].new_records == 0);
+  CHECK((*r)[3].duplicates == 3);
+  CHECK(*s->record_count() == 20);
+  CHECK(*s->quarantine_count() == 2);
+  CHECK(*s->batch_ledger_count() == 4);
+  CHECK(*s->record_seqs("a1", 7) == iota(1, 15));
+  auto agents = s->agents();
+  REQUIRE(agents.has_value());
+  REQUIRE(agents->size() == 2);
+  CHECK((*agents)[0].agent_id == "a1");
+  CHECK((*agents)[0].batches == 3);
+  CHECK((*agents)[0].records == 15);
+  CHECK((*agents)[0].duplicates == 8);
+  CHECK((*agents)[0].bytes == 250);
+  CHECK((*agents)[1].site == "lab2");
+  CHECK((*agents)[1].records == 5);
+  CHECK(s->totals()->quarantined == 2);
+}
+
+STORAGE_TEST(rollback, "a failed group leaves nothing behind and the store stays usable") {
+  env e(backend);
+  auto s = e.open();
+  sc::agent_topic_parts t1{"lab1", "a1", sc::agent_topic_kind::batch};
+  auto f1 = decoded(sample_batch("a1", 7, 1, 1, 10));
+  // The ledger insert fails inside the transaction, after the records went in.
+  if (backend == storage_backend::sqlite) {
+    exec_native(*s,
+                "CREATE TRIGGER fail_ledger BEFORE INSERT ON batches "
+                "BEGIN SELECT RAISE(ABORT, 'injected'); END");
+  } else {
+    exec_native(*s,
+                "CREATE FUNCTION fail_ledger() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$BEGIN RAISE EXCEPTION 'injected'; END$$;"
+                "CREATE TRIGGER fail_ledger BEFORE INSERT ON batches "
+                "FOR EACH ROW EXECUTE FUNCTION fail_ledger()");
+  }
+  std::vector<batch_to_store> group = {{&t1, &f1, 100, 1}};
+  std::vector<std::uint8_t> junk(10, 1);
+  std::vector<quarantine_entry> q = {{"garbage", "", "bad topic", junk, 5}};
+  auto r = s->store_group(group, q, "c");
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error() == errc::store_write_failed);
+  CHECK(s->last_error().find("injected") != std::string::npos);
+  CHECK(*s->record_count() == 0);
+  CHECK(*s->quarantine_count() == 0);
+  CHECK(s->agents()->empty());
+  exec_native(*s, backend == storage_backend::sqlite ? "DROP TRIGGER fail_ledger"
+                                                     : "DROP TRIGGER fail_ledger ON batches");
+  auto again = s->store_group(group, q, "c");
+  REQUIRE_MESSAGE(again.has_value(), s->last_error());
+  CHECK((*again)[0].new_records == 10);
+  CHECK(*s->quarantine_count() == 1);
+}
+
+STORAGE_TEST(reader, "quarantine() and a read-only connection beside the writer") {
+  env e(backend);
+  auto w = e.open();
+  std::vector<std::uint8_t> bytes = {1, 2, 3};
+  CHECK_FALSE(w->quarantine("semilab/v1/x/y/batch", "y", "bad", bytes));
+  CHECK_FALSE(w->quarantine("garbage", "", "bad topic", bytes));
+  auto r = e.open(open_mode::read_only);
+  CHECK(*r->quarantine_count() == 2);
+  CHECK(r->agents()->empty());
+  sc::agent_topic_parts t{"lab1", "a1", sc::agent_topic_kind::batch};
+  auto f = decoded(sample_batch("a1", 1, 1, 1, 3));
+  CHECK_FALSE(r->store_batch(t, f, 1, "c").has_value());  // read-only refuses writes
+  REQUIRE(w->store_batch(t, f, 1, "c").has_value());
+  CHECK(r->totals()->records == 3);  // the reader sees the writer's commit
+}
+
+STORAGE_TEST(ingest, "the ingest processor stores, rejects and acks the same on each backend") {
+  env e(backend);
+  auto s = e.open();
+  ingest_counters counters;
+  ingest_options o;
+  o.instance = "central-x";
+  ingest_processor proc(*s, o, counters);
+  auto topic = sc::agent_topic("lab1", "ag", sc::agent_topic_kind::batch);
+  const auto good = central_test::encode(sample_batch("ag", 3, 1, 1, 50));
+  std::vector<inbound_message> in = {
+      {topic, good, now_ns()},
+      {topic, "not a frame", now_ns()},
+      {topic, good, now_ns()},
+      {sc::agent_topic("lab1", "other", sc::agent_topic_kind::batch), good, now_ns()}};
+  auto acks = proc.process(in);
+  REQUIRE(acks.size() == 4);
+  auto a0 = sc::decode_ack(acks[0].payload);
+  auto a1 = sc::decode_ack(acks[1].payload);
+  auto a2 = sc::decode_ack(acks[2].payload);
+  auto a3 = sc::decode_ack(acks[3].payload);
+  REQUIRE((a0.has_value() && a1.has_value() && a2.has_value() && a3.has_value()));
+  CHECK(a0->stored);
+  CHECK_FALSE(a1->stored);
+  CHECK(a2->stored);  // redelivery inside the group: stored, all duplicates
+  CHECK_FALSE(a3->stored);
+  CHECK(a3->code == sc::reject_code::agent_mismatch);
+  auto st = counters.snapshot();
+  CHECK(st.records_new == 50);
+  CHECK(st.records_duplicate == 50);
+  CHECK(st.quarantined == 2);
+  CHECK(*s->record_count() == 50);
+  CHECK(*s->quarantine_count() == 2);
+}
+
+STORAGE_TEST(quarantine_rows,
+             "quarantine list (newest first, paged) and get with the kept payload") {
+  env e(backend);
+  auto w = e.open();
+  w->set_quarantine_cap(4);
+  std::vector<std::uint8_t> p1 = {0x00, 0xFF, 0x10, 0x5C, 0x27, 0x99};  // NUL, backslash, quote
+  std::vector<std::uint8_t> p2 = {1, 2};
+  REQUIRE_FALSE(w->quarantine("semilab/v1/lab/a1/batch", "a1", "invalid frame: bad magic", p1));
+  REQUIRE_FALSE(w->quarantine("garbage", "", "bad topic", p2));
+  auto r = e.open(open_mode::read_only);
+  auto list = r->quarantine_list(10, 0);
+  REQUIRE(list.has_value());
+  REQUIRE(list->size() == 2);
+  CHECK((*list)[0].topic == "garbage");
+  CHECK((*list)[0].agent_id.empty());
+  CHECK((*list)[0].payload.empty());
+  CHECK((*list)[1].reason == "invalid frame: bad magic");
+  CHECK((*list)[1].bytes == 6);
+  CHECK((*list)[1].kept_bytes == 4);
+  CHECK((*list)[1].received_ns > 0);
+  auto older = r->quarantine_list(10, (*list)[0].id);
+  REQUIRE(older.has_value());
+  REQUIRE(older->size() == 1);
+  CHECK((*older)[0].id == (*list)[1].id);
+  CHECK(r->quarantine_list(1, 0)->size() == 1);
+  auto one = r->quarantine_get((*list)[1].id);
+  REQUIRE(one.has_value());
+  REQUIRE(one->has_value());
+  CHECK((*one)->agent_id == "a1");
+  CHECK((*one)->payload == std::vector<std::uint8_t>(p1.begin(), p1.begin() + 4));
+  auto none = r->quarantine_get(987654);
+  REQUIRE(none.has_value());
+  CHECK_FALSE(none->has_value());
+}
+
+STORAGE_TEST(measurement_pages, "measurements: filters, time range, keyset pages, values") {
+  env e(backend);
+  auto w = e.open();
+  for (const char* agent : {"m1", "m2"}) {
+    sc::agent_topic_parts t{"lab", agent, sc::agent_topic_kind::batch};
+    auto f = decoded(sample_batch(agent, 5, 1, 1, 12));
+    REQUIRE(w->store_batch(t, f, 1, "c").has_value());
+  }
+  auto r = e.open(open_mode::read_only);
+  measurement_query q;
+  q.limit = 7;
+  std::vector<std::string> keys;
+  for (int page = 0; page < 10; ++page) {
+    auto rows = r->measurements(q);
+    REQUIRE_MESSAGE(rows.has_value(), r->last_error());
+    for (const auto& m : *rows) keys.push_back(m.agent_id + "/" + std::to_string(m.seq));
+    if (rows->size() < q.limit) break;
+    const auto& last = rows->back();
+    q.has_after = true;
+    q.after_ts_ns = last.ts_ns;
+    q.after_agent = last.agent_id;
+    q.after_epoch = last.store_epoch;
+    q.after_seq = last.seq;
+  }
+  REQUIRE(keys.size() == 24);
+  CHECK(keys[0] == "m1/1");
+  CHECK(keys[1] == "m2/1");
+  CHECK(keys[23] == "m2/12");
+  measurement_query f;
+  f.agent_id = "m2";
+  f.from_ns = 1'764'250'001'000'000'000 + 1;
+  f.to_ns = 1'764'250'001'000'000'000 + 5;
+  auto rows = r->measurements(f);
+  REQUIRE(rows.has_value());
+  REQUIRE(rows->size() == 4);
+  const auto& d = (*rows)[0];  // seq 2: i % 4 == 1 -> integer
+  CHECK(d.seq == 2);
+  CHECK(d.store_epoch == 5);
+  CHECK(d.integer == std::optional<std::int64_t>(-(1ll << 60)));
+  CHECK_FALSE(d.real.has_value());
+  CHECK(d.run_id == "run-1");
+  CHECK((*rows)[1].repr == std::optional<std::string>(sc::decimal{12345000, -10}.to_string()));
+  CHECK((*rows)[1].real.has_value());
+  CHECK((*rows)[2].text == std::optional<std::string>("text"));
+  CHECK((*rows)[3].real == std::optional<double>(1.5 * 4));
+  CHECK((*rows)[3].run_id.empty());
+  f.instrument = "nope";
+  CHECK(r->measurements(f)->empty());
+  CHECK_FALSE(r->ping());
+}
+
+TEST_CASE("storage[postgresql]: a lost connection fails one group, the next reconnects") {
+  env e(storage_backend::postgresql);
+  auto s = e.open();
+  auto* pg = dynamic_cast<pg_store*>(s.get());
+  REQUIRE(pg != nullptr);
+  const int pid = PQbackendPID(pg->native_handle());
+  auto killer = e.open(open_mode::read_write);
+  exec_native(*killer, "SELECT pg_terminate_backend(" + std::to_string(pid) + ")");
+  sc::agent_topic_parts t{"lab1", "a1", sc::agent_topic_kind::batch};
+  auto f = decoded(sample_batch("a1", 1, 1, 1, 30));
+  auto first = s->store_batch(t, f, 1, "c");
+  CHECK_FALSE(first.has_value());
+  CHECK_FALSE(s->last_error().empty());
+  auto second = s->store_batch(t, f, 1, "c");
+  REQUIRE_MESSAGE(second.has_value(), s->last_error());
+  CHECK(second->new_records == 30);
+  CHECK(*s->record_seqs("a1", 1) == iota(1, 30));
+}
+
+TEST_CASE("storage[postgresql]: two writers on overlapping batches store each record once") {
+  env e(storage_backend::postgresql);
+  auto w1 = e.open();
+  auto w2 = e.open();
+  constexpr int kAgents = 4, kBatches = 30, kPer = 50;
+  std::vector<sc::agent_topic_parts> topics;
+  std::vector<sc::decoded_frame> frames;
+  for (int a = 0; a < kAgents; ++a)
+    topics.push_back({"lab", "ag" + std::to_string(a), sc::agent_topic_kind::batch});
+  for (int b = 0; b < kBatches; ++b)
+    for (int a = 0; a < kAgents; ++a)
+      frames.push_back(
+          decoded(sample_batch("ag" + std::to_string(a), 1, static_cast<std::uint64_t>(b),
+                               static_cast<std::uint64_t>(b * kPer + 1), kPer)));
+  // Both writers store every batch, in groups of kAgents, in opposite agent orders.
+  std::atomic<int> failures{0};
+  std::atomic<std::uint64_t> new_total{0};
+  auto run = [&](storage& w, bool reverse) {
+    for (int b = 0; b < kBatches; ++b) {
+      std::vector<batch_to_store> group;
+      for (int k = 0; k < kAgents; ++k) {
+        const int a = reverse ? kAgents - 1 - k : k;
+        group.push_back({&topics[static_cast<std::size_t>(a)],
+                         &frames[static_cast<std::size_t>(b * kAgents + a)], 100, 1});
+      }
+      auto r = w.store_group(group, {}, "c");
+      if (!r) {
+        ++failures;
+        continue;
+      }
+      for (const auto& i : *r) new_total += i.new_records;
+    }
+  };
+  std::thread t1([&] { run(*w1, false); });
+  std::thread t2([&] { run(*w2, true); });
+  t1.join();
+  t2.join();
+  CHECK(failures.load() == 0);
+  CHECK(new_total.load() == std::uint64_t{kAgents} * kBatches * kPer);
+  CHECK(*w1->record_count() == std::uint64_t{kAgents} * kBatches * kPer);
+  for (int a = 0; a < kAgents; ++a)
+    CHECK(*w1->record_seqs("ag" + std::to_string(a), 1) == iota(1, kBatches * kPer));
+  auto agents = w1->agents();
+  REQUIRE(agents.has_value());
+  for (const auto& ag : *agents) {
+    CHECK(ag.records == std::uint64_t{kBatches} * kPer);
+    CHECK(ag.batches == 2 * kBatches);
+    CHECK(ag.duplicates == std::uint64_t{kBatches} * kPer);
+  }
+}
+
+TEST_CASE("storage: redact_url hides passwords") {
+  CHECK(redact_url("postgresql://u:secret@h:5432/db") == "postgresql://u:***@h:5432/db");
+  CHECK(redact_url("postgresql://u@h/db") == "postgresql://u@h/db");
+  CHECK(redact_url("postgresql://h/db?password=secret&x=1") ==
+        "postgresql://h/db?password=***&x=1");
+  CHECK(redact_url("host=h password=secret dbname=x") == "host=h password=*** dbname=x");
+}
+
+TEST_CASE("storage[postgresql]: an unreachable server is a clear open error without the password") {
+  storage_options o;
+  o.backend = storage_backend::postgresql;
+  o.url = "postgresql://u:topsecret@127.0.0.1:" + std::to_string(semilab::test::free_port()) +
+          "/db?connect_timeout=2";
+  std::string err;
+  auto s = open_storage(o, err);
+  REQUIRE_FALSE(s.has_value());
+  CHECK(s.error() == errc::store_open_failed);
+  CHECK(err.find("cannot connect to PostgreSQL") != std::string::npos);
+  CHECK(err.find("topsecret") == std::string::npos);
+}
