@@ -4,6 +4,9 @@
 #include <semilab/agent/daemon.hpp>
 #include <semilab/drivers/model.hpp>
 
+#include "src/cli_modbus.hpp"
+#include "src/cli_scpi.hpp"
+
 #include <CLI/CLI.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -27,6 +30,8 @@ int main(int argc, char** argv) {
   check->add_option("-c,--config", config_path, "Configuration file (TOML)")->required();
   auto* ref = app.add_subcommand("config-reference", "Print the configuration reference (Markdown)");
   auto* models = app.add_subcommand("models", "List instrument models and their settings");
+  semilab::agent::scpi_cli scpi_cli(app);  // probe, scpi
+  semilab::agent::modbus_cli modbus_cli(app);  // modbus read|write|scan
 
   CLI11_PARSE(app, argc, argv);
 
@@ -34,6 +39,8 @@ int main(int argc, char** argv) {
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::from_str(level));
 
+  if (auto rc = scpi_cli.run()) return *rc;
+  if (modbus_cli.parsed()) return modbus_cli.run();
   if (ref->parsed()) {
     std::cout << semilab::agent::config_reference();
     return 0;
