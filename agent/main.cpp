@@ -32,6 +32,13 @@ int main(int argc, char** argv) {
   auto* models = app.add_subcommand("models", "List instrument models and their settings");
   semilab::agent::scpi_cli scpi_cli(app);  // probe, scpi
   semilab::agent::modbus_cli modbus_cli(app);  // modbus read|write|scan
+  auto* queue = app.add_subcommand("queue", "Inspect the outbox queue");
+  queue->require_subcommand(1);
+  auto* dead = queue->add_subcommand("dead-letters", "Records central rejected permanently");
+  bool retry = false;
+  dead->add_option("-c,--config", config_path, "Configuration file (TOML)")->required();
+  dead->add_flag("--retry", retry, "Move them back to the outbox to be sent again");
+  dead->add_flag("--json", as_json, "Machine-readable output");
 
   CLI11_PARSE(app, argc, argv);
 
@@ -65,5 +72,6 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (status->parsed()) return semilab::agent::print_status(*cfg, as_json);
+  if (dead->parsed()) return semilab::agent::run_queue_dead_letters(*cfg, retry, as_json);
   return semilab::agent::run_daemon(*cfg);
 }

@@ -27,7 +27,8 @@ namespace {
 constexpr const char* kVersion = "0.1.0";
 
 json::object counters_json(const sync::outbox_counters& c) {
-  return {{"produced", c.produced}, {"acked", c.acked}, {"held", c.held}, {"dropped", c.dropped}};
+  return {{"produced", c.produced}, {"acked", c.acked},         {"held", c.held},
+          {"dropped", c.dropped},   {"dead_letters", c.dead_letters}};
 }
 
 json::object outbox_json(const sync::outbox_counters& c, std::int64_t now_ns) {

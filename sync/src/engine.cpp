@@ -58,11 +58,15 @@ class token_bucket {
 };
 
 struct engine::impl : std::enable_shared_from_this<impl> {
+  static constexpr int kPermanentAttempts = 3;
+  static constexpr std::chrono::seconds kRescanIdle{5};
+
   struct inflight_batch {
     std::string frame;
     std::vector<schemas::seq_range> ranges;
     clock::time_point sent;
     std::size_t records = 0;
+    int rejections = 0;  // permanent rejections so far
   };
 
   asio::any_io_executor ex;
@@ -79,6 +83,7 @@ struct engine::impl : std::enable_shared_from_this<impl> {
   token_bucket batches_bucket;
   asio::steady_timer rate_timer;
   bool rate_armed = false;
+  clock::time_point last_rescan = clock::now();
   // Central instances seen on their retained state topics, and which of them are online.
   std::set<std::string> centrals_seen, centrals_online;
   bool reading = false;
@@ -98,12 +103,12 @@ struct engine::impl : std::enable_shared_from_this<impl> {
         encoder(schemas::codec::zstd, opts.zstd_level),
         linger_timer(e),
         tick_timer(e),
-        bytes_bucket(opts.max_bytes_per_s, 0.25),
-        batches_bucket(opts.max_batches_per_s, 0.25),
-        rate_timer(e),
         batch_topic(schemas::agent_topic(opts.site, opts.agent_id, schemas::agent_topic_kind::batch)),
         ack_topic(schemas::agent_topic(opts.site, opts.agent_id, schemas::agent_topic_kind::ack)),
         state_topic(schemas::agent_topic(opts.site, opts.agent_id, schemas::agent_topic_kind::state)),
+        bytes_bucket(opts.max_bytes_per_s, 0.25),
+        batches_bucket(opts.max_batches_per_s, 0.25),
+        rate_timer(e),
         // Unique across restarts within one epoch, so a late ack never matches a newer batch.
         next_batch_id(static_cast<std::uint64_t>(wall_ns() / 1000)) {}
 
@@ -171,6 +176,12 @@ struct engine::impl : std::enable_shared_from_this<impl> {
                          s->opts.ack_timeout.count());
             s->send(id, b, true);
           }
+      // Idle with nothing in flight: read the outbox from the start again, so records skipped by
+      // an earlier path (dead letters retried by the CLI, a batch of a previous run) are sent.
+      if (s->inflight.empty() && !s->reading && now - s->last_rescan > kRescanIdle) {
+        s->last_rescan = now;
+        s->cursors = {};
+      }
       s->pump();
       s->tick();
     });
@@ -322,9 +333,23 @@ struct engine::impl : std::enable_shared_from_this<impl> {
                    a->batch_id, schemas::to_string(a->code), a->reason);
       return;  // stays in flight; the ack timeout resends it
     }
-    spdlog::error("[sync] central rejected batch {} ({}: {}); its records stay in the outbox",
-                  a->batch_id, schemas::to_string(a->code), a->reason);
-    if (it != inflight.end()) inflight.erase(it);
+    if (it == inflight.end()) return;  // a batch of an earlier run: the rescan sends its records
+    auto& b = it->second;
+    if (++b.rejections < kPermanentAttempts) {
+      // A permanent code is usually final, but a central mid-upgrade can say it once: try again.
+      spdlog::warn("[sync] central rejected batch {} ({}: {}), attempt {} of {}", a->batch_id,
+                   schemas::to_string(a->code), a->reason, b.rejections, kPermanentAttempts);
+      send(it->first, b, true);
+      return;
+    }
+    spdlog::error("[sync] central rejected batch {} {} times ({}: {}); its {} records move to the "
+                  "dead letters (`semilab-agent queue dead-letters`)",
+                  a->batch_id, b.rejections, schemas::to_string(a->code), a->reason, b.records);
+    std::string reason = std::string(schemas::to_string(a->code)) + ": " + a->reason;
+    box.dead_letter(b.ranges, reason, b.rejections, [](error_code ec, std::uint64_t) {
+      if (ec) spdlog::error("[sync] moving records to the dead letters failed: {}", ec.message());
+    });
+    inflight.erase(it);
     pump();
   }
 };

@@ -60,6 +60,53 @@ const boost::system::error_category& error_category() noexcept {
   return c;
 }
 
+namespace {
+
+// Moves every dead letter back into the outbox with its seq (the caller owns the transaction).
+bool move_dead_letters_back(sqlite3* db, std::uint64_t& moved, std::string* err) {
+  if (!detail::exec(db,
+                    "INSERT OR IGNORE INTO outbox(seq, class, ts_ns, instrument, channel, unit,"
+                    " quality, vkind, vnum, vexp, vtext, run_id, bytes) SELECT seq, class, ts_ns,"
+                    " instrument, channel, unit, quality, vkind, vnum, vexp, vtext, run_id, bytes"
+                    " FROM dead_letter",
+                    err))
+    return false;
+  moved = static_cast<std::uint64_t>(sqlite3_changes(db));
+  return detail::exec(db, "DELETE FROM dead_letter", err);
+}
+
+// Reads the persisted counters and the held records (outbox + dead letters) in one statement
+// each; callers wrap it in a transaction when they need one snapshot.
+bool read_counters(sqlite3* db, outbox_counters& c) {
+  auto v = schemas::schema_version(db);
+  if (!v) return false;
+  detail::statement q(db, "SELECT name, value FROM counters");
+  const char* held_sql =
+      *v >= 2 ? "SELECT (SELECT COUNT(*) FROM outbox), (SELECT COALESCE(SUM(bytes),0) FROM outbox),"
+                " (SELECT ts_ns FROM outbox ORDER BY seq LIMIT 1), (SELECT COUNT(*) FROM dead_letter),"
+                " (SELECT COALESCE(SUM(bytes),0) FROM dead_letter)"
+              : "SELECT (SELECT COUNT(*) FROM outbox), (SELECT COALESCE(SUM(bytes),0) FROM outbox),"
+                " (SELECT ts_ns FROM outbox ORDER BY seq LIMIT 1), 0, 0";
+  detail::statement h(db, held_sql);
+  if (!q || !h) return false;
+  int rc;
+  while ((rc = q.step()) == SQLITE_ROW) {
+    auto name = q.text(0);
+    auto n = static_cast<std::uint64_t>(q.int64(1));
+    if (name == "produced") c.produced = n;
+    if (name == "acked") c.acked = n;
+    if (name == "dropped") c.dropped = n;
+  }
+  if (rc != SQLITE_DONE || h.step() != SQLITE_ROW) return false;
+  c.dead_letters = static_cast<std::uint64_t>(h.int64(3));
+  c.held = static_cast<std::uint64_t>(h.int64(0)) + c.dead_letters;
+  c.held_bytes = static_cast<std::uint64_t>(h.int64(1) + h.int64(4));
+  c.oldest_ts_ns = h.int64(2);
+  return true;
+}
+
+}  // namespace
+
 struct outbox::impl {
   struct insert_job {
     std::vector<schemas::record> records;
@@ -74,12 +121,21 @@ struct outbox::impl {
     std::size_t max;
     read_done done;
   };
-  using job = std::variant<insert_job, ack_job, read_job>;
+  struct dead_letter_job {
+    std::vector<schemas::seq_range> ranges;
+    std::string reason;
+    int attempts;
+    ack_done done;
+  };
+  struct retry_job {
+    ack_done done;
+  };
+  using job = std::variant<insert_job, ack_job, read_job, dead_letter_job, retry_job>;
 
   sqlite3* db = nullptr;
   std::string path;
   std::size_t max_group;
-  detail::statement insert, bump, del, read_class, oldest;
+  detail::statement insert, bump, del, read_class, oldest, to_dead, del_plain, dead_count;
 
   std::mutex mu;
   std::condition_variable cv;
@@ -104,6 +160,9 @@ struct outbox::impl {
     del = {};
     read_class = {};
     oldest = {};
+    to_dead = {};
+    del_plain = {};
+    dead_count = {};
     sqlite3_close(db);
   }
 
@@ -119,28 +178,30 @@ struct outbox::impl {
         "SELECT seq, class, ts_ns, instrument, channel, unit, quality, vkind, vnum, vexp, vtext,"
         " run_id FROM outbox WHERE class = ? AND seq > ? ORDER BY seq LIMIT ?");
     oldest = detail::statement(db, "SELECT ts_ns FROM outbox ORDER BY seq LIMIT 1");
-    return insert && bump && del && read_class && oldest;
+    to_dead = detail::statement(
+        db,
+        "INSERT OR IGNORE INTO dead_letter(seq, class, ts_ns, instrument, channel, unit, quality,"
+        " vkind, vnum, vexp, vtext, run_id, bytes, reason, attempts, moved_ns)"
+        " SELECT seq, class, ts_ns, instrument, channel, unit, quality, vkind, vnum, vexp, vtext,"
+        " run_id, bytes, ?3, ?4, ?5 FROM outbox WHERE seq BETWEEN ?1 AND ?2");
+    del_plain = detail::statement(db, "DELETE FROM outbox WHERE seq BETWEEN ? AND ?");
+    dead_count = detail::statement(db, "SELECT COUNT(*) FROM dead_letter");
+    return insert && bump && del && read_class && oldest && to_dead && del_plain && dead_count;
   }
 
   bool load_counters() {
-    detail::statement q(db, "SELECT name, value FROM counters");
-    detail::statement h(db, "SELECT COUNT(*), COALESCE(SUM(bytes),0) FROM outbox");
-    if (!q || !h) return false;
     outbox_counters c;
-    while (q.step() == SQLITE_ROW) {
-      auto name = q.text(0);
-      auto v = static_cast<std::uint64_t>(q.int64(1));
-      if (name == "produced") c.produced = v;
-      if (name == "acked") c.acked = v;
-      if (name == "dropped") c.dropped = v;
-    }
-    if (h.step() != SQLITE_ROW) return false;
-    c.held = static_cast<std::uint64_t>(h.int64(0));
-    c.held_bytes = static_cast<std::uint64_t>(h.int64(1));
-    c.oldest_ts_ns = query_oldest();
+    if (!read_counters(db, c)) return false;
     std::lock_guard lk(stats_mu);
     stats = c;
     return true;
+  }
+
+  std::uint64_t count_dead() {
+    std::uint64_t n = 0;
+    if (dead_count.step() == SQLITE_ROW) n = static_cast<std::uint64_t>(dead_count.int64(0));
+    dead_count.reset();
+    return n;
   }
 
   std::int64_t query_oldest() {
@@ -204,6 +265,33 @@ struct outbox::impl {
       if (rc != SQLITE_DONE) return false;
     }
     return true;
+  }
+
+  bool do_dead_letter(const dead_letter_job& j, std::uint64_t& moved) {
+    auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                   std::chrono::system_clock::now().time_since_epoch())
+                   .count();
+    for (auto& r : j.ranges) {
+      to_dead.bind(1, static_cast<std::int64_t>(r.first))
+          .bind(2, static_cast<std::int64_t>(r.last))
+          .bind(3, std::string_view(j.reason))
+          .bind(4, static_cast<std::int64_t>(j.attempts))
+          .bind(5, now);
+      bool ok = to_dead.step() == SQLITE_DONE;
+      to_dead.reset();
+      if (!ok) return false;
+      moved += static_cast<std::uint64_t>(sqlite3_changes(db));
+      del_plain.bind(1, static_cast<std::int64_t>(r.first)).bind(2, static_cast<std::int64_t>(r.last));
+      ok = del_plain.step() == SQLITE_DONE;
+      del_plain.reset();
+      if (!ok) return false;
+    }
+    return true;
+  }
+
+  bool do_retry(std::uint64_t& moved) {
+    // Same seq numbers: the records keep their identity, central deduplicates as ever.
+    return move_dead_letters_back(db, moved, nullptr);
   }
 
   void do_read(read_job& j) {
@@ -271,6 +359,7 @@ struct outbox::impl {
     std::vector<schemas::seq_range> assigned(jobs.size());
     std::vector<std::uint64_t> acked_by_job(jobs.size());
     std::uint64_t added = 0, added_bytes = 0, deleted = 0, deleted_bytes = 0;
+    std::int64_t dead_delta = 0;  // records moved into (+) or out of (-) the dead letters
     bool ok = true;
     if (writes) {
       ok = detail::exec(db, "BEGIN IMMEDIATE");
@@ -282,6 +371,12 @@ struct outbox::impl {
           std::uint64_t before = deleted;
           ok = do_ack(*a, deleted, deleted_bytes);
           acked_by_job[i] = deleted - before;
+        } else if (auto* d = std::get_if<dead_letter_job>(&jobs[i])) {
+          ok = do_dead_letter(*d, acked_by_job[i]);
+          dead_delta += static_cast<std::int64_t>(acked_by_job[i]);
+        } else if (std::holds_alternative<retry_job>(jobs[i])) {
+          ok = do_retry(acked_by_job[i]);
+          dead_delta -= static_cast<std::int64_t>(acked_by_job[i]);
         }
       }
       if (ok && added) ok = bump_counter("produced", added);
@@ -298,6 +393,7 @@ struct outbox::impl {
         stats.held = stats.held + added - deleted;
         stats.held_bytes = stats.held_bytes + added_bytes - deleted_bytes;
         stats.oldest_ts_ns = oldest_ts;
+        stats.dead_letters = count_dead();  // also sees moves made by `queue dead-letters --retry`
       }
     }
     auto ec = ok ? boost::system::error_code{} : make_error_code(errc::storage);
@@ -307,9 +403,13 @@ struct outbox::impl {
         if (ins->done) ins->done(ec, assigned[i]);
       } else if (auto* a = std::get_if<ack_job>(&jobs[i])) {
         if (a->done) a->done(ec, ok ? acked_by_job[i] : 0);
+      } else if (auto* d = std::get_if<dead_letter_job>(&jobs[i])) {
+        if (d->done) d->done(ec, ok ? acked_by_job[i] : 0);
+      } else if (auto* r = std::get_if<retry_job>(&jobs[i])) {
+        if (r->done) r->done(ec, ok ? acked_by_job[i] : 0);
       }
     }
-    if (ok && added && committed) committed();
+    if (ok && (added || dead_delta < 0) && committed) committed();
     for (auto& j : jobs)
       if (auto* r = std::get_if<read_job>(&j)) do_read(*r);
   }
@@ -495,36 +595,68 @@ result<outbox_counters> outbox::read_status(const std::filesystem::path& path, s
     close();
     return c;
   }
-  detail::statement q(db, "SELECT name, value FROM counters");
-  detail::statement h(db,
-                      "SELECT COUNT(*), COALESCE(SUM(bytes),0),"
-                      " (SELECT ts_ns FROM outbox ORDER BY seq LIMIT 1) FROM outbox");
-  if (!q || !h) {
-    error = path.string() + ": not a semilab outbox: " + sqlite3_errmsg(db);
-    q = {};
-    h = {};
-    close();
-    return make_error_code(errc::storage);
-  }
-  // Both reads in one snapshot so that produced = acked + held + dropped holds.
+  // One snapshot so that produced = acked + held + dropped holds.
   detail::exec(db, "BEGIN");
-  while (q.step() == SQLITE_ROW) {
-    auto name = q.text(0);
-    auto v = static_cast<std::uint64_t>(q.int64(1));
-    if (name == "produced") c.produced = v;
-    if (name == "acked") c.acked = v;
-    if (name == "dropped") c.dropped = v;
-  }
-  if (h.step() == SQLITE_ROW) {
-    c.held = static_cast<std::uint64_t>(h.int64(0));
-    c.held_bytes = static_cast<std::uint64_t>(h.int64(1));
-    c.oldest_ts_ns = h.int64(2);
-  }
+  bool ok = read_counters(db, c);
+  if (!ok) error = path.string() + ": not a semilab outbox: " + sqlite3_errmsg(db);
   detail::exec(db, "COMMIT");
-  q = {};
-  h = {};
   close();
+  if (!ok) return make_error_code(errc::storage);
   return c;
+}
+
+result<std::vector<dead_letter_entry>> outbox::list_dead_letters(const std::filesystem::path& path,
+                                                                 std::size_t limit,
+                                                                 std::string& error) {
+  sqlite3* db = nullptr;
+  std::vector<dead_letter_entry> out;
+  bool ok = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK;
+  if (ok) {
+    sqlite3_busy_timeout(db, 2000);
+    auto v = schemas::schema_version(db);
+    if (v && *v < 2) {  // an outbox from before dead letters existed has none
+      sqlite3_close(db);
+      return out;
+    }
+    detail::statement q(db, "SELECT seq, class, ts_ns, instrument, channel, reason, attempts, moved_ns"
+                            " FROM dead_letter ORDER BY seq LIMIT ?");
+    ok = static_cast<bool>(q);
+    if (ok) {
+      q.bind(1, static_cast<std::int64_t>(limit));
+      int rc;
+      while ((rc = q.step()) == SQLITE_ROW)
+        out.push_back({static_cast<std::uint64_t>(q.int64(0)),
+                       static_cast<schemas::record_class>(q.int64(1)), q.int64(2), q.text(3),
+                       q.text(4), q.text(5), static_cast<int>(q.int64(6)), q.int64(7)});
+      ok = rc == SQLITE_DONE;
+    }
+  }
+  if (!ok) error = path.string() + ": " + sqlite3_errmsg(db);
+  sqlite3_close(db);
+  if (!ok) return make_error_code(errc::storage);
+  return out;
+}
+
+result<std::uint64_t> outbox::retry_dead_letters_in(const std::filesystem::path& path,
+                                                    std::string& error) {
+  sqlite3* db = nullptr;
+  std::uint64_t moved = 0;
+  bool ok = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) == SQLITE_OK;
+  if (ok) {
+    sqlite3_busy_timeout(db, 5000);
+    std::string err;
+    ok = detail::exec(db, "BEGIN IMMEDIATE", &err) && move_dead_letters_back(db, moved, &err) &&
+         detail::exec(db, "COMMIT", &err);
+    if (!ok) {
+      error = path.string() + ": " + err;
+      detail::exec(db, "ROLLBACK");
+    }
+  } else {
+    error = path.string() + ": " + sqlite3_errmsg(db);
+  }
+  sqlite3_close(db);
+  if (!ok) return make_error_code(errc::storage);
+  return moved;
 }
 
 void outbox::enqueue(std::vector<schemas::record> records, insert_done done) {
@@ -549,6 +681,13 @@ result<schemas::seq_range> outbox::enqueue_wait(std::vector<schemas::record> rec
 void outbox::ack(std::vector<schemas::seq_range> ranges, ack_done done) {
   impl_->push(impl::ack_job{std::move(ranges), std::move(done)});
 }
+
+void outbox::dead_letter(std::vector<schemas::seq_range> ranges, std::string reason, int attempts,
+                         ack_done done) {
+  impl_->push(impl::dead_letter_job{std::move(ranges), std::move(reason), attempts, std::move(done)});
+}
+
+void outbox::retry_dead_letters(ack_done done) { impl_->push(impl::retry_job{std::move(done)}); }
 
 void outbox::read(class_cursors after, std::size_t max, read_done done) {
   impl_->push(impl::read_job{after, max, std::move(done)});

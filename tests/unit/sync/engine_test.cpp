@@ -43,6 +43,7 @@ struct fake_central {
   std::set<std::uint64_t> stored;
   std::atomic<int> batches{0};
   std::atomic<bool> silent{false};
+  std::atomic<bool> reject{false};  // answer every batch with a permanent rejection
   std::thread th;
 
   explicit fake_central(const std::string& url)
@@ -58,6 +59,18 @@ struct fake_central {
       REQUIRE(f.has_value());
       ++batches;
       if (silent) return;
+      if (reject) {
+        schemas::ack r;
+        r.agent_id = f->header.agent_id;
+        r.store_epoch = f->header.store_epoch;
+        r.batch_id = f->header.batch_id;
+        r.stored = false;
+        r.code = schemas::reject_code::invalid_frame;
+        r.reason = "test says no";
+        client.publish(schemas::agent_topic(t->site, t->agent, schemas::agent_topic_kind::ack),
+                       schemas::encode_ack(r), 1, false, [](boost::system::error_code) {});
+        return;
+      }
       {
         std::lock_guard lk(mu);
         for (auto& r : f->records) stored.insert(r.seq);
@@ -213,4 +226,33 @@ TEST_CASE("the backlog is held while every central instance says offline") {
   announce(true);
   REQUIRE(test::wait_until([&] { return agent.box->counters().held == 0; }, std::chrono::seconds(10)));
   CHECK(central.count() == 20);
+}
+
+TEST_CASE("permanent rejections move a batch to the dead letters without blocking the queue") {
+  test::temp_dir dir;
+  test::mosquitto broker(dir.path());
+  fake_central central(broker.url());
+  central.reject = true;
+  agent_side agent(dir.path() / "o.db", broker.url());
+  REQUIRE(agent.box->enqueue_wait(make(30)).has_value());
+  REQUIRE(test::wait_until([&] { return agent.box->counters().dead_letters == 30; },
+                           std::chrono::seconds(10)));
+  CHECK(central.batches >= 3);  // tried three times first
+  CHECK(agent.box->counters().held == 30);  // still held, never silently dropped
+  central.reject = false;
+  REQUIRE(agent.box->enqueue_wait(make(10)).has_value());  // later records are not blocked
+  REQUIRE(test::wait_until([&] { return agent.box->counters().held == 30; }, std::chrono::seconds(10)));
+  CHECK(central.count() == 10);
+  std::string err;
+  auto listed = sync::outbox::list_dead_letters(dir.path() / "o.db", 100, err);
+  REQUIRE(listed.has_value());
+  REQUIRE(listed->size() == 30);
+  CHECK((*listed)[0].reason.find("test says no") != std::string::npos);
+  CHECK((*listed)[0].attempts == 3);
+  // The CLI's retry, with the daemon running: the engine's idle rescan sends them.
+  auto moved = sync::outbox::retry_dead_letters_in(dir.path() / "o.db", err);
+  REQUIRE(moved.has_value());
+  CHECK(*moved == 30);
+  REQUIRE(test::wait_until([&] { return central.count() == 40; }, std::chrono::seconds(15)));
+  REQUIRE(test::wait_until([&] { return agent.box->counters().held == 0; }, std::chrono::seconds(5)));
 }

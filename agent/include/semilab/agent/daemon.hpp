@@ -12,4 +12,7 @@ int run_daemon(const agent_config& cfg);
 // status file when the daemon runs. Returns the exit code.
 int print_status(const agent_config& cfg, bool json);
 
+// `semilab-agent queue dead-letters [--retry] [--json]`. Returns the exit code.
+int run_queue_dead_letters(const agent_config& cfg, bool retry, bool json);
+
 }  // namespace semilab::agent

@@ -37,10 +37,22 @@ struct outbox_options {
 struct outbox_counters {
   std::uint64_t produced = 0;
   std::uint64_t acked = 0;
-  std::uint64_t held = 0;
+  std::uint64_t held = 0;          // in the outbox, dead letters included
+  std::uint64_t dead_letters = 0;  // of `held`: rejected permanently by central, kept aside
   std::uint64_t dropped = 0;
   std::uint64_t held_bytes = 0;
   std::int64_t oldest_ts_ns = 0;  // 0 when empty: timestamp of the oldest held record
+};
+
+struct dead_letter_entry {
+  std::uint64_t seq = 0;
+  schemas::record_class cls = schemas::record_class::telemetry;
+  std::int64_t ts_ns = 0;
+  std::string instrument;
+  std::string channel;
+  std::string reason;
+  int attempts = 0;
+  std::int64_t moved_ns = 0;
 };
 
 // Cursor per priority class: the highest seq already handed out of that class.
@@ -61,6 +73,14 @@ class outbox {
   // Reads counters from a database without starting a writer (works while a daemon runs).
   static result<outbox_counters> read_status(const std::filesystem::path& path, std::string& error);
 
+  // For the CLI, with or without a running daemon (SQLite locking keeps one writer at a time; a
+  // running engine finds retried records on its next rescan).
+  static result<std::vector<dead_letter_entry>> list_dead_letters(const std::filesystem::path& path,
+                                                                  std::size_t limit,
+                                                                  std::string& error);
+  static result<std::uint64_t> retry_dead_letters_in(const std::filesystem::path& path,
+                                                     std::string& error);
+
   ~outbox();  // drains the queue, then stops the writer thread
   outbox(const outbox&) = delete;
   outbox& operator=(const outbox&) = delete;
@@ -75,6 +95,14 @@ class outbox {
 
   // Deletes the acknowledged ranges (records central stored durably).
   void ack(std::vector<schemas::seq_range> ranges, ack_done done);
+
+  // Moves records central rejected permanently into the dead-letter table (still held, not
+  // resent) so they never block the queue. `done` gets the number of records moved.
+  void dead_letter(std::vector<schemas::seq_range> ranges, std::string reason, int attempts,
+                   ack_done done);
+  // Moves every dead letter back into the outbox with its seq (the on_committed handler runs, so
+  // a running engine rescans and sends them).
+  void retry_dead_letters(ack_done done);
 
   // Up to `max` records above the cursors, highest-priority class first, returned in seq order.
   void read(class_cursors after, std::size_t max, read_done done);
