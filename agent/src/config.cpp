@@ -62,6 +62,10 @@ const cfg::option<agent_config> kSync[] = {
     cfg::int_opt<agent_config>("linger_ms", &agent_config::linger_ms, "100", "ms",
                                "Wait this long for more records before sending a small batch", 0,
                                60'000),
+    cfg::int_opt<agent_config>("zstd_level", &agent_config::zstd_level, "3", "",
+                               "zstd level of batch bodies (1-3 are the sweet spot; higher costs "
+                               "CPU for little gain)",
+                               1, 19),
     cfg::double_opt<agent_config>("max_bytes_per_s", &agent_config::max_bytes_per_s, "0", "bytes/s",
                                   "Upload bandwidth cap, resends included (0 = none)", 0, 1e12),
     cfg::double_opt<agent_config>("max_batches_per_s", &agent_config::max_batches_per_s, "0",

@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <thread>
@@ -96,6 +97,7 @@ int run_daemon(const agent_config& cfg) {
   eo.linger = std::chrono::milliseconds(cfg.linger_ms);
   eo.version = kVersion;
   eo.max_bytes_per_s = cfg.max_bytes_per_s;
+  eo.zstd_level = static_cast<int>(cfg.zstd_level);
   eo.max_batches_per_s = cfg.max_batches_per_s;
   sync::mqtt_options mo;
   mo.broker_url = cfg.broker;
@@ -221,12 +223,15 @@ int print_status(const agent_config& cfg, bool as_json) {
   }
   auto& o = out["outbox"].as_object();
   auto& k = out["counters"].as_object();
+  char oldest[32];
+  std::snprintf(oldest, sizeof oldest, "%.1f", o["oldest_age_s"].to_number<double>());
   std::cout << "agent      " << cfg.id << " (site " << cfg.site << ")\n"
             << "daemon     " << (running ? "running, pid " + std::to_string(pid) : std::string("not running")) << "\n"
             << "outbox     " << o["records"] << " records, " << o["bytes"] << " bytes, oldest "
-            << o["oldest_age_s"] << " s\n"
+            << oldest << " s\n"
             << "counters   produced " << k["produced"] << ", acked " << k["acked"] << ", held "
-            << k["held"] << ", dropped " << k["dropped"] << "\n";
+            << k["held"] << " (dead letters " << k["dead_letters"] << "), dropped " << k["dropped"]
+            << "\n";
   if (auto* live = out.if_contains("live")) {
     auto& l = live->as_object();
     if (auto* al = l.if_contains("alarms"))

@@ -104,6 +104,6 @@ TEST_CASE("more configuration errors") {
 TEST_CASE("the reference lists every key") {
   auto ref = semilab::agent::config_reference();
   for (auto k : {"`id`", "`site`", "`data_dir`", "`durability`", "`broker`", "`batch_max_records`",
-                 "`ack_timeout_s`", "`resource`", "`poll_interval_s`", "`count`", "`settings`"})
+                 "`ack_timeout_s`", "`zstd_level`", "`max_bytes_per_s`", "`resource`", "`poll_interval_s`", "`count`", "`settings`"})
     CHECK_MESSAGE(ref.find(k) != std::string::npos, k);
 }

@@ -36,6 +36,7 @@ struct agent_config {
   std::int64_t max_inflight_batches = 4;
   double ack_timeout_s = 10;
   std::int64_t linger_ms = 100;
+  std::int64_t zstd_level = 3;
   double max_bytes_per_s = 0;    // 0 = no cap
   double max_batches_per_s = 0;  // 0 = no cap
   std::vector<instrument_config> instruments;
