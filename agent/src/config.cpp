@@ -1,5 +1,6 @@
 #include <semilab/agent/config.hpp>
 #include <semilab/drivers/model.hpp>
+#include <semilab/drivers/modbus_link.hpp>
 #include <semilab/drivers/visa_resource.hpp>
 #include <semilab/schemas/config_map.hpp>
 #include <semilab/schemas/topics.hpp>
@@ -76,7 +77,7 @@ const cfg::option<instrument_config> kInstrument[] = {
     cfg::string_opt<instrument_config>("id", &instrument_config::id, "",
                                        "Instrument id, unique within the agent", check_id),
     cfg::string_opt<instrument_config>(
-        "model", &instrument_config::model, "", "Driver model, e.g. keithley2450",
+        "model", &instrument_config::model, "(SCPI: required)", "SCPI driver model, e.g. keithley2450",
         [](const std::string& v) -> std::optional<std::string> {
           if (!drivers::find_model(v)) {
             std::string known;
@@ -87,14 +88,21 @@ const cfg::option<instrument_config> kInstrument[] = {
         }),
     cfg::string_opt<instrument_config>(
         "resource", &instrument_config::resource, "",
-        "VISA resource string, e.g. TCPIP0::10.0.0.5::5025::SOCKET",
+        "VISA resource string (TCPIP0::10.0.0.5::5025::SOCKET) or Modbus URI "
+        "(modbus-tcp://10.0.0.7:502?unit=1, modbus-rtu:///dev/ttyUSB0?baud=19200&parity=E&unit=3)",
         [](const std::string& v) -> std::optional<std::string> {
           auto r = drivers::parse_resource(v);
           if (!r) return r.error().message;
+          if (drivers::modbus::link_resource_of(*r)) return std::nullopt;
           auto o = drivers::require_openable(*r);
           if (!o) return o.error().message;
           return std::nullopt;
         }),
+    cfg::string_opt<instrument_config>("map", &instrument_config::map, "(Modbus: map or profile)",
+                                       "Modbus register map file (TOML, [[point]] tables)"),
+    cfg::string_opt<instrument_config>("profile", &instrument_config::profile,
+                                       "(Modbus: map or profile)",
+                                       "Shipped Modbus profile: eurotherm3200, vacuum-gauge, mfc"),
     cfg::double_opt<instrument_config>("poll_interval_s", &instrument_config::poll_interval_s,
                                        "1.0", "s", "Time between readings", 0.001, 86'400),
     cfg::int_opt<instrument_config>("count", &instrument_config::count, "0", "readings",
@@ -178,10 +186,43 @@ std::optional<agent_config> load_config(const std::filesystem::path& file, std::
         error = e->message;
         return std::nullopt;
       }
-      auto settings = drivers::resolve_settings(*drivers::find_model(ic.model), ic.settings);
-      if (!settings) {
-        error = cfg::where(f, t->source()) + ": " + path + ".settings: " + settings.error().message;
+      auto here = cfg::where(f, t->source()) + ": " + path;
+      auto res = drivers::parse_resource(ic.resource);
+      if (!res) {
+        error = here + ".resource: " + res.error().message;
         return std::nullopt;
+      }
+      if (drivers::modbus::link_resource_of(*res)) {
+        if (ic.map.empty() == ic.profile.empty()) {
+          error = here + ": a Modbus instrument needs exactly one of `map` or `profile`";
+          return std::nullopt;
+        }
+        if (!ic.model.empty() || !ic.settings.empty()) {
+          error = here + ": `model` and `settings` are for SCPI instruments; a Modbus instrument "
+                         "is described by its map";
+          return std::nullopt;
+        }
+        auto m = ic.map.empty() ? drivers::modbus::load_profile(ic.profile)
+                                : drivers::modbus::load_map(ic.map);
+        if (!m) {
+          error = here + (ic.map.empty() ? ".profile: " : ".map: ") + m.error().message;
+          return std::nullopt;
+        }
+        ic.modbus_map = std::make_shared<const drivers::modbus::device_map>(std::move(*m));
+      } else {
+        if (ic.model.empty()) {
+          error = here + ".model: required for an SCPI instrument";
+          return std::nullopt;
+        }
+        if (!ic.map.empty() || !ic.profile.empty()) {
+          error = here + ": `map` and `profile` are for Modbus instruments";
+          return std::nullopt;
+        }
+        auto settings = drivers::resolve_settings(*drivers::find_model(ic.model), ic.settings);
+        if (!settings) {
+          error = here + ".settings: " + settings.error().message;
+          return std::nullopt;
+        }
       }
       if (!ids.insert(ic.id).second) {
         error = cfg::where(f, t->source()) + ": " + path + ".id: duplicate instrument id '" + ic.id + "'";

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "instrument_runner.hpp"
+#include "modbus_runner.hpp"
 
 namespace semilab::agent {
 
@@ -110,11 +111,15 @@ int run_daemon(const agent_config& cfg) {
   }
   spdlog::info("[agent] uploading to {}", cfg.broker);
 
-  std::vector<std::shared_ptr<instrument_runner>> runners;
+  std::vector<std::shared_ptr<runner>> runners;
   for (const auto& ic : cfg.instruments) {
-    auto r = std::make_shared<instrument_runner>(io, ic, rec);
+    std::shared_ptr<runner> r;
+    if (ic.modbus_map) r = std::make_shared<modbus_runner>(io, ic, rec);
+    else r = std::make_shared<instrument_runner>(io, ic, rec);
     r->start();
-    spdlog::info("[acq] {}: {} at {}, every {} s", ic.id, ic.model, ic.resource, ic.poll_interval_s);
+    spdlog::info("[acq] {}: {} at {}, every {} s", ic.id,
+                 ic.modbus_map ? "modbus map " + ic.modbus_map->name : ic.model, ic.resource,
+                 ic.poll_interval_s);
     runners.push_back(std::move(r));
   }
 

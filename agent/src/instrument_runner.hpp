@@ -28,12 +28,21 @@ struct instrument_status {
   std::string last_value;  // e.g. "1.234567E-03 A"
 };
 
-class instrument_runner : public std::enable_shared_from_this<instrument_runner> {
+// What the daemon needs of any instrument, whatever its protocol.
+class runner {
+ public:
+  virtual ~runner() = default;
+  virtual void start() = 0;
+  virtual void stop() = 0;
+  virtual instrument_status status() const = 0;
+};
+
+class instrument_runner : public runner, public std::enable_shared_from_this<instrument_runner> {
  public:
   instrument_runner(boost::asio::io_context& io, const instrument_config& cfg, recorder& rec);
-  void start();
-  void stop();
-  instrument_status status() const;
+  void start() override;
+  void stop() override;
+  instrument_status status() const override;
 
  private:
   void schedule();

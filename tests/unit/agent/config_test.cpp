@@ -107,3 +107,24 @@ TEST_CASE("the reference lists every key") {
                  "`ack_timeout_s`", "`zstd_level`", "`max_bytes_per_s`", "`resource`", "`poll_interval_s`", "`count`", "`settings`"})
     CHECK_MESSAGE(ref.find(k) != std::string::npos, k);
 }
+
+TEST_CASE("Modbus instruments: a map or a profile, nothing of SCPI") {
+  const std::string head = "[agent]\nid = \"a\"\nsite = \"s\"\ndata_dir = \"/tmp/x\"\n\n[[instrument]]\nid = \"f1\"\n"
+                           "resource = \"modbus-tcp://127.0.0.1:502?unit=1\"\n";
+  semilab::test::temp_dir d;
+  std::ofstream(d.path() / "ok.toml") << head << "profile = \"eurotherm3200\"\n";
+  std::string err;
+  auto c = load_config(d.path() / "ok.toml", err);
+  REQUIRE_MESSAGE(c.has_value(), err);
+  REQUIRE(c->instruments[0].modbus_map != nullptr);
+  CHECK_FALSE(c->instruments[0].modbus_map->points.empty());
+
+  CHECK(load_error(head).find("exactly one of `map` or `profile`") != std::string::npos);
+  CHECK(load_error(head + "profile = \"nope\"\n").find("instrument[0].profile") != std::string::npos);
+  CHECK(load_error(head + "profile = \"mfc\"\nmodel = \"keithley2450\"\n").find("SCPI") !=
+        std::string::npos);
+  CHECK(load_error(head + "map = \"/nonexistent/map.toml\"\n").find("/nonexistent/map.toml") !=
+        std::string::npos);
+  CHECK(load_error(replace(kGood, "model = \"keithley2450\"\n", "")).find("model: required") !=
+        std::string::npos);
+}

@@ -1,8 +1,11 @@
 #pragma once
 // Agent configuration (TOML), declared once in src/config.cpp: the same table validates files
 // and prints the reference (`semilab-agent config-reference`).
+#include <semilab/drivers/modbus_map.hpp>
+
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <map>
 #include <optional>
 #include <string>
@@ -12,8 +15,12 @@ namespace semilab::agent {
 
 struct instrument_config {
   std::string id;
-  std::string model;
-  std::string resource;  // VISA resource string, e.g. TCPIP0::127.0.0.1::5025::SOCKET
+  std::string model;     // SCPI driver model (SCPI resources)
+  std::string resource;  // VISA resource string, e.g. TCPIP0::127.0.0.1::5025::SOCKET, or
+                         // modbus-tcp://host:502?unit=1, modbus-rtu:///dev/ttyUSB0?...
+  std::string map;       // Modbus register map file (Modbus resources), or:
+  std::string profile;   // a shipped Modbus profile, e.g. eurotherm3200
+  std::shared_ptr<const drivers::modbus::device_map> modbus_map;  // loaded from map/profile
   double poll_interval_s = 1.0;
   std::int64_t count = 0;  // polls to make, then stop (0 = unlimited)
   std::int64_t timeout_ms = 2000;

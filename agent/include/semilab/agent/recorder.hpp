@@ -62,6 +62,11 @@ class recorder {
   void submit(std::string_view instrument, const timestamp& ts,
               std::span<const drivers::reading> readings, sync::outbox::insert_done done);
 
+  // Records built by the caller (e.g. Modbus points with exact integer values).
+  void submit(std::vector<schemas::record> records, sync::outbox::insert_done done) {
+    box_.enqueue(std::move(records), std::move(done));
+  }
+
   std::uint64_t clock_steps() const noexcept { return clock_.steps(); }
 
  private:
