@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -67,6 +68,9 @@ class child {
   explicit child(std::vector<std::string> argv, const std::filesystem::path& log = {}) {
     pid_ = ::fork();
     if (pid_ == 0) {
+      // A test that aborts (a sanitizer report, a failed REQUIRE in a destructor) leaves no peer
+      // running behind it.
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (!log.empty()) {
         FILE* f = std::fopen(log.c_str(), "w");
         if (f) {
