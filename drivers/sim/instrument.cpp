@@ -29,15 +29,7 @@ constexpr sim_model_entry kSimModels[] = {
      "Keysight 34461A DMM on a resistor network (divider with an NTC thermistor)"},
 };
 
-std::string upper(std::string_view s) { return upper_ascii(s); }
-
 }  // namespace
-
-std::string upper_ascii(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return out;
-}
 
 std::string format_number(const char* fmt, double v) {
   char buf[48];
@@ -135,7 +127,7 @@ bool scpi_instrument::expect_args(const scpi_command& cmd, std::size_t n) {
 std::optional<double> scpi_instrument::number_arg(const scpi_command& cmd, double lo, double hi,
                                                   double def) {
   if (!expect_args(cmd, 1)) return std::nullopt;
-  std::string a = upper(cmd.args[0]);
+  std::string a = upper_ascii(cmd.args[0]);
   if (a == "DEF" || a == "DEFAULT") return def;
   if (a == "MIN" || a == "MINIMUM") return lo;
   if (a == "MAX" || a == "MAXIMUM") return hi;
@@ -156,7 +148,7 @@ std::optional<double> scpi_instrument::number_arg(const scpi_command& cmd, doubl
 
 std::optional<bool> scpi_instrument::bool_arg(const scpi_command& cmd) {
   if (!expect_args(cmd, 1)) return std::nullopt;
-  std::string a = upper(cmd.args[0]);
+  std::string a = upper_ascii(cmd.args[0]);
   if (a == "ON" || a == "1") return true;
   if (a == "OFF" || a == "0") return false;
   push_error(-104, "Data type error");

@@ -11,12 +11,6 @@ constexpr double kElementaryCharge = 1.602176634e-19;  // C
 constexpr double kThermalVoltage = kBoltzmann * keithley2450::kTemperature / kElementaryCharge;
 constexpr double kNVt = keithley2450::kIdeality * kThermalVoltage;
 
-std::string upper(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return out;
-}
-
 }  // namespace
 
 keithley2450::keithley2450(std::uint64_t seed) : rng_(seed) {}
@@ -98,7 +92,7 @@ scpi_instrument::outcome keithley2450::handle(const scpi_command& cmd,
   }
   if (is(":SOURce:FUNCtion[:MODE]", false)) {
     if (!expect_args(cmd, 1)) return outcome::done;
-    std::string a = upper(cmd.args[0]);
+    std::string a = upper_ascii(cmd.args[0]);
     if (a == "VOLT" || a == "VOLTAGE") source_voltage_mode_ = true;
     else if (a == "CURR" || a == "CURRENT") source_voltage_mode_ = false;
     else push_error(-224, "Illegal parameter value");
@@ -147,7 +141,7 @@ scpi_instrument::outcome keithley2450::handle(const scpi_command& cmd,
   }
   if (is("[:SENSe]:FUNCtion[:ON]", false)) {
     if (!expect_args(cmd, 1)) return outcome::done;
-    std::string a = upper(unquote(cmd.args[0]));
+    std::string a = upper_ascii(unquote(cmd.args[0]));
     if (a == "CURR" || a == "CURR:DC" || a == "CURRENT" || a == "CURRENT:DC") sense_current_ = true;
     else if (a == "VOLT" || a == "VOLT:DC" || a == "VOLTAGE" || a == "VOLTAGE:DC") sense_current_ = false;
     else push_error(-224, "Illegal parameter value");

@@ -11,11 +11,6 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-std::string upper(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return out;
-}
 
 // Splits on `sep` outside quotes.
 std::vector<std::string_view> split_unquoted(std::string_view s, char sep) {
@@ -63,7 +58,7 @@ std::vector<pattern_node> compile(std::string_view pattern) {
     for (char c : mnemonic)
       if (std::isupper(static_cast<unsigned char>(c)) || c == '*' || std::isdigit(static_cast<unsigned char>(c)))
         n.short_form.push_back(c);
-    n.long_form = upper(mnemonic);
+    n.long_form = upper_ascii(mnemonic);
     nodes.push_back(std::move(n));
   }
   return nodes;
@@ -111,7 +106,7 @@ std::vector<scpi_command> parse_program(std::string_view line) {
         cmd.malformed = true;
         break;
       }
-      cmd.nodes.push_back(upper(m));
+      cmd.nodes.push_back(upper_ascii(m));
     }
     if (!cmd.malformed && !common && !cmd.nodes.empty())
       branch.assign(cmd.nodes.begin(), cmd.nodes.end() - 1);
@@ -133,6 +128,12 @@ std::string unquote(std::string_view s) {
   if (s.size() >= 2 && (s.front() == '"' || s.front() == '\'') && s.back() == s.front())
     return std::string(s.substr(1, s.size() - 2));
   return std::string(s);
+}
+
+std::string upper_ascii(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return out;
 }
 
 }  // namespace semilab::sim

@@ -229,7 +229,6 @@ struct engine::impl : std::enable_shared_from_this<impl> {
       return;  // the tick retries
     }
     if (recs.empty()) return;
-    bool full = recs.size() >= opts.batch_max_records;
     for (auto& r : recs) {
       auto& c = cursors[static_cast<std::size_t>(r.cls)];
       c = std::max(c, r.seq);
@@ -251,7 +250,6 @@ struct engine::impl : std::enable_shared_from_this<impl> {
     send(b.batch_id, ib, false);
     // More may be waiting (a full read) or have arrived meanwhile; pump() stops at the in-flight
     // window, the rate cap and an empty read.
-    (void)full;
     pump();
   }
 

@@ -94,8 +94,6 @@ struct sim_model_entry {
 [[nodiscard]] std::string format_nr3(double v);
 // printf-style formatting of one number with `fmt` (e.g. "%+.6E"); for model reply formats.
 [[nodiscard]] std::string format_number(const char* fmt, double v);
-// Upper-cased copy (ASCII).
-[[nodiscard]] std::string upper_ascii(std::string_view s);
 // "1" or "0" as SCPI booleans are answered. (Built from a char: assigning a string literal to an
 // optional<string> trips GCC 12's -Wrestrict false positive at -O2.)
 [[nodiscard]] inline std::string bool_reply(bool b) { return std::string(1, b ? '1' : '0'); }

@@ -28,5 +28,7 @@ struct scpi_command {
 
 // Removes one level of '...' or "..." quotes; returns the text unchanged when not quoted.
 [[nodiscard]] std::string unquote(std::string_view s);
+// Upper-cased copy (ASCII).
+[[nodiscard]] std::string upper_ascii(std::string_view s);
 
 }  // namespace semilab::sim
