@@ -141,7 +141,7 @@ double session_run(std::uint16_t port, bool blocks) {
   auto strand = asio::make_strand(io);
   drivers::scpi_session::options opt;
   opt.max_reply_bytes = 2 * kBlockBytes;
-  drivers::scpi_session s(strand, {0, "127.0.0.1", port}, opt);
+  drivers::scpi_session s(strand, drivers::tcp_socket_resource{0, "127.0.0.1", port}, opt);
   int done = 0;
   std::size_t bytes = 0;
   bool failed = false;

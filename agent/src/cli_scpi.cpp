@@ -27,8 +27,8 @@ using drivers::scpi_session;
 // deadlines bound every call.
 class blocking_session {
  public:
-  blocking_session(const drivers::tcp_socket_resource& res, double timeout_s)
-      : session_(io_.get_executor(), res, make_options(timeout_s)) {}
+  blocking_session(const drivers::resource& res, const scpi_cli_options& opt)
+      : session_(io_.get_executor(), res, make_options(opt)) {}
 
   std::pair<error_code, std::string> query(const std::string& cmd) {
     std::optional<std::pair<error_code, std::string>> out;
@@ -54,11 +54,13 @@ class blocking_session {
   scpi_session& session() { return session_; }
 
  private:
-  static scpi_session::options make_options(double timeout_s) {
+  static scpi_session::options make_options(const scpi_cli_options& opt) {
     scpi_session::options o;
-    auto ms = std::chrono::milliseconds(static_cast<long long>(std::llround(timeout_s * 1000.0)));
+    auto ms =
+        std::chrono::milliseconds(static_cast<long long>(std::llround(opt.timeout_s * 1000.0)));
     o.connect_timeout = ms;
     o.io_timeout = ms;
+    o.portmapper_port = opt.portmapper_port;
     return o;
   }
   template <class Pred>
@@ -149,19 +151,17 @@ void print_ring(const scpi_session& s, std::ostream& os, std::string_view indent
   }
 }
 
-std::optional<drivers::tcp_socket_resource> open_resource(const std::string& text,
-                                                          std::ostream& err) {
+std::optional<drivers::resource> open_resource(const std::string& text, std::ostream& err) {
   auto r = drivers::parse_resource(text);
   if (!r) {
     err << "semilab-agent: resource '" << text << "': " << r.error().message << "\n";
     return std::nullopt;
   }
-  auto tcp = drivers::require_openable(*r);
-  if (!tcp) {
-    err << "semilab-agent: resource '" << text << "': " << tcp.error().message << "\n";
+  if (auto ok = drivers::require_openable(*r); !ok) {
+    err << "semilab-agent: " << ok.error().message << "\n";
     return std::nullopt;
   }
-  return *tcp;
+  return *r;
 }
 
 double percentile(std::vector<double> v, double p) {
@@ -176,8 +176,8 @@ double percentile(std::vector<double> v, double p) {
 int run_probe(const scpi_cli_options& opt, std::ostream& out, std::ostream& err) {
   auto res = open_resource(opt.resource, err);
   if (!res) return 2;
-  blocking_session s(*res, opt.timeout_s);
-  out << "resource:     " << drivers::to_string(drivers::resource{*res}) << "\n";
+  blocking_session s(*res, opt);
+  out << "resource:     " << drivers::to_string(*res) << "\n";
   auto [ec, idn] = s.query("*IDN?");
   if (ec) {
     out << "idn:          ERROR: " << describe(ec) << "\n";
@@ -186,8 +186,7 @@ int run_probe(const scpi_cli_options& opt, std::ostream& out, std::ostream& err)
     print_ring(s.session(), err, "  ");
     return 1;
   }
-  out << "transport:    raw TCP socket " << res->host << ":" << res->port
-      << ", TCP_NODELAY, LF terminator, timeout " << opt.timeout_s << " s\n";
+  out << "transport:    " << s.session().describe() << ", timeout " << opt.timeout_s << " s\n";
   out << "idn:          " << show_reply(idn) << "\n";
   if (auto f = drivers::parse_idn(idn)) {
     out << "manufacturer: " << f->manufacturer << "\nmodel:        " << f->model
@@ -232,7 +231,7 @@ int run_probe(const scpi_cli_options& opt, std::ostream& out, std::ostream& err)
                 "rtt:          p50 %.3f ms  p99 %.3f ms  (%zu of %d *OPC? queries)\n",
                 percentile(rtt, 0.5), percentile(rtt, 0.99), rtt.size(), kRttQueries);
   out << line;
-  const auto& st = s.session().stats();
+  const auto st = s.session().stats();
   out << "session:      connects " << st.connects << ", timeouts " << st.timeouts << ", resyncs "
       << st.resyncs << "\n";
   out << "recent transactions:\n";
@@ -243,7 +242,7 @@ int run_probe(const scpi_cli_options& opt, std::ostream& out, std::ostream& err)
 int run_scpi(const scpi_cli_options& opt, std::istream& in, std::ostream& out, std::ostream& err) {
   auto res = open_resource(opt.resource, err);
   if (!res) return 2;
-  blocking_session s(*res, opt.timeout_s);
+  blocking_session s(*res, opt);
   bool any_failed = false;
   auto run_one = [&](const std::string& raw) {
     std::string cmd = trim(raw);
@@ -299,11 +298,17 @@ scpi_cli::scpi_cli(CLI::App& app) {
   probe_->add_option("--timeout", probe_opt_.timeout_s, "Seconds per operation")
       ->check(CLI::Range(0.001, 3600.0))
       ->capture_default_str();
+  probe_->add_option("--portmapper-port", probe_opt_.portmapper_port,
+                     "VXI-11 (TCPIP::host::INSTR): port of the instrument's portmapper")
+      ->capture_default_str();
   scpi_ = app.add_subcommand(
       "scpi", "Send SCPI commands (a '?' makes a query); without commands, read them from stdin");
   scpi_->add_option("resource", scpi_opt_.resource, "VISA resource")->required();
   scpi_->add_option("--timeout", scpi_opt_.timeout_s, "Seconds per operation")
       ->check(CLI::Range(0.001, 3600.0))
+      ->capture_default_str();
+  scpi_->add_option("--portmapper-port", scpi_opt_.portmapper_port,
+                    "VXI-11 (TCPIP::host::INSTR): port of the instrument's portmapper")
       ->capture_default_str();
   scpi_->add_flag("--check-errors", scpi_opt_.check_errors,
                   "Drain :SYST:ERR? after each command; an entry fails the command");

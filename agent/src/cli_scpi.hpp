@@ -1,12 +1,12 @@
 #pragma once
 // Field-engineer commands of semilab-agent that talk to one instrument directly:
 //
-//   semilab-agent probe RESOURCE [--timeout S]
+//   semilab-agent probe RESOURCE [--timeout S] [--portmapper-port P]
 //     *IDN? fields, *OPT?, *ESR?, the error queue, round-trip latency (p50/p99 over 20 *OPC?
 //     queries), transport details and the session's recent transactions. Exit 0 only when the
 //     instrument answered *IDN?; 1 otherwise; 2 for a bad resource string.
 //
-//   semilab-agent scpi RESOURCE [--timeout S] [--check-errors] [COMMAND...]
+//   semilab-agent scpi RESOURCE [--timeout S] [--portmapper-port P] [--check-errors] [COMMAND...]
 //     A COMMAND with a '?' outside quotes (e.g. ending in '?') is a query, any other a write,
 //     sent as typed. One-shot mode prints exactly one stdout line per query: its reply (binary
 //     blocks as "#block <length> bytes: <hex of the first 32>"; control bytes escaped), or
@@ -15,6 +15,7 @@
 //     Without COMMANDs: one command per stdin line (use rlwrap for history), same output.
 //     Failures also go to stderr with the session's recent transactions.
 #include <CLI/CLI.hpp>
+#include <cstdint>
 #include <istream>
 #include <optional>
 #include <ostream>
@@ -26,6 +27,7 @@ namespace semilab::agent {
 struct scpi_cli_options {
   std::string resource;
   double timeout_s = 2.0;
+  std::uint16_t portmapper_port = 111;
   bool check_errors = false;
   std::vector<std::string> commands;
 };

@@ -14,7 +14,7 @@ instrument_runner::instrument_runner(asio::io_context& io, const instrument_conf
                                      recorder& rec)
     : strand_(asio::make_strand(io)), cfg_(cfg), rec_(rec), timer_(strand_) {
   // The configuration loader validated resource, model and settings already.
-  auto res = drivers::require_openable(*drivers::parse_resource(cfg.resource));
+  auto res = drivers::parse_resource(cfg.resource);
   drivers::scpi_session::options opt;
   opt.io_timeout = std::chrono::milliseconds(cfg.timeout_ms);
   opt.connect_timeout = std::chrono::milliseconds(cfg.timeout_ms);

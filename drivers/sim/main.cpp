@@ -1,11 +1,14 @@
 // semilab-sim: serve one simulated instrument on TCP.
 //   semilab-sim --model keithley2450|keithley2400|e4980a|34461a --listen 127.0.0.1:0 [--seed N]
 //               [--fault SPEC ...]   (fault grammar: --help, semilab::sim::kFaultGrammar)
-// First stdout line: "listening HOST:PORT" (flushed). Logs go to stderr. SIGINT/SIGTERM stop it.
+//               [--vxi11]            serve VXI-11 instead of a raw socket: --listen is then the
+//                                    simulator's own portmapper (GETPORT gives the core channel)
+// First stdout line: "listening HOST:PORT" (flushed; with --vxi11 the portmapper's port). Logs go to stderr. SIGINT/SIGTERM stop it.
 // Exit codes: 0 clean stop, 2 usage error, 3 cannot listen.
 #include <semilab/sim/instrument.hpp>
 #include <semilab/sim/modbus_sim.hpp>
 #include <semilab/sim/server.hpp>
+#include <semilab/sim/vxi11_server.hpp>
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -35,6 +38,13 @@ int main(int argc, char** argv) {
   app.add_flag("--list-models", list, "Print the simulated models and exit");
   bool rtu = false;
   app.add_flag("--rtu", rtu, "Modbus models: serve RTU on a new pty (prints its path) instead of TCP");
+  bool vxi11 = false;
+  app.add_flag("--vxi11", vxi11,
+               "SCPI models: serve VXI-11 (ONC RPC core channel) instead of a raw socket. --listen\n"
+               "is then the simulator's own portmapper (TCP; GETPORT for program 0x0607AF v1 gives\n"
+               "the core channel, on a free port of the same address); the first stdout line\n"
+               "'listening HOST:PORT' names the portmapper port (agent: --portmapper-port PORT,\n"
+               "resource TCPIP0::HOST::inst0::INSTR; any device name is accepted)");
   app.add_flag("-v,--verbose", verbose, "Debug logging");
   try {
     app.parse(argc, argv);
@@ -51,6 +61,10 @@ int main(int argc, char** argv) {
     return 0;
   }
   // Modbus models (eurotherm3200, vacuum-gauge, mfc) are served by libmodbus: modbus_sim.hpp.
+  if (vxi11 && semilab::sim::is_modbus_model(model)) {
+    spdlog::error("--vxi11 serves SCPI models only; '{}' is a Modbus model", model);
+    return 2;
+  }
   if (semilab::sim::is_modbus_model(model))
     return semilab::sim::run_modbus_sim({model, listen, seed, fault_specs, rtu});
   semilab::sim::fault_config faults;
@@ -73,13 +87,18 @@ int main(int argc, char** argv) {
 
   asio::io_context io;
   std::unique_ptr<semilab::sim::sim_server> server;
+  std::unique_ptr<semilab::sim::vxi11_server> vxi_server;
   try {
-    server = std::make_unique<semilab::sim::sim_server>(io, std::move(instrument), endpoint, faults);
+    if (vxi11)
+      vxi_server = std::make_unique<semilab::sim::vxi11_server>(io, std::move(instrument), endpoint,
+                                                                faults);
+    else
+      server = std::make_unique<semilab::sim::sim_server>(io, std::move(instrument), endpoint, faults);
   } catch (const boost::system::system_error& e) {
     spdlog::error("cannot listen on {}: {}", listen, e.code().message());
     return 3;
   }
-  auto bound = server->local_endpoint();
+  auto bound = vxi11 ? vxi_server->portmapper_endpoint() : server->local_endpoint();
   std::string host = bound.address().to_string();
   if (bound.address().is_v6()) host = "[" + host + "]";
   std::cout << "listening " << host << ':' << bound.port() << std::endl;  // flushed: tests wait on it
@@ -88,10 +107,17 @@ int main(int argc, char** argv) {
   signals.async_wait([&](boost::system::error_code ec, int sig) {
     if (ec) return;
     spdlog::info("signal {}: stopping", sig);
-    server->stop();
+    if (vxi_server) vxi_server->stop();
+    if (server) server->stop();
   });
-  server->start();
-  spdlog::info("model {} seed {} on {}:{}", model, seed, host, bound.port());
+  if (vxi_server) {
+    vxi_server->start();
+    spdlog::info("model {} seed {} over VXI-11: portmapper {}:{}, core channel port {}", model, seed,
+                 host, bound.port(), vxi_server->core_endpoint().port());
+  } else {
+    server->start();
+    spdlog::info("model {} seed {} on {}:{}", model, seed, host, bound.port());
+  }
   io.run();
   return 0;
 }

@@ -158,15 +158,72 @@ class parser {
     return resource{std::move(r)};
   }
 
+  // ASRL/dev/ttyUSB0::INSTR?baud=9600&parity=N&data=8&stop=1&flow=none: the line settings are
+  // resource options (VISA keeps them as attributes; here the string is the whole configuration).
   result<resource> asrl(std::vector<std::string_view> tok) const {
+    std::string_view options;
+    if (auto q = tok.back().find('?'); q != std::string_view::npos) {
+      options = tok.back().substr(q + 1);
+      tok.back() = tok.back().substr(0, q);
+      if (options.empty()) return fail("empty option list after '?'");
+    }
     if (tok.size() == 2 && iequals(tok[1], "INSTR")) tok.pop_back();
     if (tok.size() != 1) return fail("expected ASRL/dev/PATH::INSTR or ASRLn::INSTR");
     std::string_view rest = tok[0].substr(4);
     if (rest.empty()) return fail("missing serial port after ASRL");
-    if (rest.front() == '/') return resource{serial_resource{std::string(rest), std::nullopt}};
-    auto n = parse_uint(rest);
-    if (!n || *n > 255) return fail("bad serial port '" + std::string(rest) + "' after ASRL");
-    return resource{serial_resource{"", static_cast<unsigned>(*n)}};
+    serial_resource r;
+    if (rest.front() == '/') {
+      r.device = std::string(rest);
+    } else {
+      auto n = parse_uint(rest);
+      if (!n || *n > 255) return fail("bad serial port '" + std::string(rest) + "' after ASRL");
+      r.board = static_cast<unsigned>(*n);
+    }
+    if (!options.empty()) {
+      auto q = query(options);
+      if (!q) return q.error();
+      for (auto& [k, v] : *q) {
+        if (k == "flow") {
+          std::string f(v);
+          std::transform(f.begin(), f.end(), f.begin(),
+                         [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+          if (f == "none") r.flow = serial_resource::flow_control::none;
+          else if (f == "xonxoff") r.flow = serial_resource::flow_control::xon_xoff;
+          else if (f == "rtscts") r.flow = serial_resource::flow_control::rts_cts;
+          else return fail("flow '" + std::string(v) + "' must be none, xonxoff or rtscts");
+          continue;
+        }
+        auto ok = line_setting(k, v, r.baud, r.parity, r.data_bits, r.stop_bits);
+        if (!ok) return ok.error();
+        if (!*ok) return fail("unknown option '" + k + "' (known: baud, parity, data, stop, flow)");
+      }
+    }
+    return resource{std::move(r)};
+  }
+
+  // Serial line settings shared by ASRL and modbus-rtu. false: not a line setting.
+  result<bool> line_setting(const std::string& k, std::string_view v, unsigned& baud, char& parity,
+                            unsigned& data_bits, unsigned& stop_bits) const {
+    if (k == "baud") {
+      auto n = parse_uint(v);
+      if (!n || *n < 50 || *n > 4000000) return fail("baud '" + std::string(v) + "' invalid");
+      baud = static_cast<unsigned>(*n);
+    } else if (k == "parity") {
+      if (v.size() != 1 || std::string_view("NEOneo").find(v[0]) == std::string_view::npos)
+        return fail("parity '" + std::string(v) + "' must be N, E or O");
+      parity = static_cast<char>(std::toupper(static_cast<unsigned char>(v[0])));
+    } else if (k == "data") {
+      auto n = parse_uint(v);
+      if (!n || *n < 7 || *n > 8) return fail("data bits '" + std::string(v) + "' must be 7 or 8");
+      data_bits = static_cast<unsigned>(*n);
+    } else if (k == "stop") {
+      auto n = parse_uint(v);
+      if (!n || *n < 1 || *n > 2) return fail("stop bits '" + std::string(v) + "' must be 1 or 2");
+      stop_bits = static_cast<unsigned>(*n);
+    } else {
+      return false;
+    }
+    return true;
   }
 
   // key=value pairs after '?'; duplicate keys are an error.
@@ -267,8 +324,22 @@ class parser {
           auto u = unit(v, 1, 247);
           if (!u) return u.error();
           r.unit = *u;
+        } else if (k == "rs485") {
+          if (v != "0" && v != "1") return fail("rs485 '" + std::string(v) + "' must be 0 or 1");
+          r.rs485 = v == "1";
+        } else if (k == "rts") {
+          if (iequals(v, "none")) r.rts = modbus_rtu_resource::rts_mode::none;
+          else if (iequals(v, "up")) r.rts = modbus_rtu_resource::rts_mode::up;
+          else if (iequals(v, "down")) r.rts = modbus_rtu_resource::rts_mode::down;
+          else return fail("rts '" + std::string(v) + "' must be none, up or down");
+        } else if (k == "rts_delay") {
+          auto n = parse_uint(v);
+          if (!n || *n > 1000000)
+            return fail("rts_delay '" + std::string(v) + "' must be 0..1000000 (microseconds)");
+          r.rts_delay_us = static_cast<unsigned>(*n);
         } else {
-          return fail("unknown query parameter '" + k + "' (known: baud, parity, data, stop, unit)");
+          return fail("unknown query parameter '" + k +
+                      "' (known: baud, parity, data, stop, unit, rs485, rts, rts_delay)");
         }
       }
     }
@@ -305,7 +376,17 @@ std::string to_string(const resource& r) {
       return s + "::INSTR";
     }
     std::string operator()(const serial_resource& x) const {
-      return "ASRL" + (x.board ? std::to_string(*x.board) : x.device) + "::INSTR";
+      std::string s = "ASRL" + (x.board ? std::to_string(*x.board) : x.device) + "::INSTR";
+      const serial_resource defaults;
+      std::string opts;
+      auto add = [&](std::string kv) { opts += (opts.empty() ? "?" : "&") + kv; };
+      if (x.baud != defaults.baud) add("baud=" + std::to_string(x.baud));
+      if (x.parity != defaults.parity) add(std::string("parity=") + x.parity);
+      if (x.data_bits != defaults.data_bits) add("data=" + std::to_string(x.data_bits));
+      if (x.stop_bits != defaults.stop_bits) add("stop=" + std::to_string(x.stop_bits));
+      if (x.flow == serial_resource::flow_control::xon_xoff) add("flow=xonxoff");
+      if (x.flow == serial_resource::flow_control::rts_cts) add("flow=rtscts");
+      return s + opts;
     }
     std::string operator()(const modbus_tcp_resource& x) const {
       return "modbus-tcp://" + bracket(x.host) + ":" + std::to_string(x.port) +
@@ -314,7 +395,12 @@ std::string to_string(const resource& r) {
     std::string operator()(const modbus_rtu_resource& x) const {
       return "modbus-rtu://" + x.device + "?baud=" + std::to_string(x.baud) + "&parity=" +
              std::string(1, x.parity) + "&data=" + std::to_string(x.data_bits) +
-             "&stop=" + std::to_string(x.stop_bits) + "&unit=" + std::to_string(x.unit);
+             "&stop=" + std::to_string(x.stop_bits) + "&unit=" + std::to_string(x.unit) +
+             (x.rs485 ? "&rs485=1" : "") +
+             (x.rts == modbus_rtu_resource::rts_mode::up     ? "&rts=up"
+              : x.rts == modbus_rtu_resource::rts_mode::down ? "&rts=down"
+                                                             : "") +
+             (x.rts_delay_us ? "&rts_delay=" + std::to_string(*x.rts_delay_us) : "");
     }
   };
   return std::visit(visitor{}, r);
@@ -326,12 +412,16 @@ std::string_view kind_name(const resource& r) noexcept {
   return kNames[r.index()];
 }
 
-result<tcp_socket_resource> require_openable(const resource& r) {
-  if (const auto* t = std::get_if<tcp_socket_resource>(&r)) return *t;
-  return make_error(errc::not_supported, "resource '" + to_string(r) + "': " +
-                                             std::string(kind_name(r)) +
-                                             " transport is not supported yet (only "
-                                             "TCPIP::host::port::SOCKET)");
+result<void> require_openable(const resource& r) {
+  if (const auto* t = std::get_if<tcpip_instr_resource>(&r); t && istarts_with(t->device, "hislip"))
+    return make_error(errc::not_supported,
+                      "resource '" + to_string(r) + "': HiSLIP is not supported; use the "
+                      "instrument's VXI-11 name (inst0) or its raw socket (TCPIP::host::5025::SOCKET)");
+  if (std::holds_alternative<modbus_tcp_resource>(r) || std::holds_alternative<modbus_rtu_resource>(r))
+    return make_error(errc::not_supported,
+                      "resource '" + to_string(r) + "': " + std::string(kind_name(r)) +
+                          " is not a message-based (SCPI) resource");
+  return {};
 }
 
 }  // namespace semilab::drivers

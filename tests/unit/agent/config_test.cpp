@@ -92,10 +92,20 @@ TEST_CASE("more configuration errors") {
                       "\n[[instrument]]\nid = \"smu1\"\nmodel = \"keithley2450\"\nresource = "
                       "\"TCPIP0::127.0.0.1::5026::SOCKET\"\n";
   CHECK(load_error(twice).find("duplicate instrument id 'smu1'") != std::string::npos);
-  // A resource that parses but has no transport yet: clear, distinct message.
-  auto usb = load_error(replace(kGood, "TCPIP0::127.0.0.1::5025::SOCKET",
-                                "USB0::0x05E6::0x2450::04412345::INSTR"));
-  CHECK(usb.find("instrument[0].resource") != std::string::npos);
+  // A resource that parses but has no transport (HiSLIP): clear, distinct message.
+  auto hislip = load_error(replace(kGood, "TCPIP0::127.0.0.1::5025::SOCKET",
+                                   "TCPIP0::127.0.0.1::hislip0::INSTR"));
+  CHECK(hislip.find("instrument[0].resource") != std::string::npos);
+  CHECK(hislip.find("HiSLIP is not supported") != std::string::npos);
+  // USB, VXI-11 and serial resources are accepted.
+  for (const char* res : {"USB0::0x05E6::0x2450::04412345::INSTR", "TCPIP0::10.0.0.5::inst0::INSTR",
+                          "ASRL/dev/ttyUSB0::INSTR?baud=9600"}) {
+    semilab::test::temp_dir d;
+    auto p = d.path() / "agent.toml";
+    std::ofstream(p) << replace(kGood, "TCPIP0::127.0.0.1::5025::SOCKET", res);
+    std::string e;
+    CHECK_MESSAGE(load_config(p, e).has_value(), res, ": ", e);
+  }
   std::string err;
   CHECK_FALSE(load_config("/nonexistent/agent.toml", err).has_value());
   CHECK(err.find("/nonexistent/agent.toml") != std::string::npos);

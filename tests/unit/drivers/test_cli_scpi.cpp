@@ -167,7 +167,7 @@ TEST_CASE("probe: identity, options, errors, rtt, transactions; exit 0 only when
   CHECK(has_line_starting(o, "errors:       -222,\"Parameter data out of range\""));
   CHECK(has_line_starting(o, "rtt:          p50 "));
   CHECK(has_line_starting(o, "recent transactions:"));
-  CHECK(has_line_starting(o, "transport:    raw TCP socket 127.0.0.1:"));
+  CHECK(has_line_starting(o, "transport:    tcp 127.0.0.1:"));
 
   sim_process hung("34461a", {"hang"});
   auto h = agent({"probe", hung.resource(), "--timeout", "0.2"});
@@ -175,6 +175,6 @@ TEST_CASE("probe: identity, options, errors, rtt, transactions; exit 0 only when
   CHECK(has_line_starting(h, "idn:          ERROR: instrument operation timed out"));
   auto bad = agent({"probe", "TCPIP0::host::notaport::SOCKET"});
   CHECK(bad.exit_code == 2);
-  auto unsupported = agent({"probe", "USB0::0x05E6::0x2450::04412345::INSTR"});
+  auto unsupported = agent({"probe", "modbus-tcp://127.0.0.1:502?unit=1"});
   CHECK(unsupported.exit_code == 2);
 }

@@ -73,7 +73,7 @@ TEST_CASE("semilab-sim: prints its address, answers, exits cleanly on SIGTERM") 
   CHECK(port != 0);
 
   boost::asio::io_context io;
-  semilab::drivers::scpi_session session(io.get_executor(), {0, "127.0.0.1", port});
+  semilab::drivers::scpi_session session(io.get_executor(), semilab::drivers::tcp_socket_resource{0, "127.0.0.1", port});
   std::string reply;
   boost::system::error_code ec;
   session.async_query("*IDN?", [&](boost::system::error_code e, std::string r) {

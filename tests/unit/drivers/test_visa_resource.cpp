@@ -78,6 +78,16 @@ TEST_CASE("resource: modbus") {
   auto def = parse_as<modbus_rtu_resource>("modbus-rtu:///dev/ttyS0");
   CHECK(def.baud == 19200);
   CHECK(def.parity == 'E');
+  CHECK_FALSE(def.rs485);
+  CHECK(def.rts == modbus_rtu_resource::rts_mode::none);
+  CHECK_FALSE(def.rts_delay_us.has_value());
+  auto rs = parse_as<modbus_rtu_resource>(
+      "modbus-rtu:///dev/ttyUSB0?baud=19200&parity=E&stop=1&unit=3&rs485=1&rts=UP&rts_delay=250");
+  CHECK(rs.rs485);
+  CHECK(rs.rts == modbus_rtu_resource::rts_mode::up);
+  CHECK(rs.rts_delay_us == 250u);
+  CHECK(parse_as<modbus_rtu_resource>("modbus-rtu:///dev/ttyS0?rts=down").rts ==
+        modbus_rtu_resource::rts_mode::down);
 }
 
 TEST_CASE("resource: canonical text round-trips") {
@@ -85,7 +95,9 @@ TEST_CASE("resource: canonical text round-trips") {
        {"TCPIP0::10.0.0.5::5025::SOCKET", "TCPIP2::[fe80::1]::5025::SOCKET",
         "TCPIP0::gw::gpib0,22::INSTR", "USB0::0x05E6::0x2450::04412345::1::INSTR",
         "ASRL/dev/ttyUSB0::INSTR", "ASRL4::INSTR", "modbus-tcp://[::1]:502?unit=1",
-        "modbus-rtu:///dev/ttyUSB0?baud=19200&parity=E&data=8&stop=2&unit=3"}) {
+        "modbus-rtu:///dev/ttyUSB0?baud=19200&parity=E&data=8&stop=2&unit=3",
+        "modbus-rtu:///dev/ttyUSB0?baud=19200&parity=E&data=8&stop=1&unit=3&rs485=1&rts=up&rts_delay=0",
+        "modbus-rtu:///dev/ttyS1?baud=9600&parity=N&data=8&stop=1&unit=1&rts=down"}) {
     auto r = parse_resource(s);
     REQUIRE(r.has_value());
     CHECK(to_string(*r) == s);
@@ -121,24 +133,56 @@ TEST_CASE("resource: bad strings name the resource and the problem") {
   CHECK(error_of("modbus-rtu:///dev/ttyUSB0?parity=X").find("parity 'X'") != std::string::npos);
   CHECK(error_of("modbus-rtu:///dev/ttyUSB0?unit=0").find("unit '0'") != std::string::npos);
   CHECK(error_of("modbus-rtu:///dev/ttyUSB0?baud").find("key=value") != std::string::npos);
+  CHECK(error_of("modbus-rtu:///dev/ttyUSB0?rs485=yes").find("rs485 'yes'") != std::string::npos);
+  CHECK(error_of("modbus-rtu:///dev/ttyUSB0?rts=high").find("rts 'high'") != std::string::npos);
+  CHECK(error_of("modbus-rtu:///dev/ttyUSB0?rts_delay=-1").find("rts_delay '-1'") != std::string::npos);
+  CHECK(error_of("modbus-rtu:///dev/ttyUSB0?rts_delay=2000000").find("microseconds") != std::string::npos);
 }
 
-TEST_CASE("resource: only raw sockets are openable; others are not_supported, not failures") {
+TEST_CASE("resource: message-based kinds are openable; Modbus and HiSLIP are not_supported") {
   auto sock = parse_resource("TCPIP0::127.0.0.1::5025::SOCKET");
   REQUIRE(sock.has_value());
-  auto ok = require_openable(*sock);
-  REQUIRE(ok.has_value());
-  CHECK(ok->port == 5025);
-  for (std::string_view s : {"TCPIP0::10.0.0.5::inst0::INSTR", "USB0::0x05E6::0x2450::1::INSTR",
-                             "ASRL/dev/ttyUSB0::INSTR", "modbus-tcp://plc:502?unit=1",
+  for (std::string_view s : {"TCPIP0::127.0.0.1::5025::SOCKET", "TCPIP0::10.0.0.5::inst0::INSTR",
+                             "TCPIP0::gw::gpib0,22::INSTR", "USB0::0x05E6::0x2450::1::INSTR",
+                             "ASRL/dev/ttyUSB0::INSTR"}) {
+    auto r = parse_resource(s);
+    REQUIRE(r.has_value());
+    CHECK_MESSAGE(require_openable(*r).has_value(), s);
+  }
+  for (std::string_view s : {"TCPIP0::10.0.0.5::hislip0::INSTR", "modbus-tcp://plc:502?unit=1",
                              "modbus-rtu:///dev/ttyUSB0?unit=3"}) {
     auto r = parse_resource(s);
     REQUIRE(r.has_value());
     auto o = require_openable(*r);
     REQUIRE(!o.has_value());
     CHECK(o.error().code == errc::not_supported);
-    CHECK(o.error().code != errc::bad_resource);
-    CHECK(o.error().message.find("not supported yet") != std::string::npos);
+    CHECK(o.error().message.find(std::string(s.substr(0, 10))) != std::string::npos);
   }
   CHECK(kind_name(*sock) == "tcp-socket");
+}
+
+TEST_CASE("resource: serial line settings are resource options") {
+  auto r = parse_resource("ASRL/dev/ttyUSB0::INSTR?baud=115200&parity=e&data=7&stop=2&flow=RTSCTS");
+  REQUIRE(r.has_value());
+  const auto& s = std::get<serial_resource>(*r);
+  CHECK(s.device == "/dev/ttyUSB0");
+  CHECK(s.baud == 115200);
+  CHECK(s.parity == 'E');
+  CHECK(s.data_bits == 7);
+  CHECK(s.stop_bits == 2);
+  CHECK(s.flow == serial_resource::flow_control::rts_cts);
+  CHECK(to_string(*r) == "ASRL/dev/ttyUSB0::INSTR?baud=115200&parity=E&data=7&stop=2&flow=rtscts");
+  CHECK(parse_resource(to_string(*r)).value() == *r);
+  auto d = parse_resource("ASRL3::INSTR");
+  REQUIRE(d.has_value());
+  CHECK(std::get<serial_resource>(*d).baud == 9600);
+  CHECK(to_string(*d) == "ASRL3::INSTR");
+  auto bare = parse_resource("ASRL/dev/ttyS0?baud=19200");
+  REQUIRE(bare.has_value());
+  CHECK(std::get<serial_resource>(*bare).baud == 19200);
+  CHECK(error_of("ASRL/dev/ttyUSB0::INSTR?flow=dtr").find("flow 'dtr'") != std::string::npos);
+  CHECK(error_of("ASRL/dev/ttyUSB0::INSTR?speed=9600").find("unknown option 'speed'") !=
+        std::string::npos);
+  CHECK(error_of("ASRL/dev/ttyUSB0::INSTR?baud=12").find("baud '12'") != std::string::npos);
+  CHECK(error_of("ASRL/dev/ttyUSB0::INSTR?").find("empty option") != std::string::npos);
 }

@@ -1,6 +1,7 @@
 #pragma once
-// SCPI over a raw TCP socket (port 5025 style): LF-terminated messages, one query in flight.
-// Replies are framed by reply_framer (scpi_reply.hpp): a terminator inside a definite block
+// SCPI over any message-based link (transport.hpp): raw TCP socket (port 5025 style), VXI-11,
+// USBTMC or serial. One operation in flight; a query is write + read as one unit. On stream
+// links replies are framed by reply_framer (scpi_reply.hpp): a terminator inside a definite block
 // (#<n><len><data>) is data, so binary blocks with LF, CR and NUL come back whole.
 //
 // Threading contract: every member function must be called on the executor passed to the
@@ -13,10 +14,11 @@
 // operation that would need a connection earlier completes at once with errc::backing_off. A
 // successful connect resets the delay. So a dead instrument costs no time and no sockets.
 //
-// Resync contract: after a timeout, an I/O error, an over-long reply or stray bytes, the socket is
-// closed before the failing operation completes, so a late reply dies with its TCP connection and
-// can never be handed to a later query. The next operation reconnects (lazily). Operations are
-// never retried automatically: a command may have had an effect.
+// Resync contract: after a timeout, an I/O error, an over-long reply or stray bytes, the link is
+// interrupted before the failing operation completes and resynchronised before the next one
+// (raw TCP: reconnect, so a late reply dies with its connection; VXI-11: new link + device_clear;
+// USBTMC: abort + clear; serial: drain until quiet), so a late reply can never be handed to a
+// later query. Operations are never retried automatically: a command may have had an effect.
 #include <semilab/drivers/error.hpp>
 #include <semilab/drivers/model.hpp>
 #include <semilab/drivers/visa_resource.hpp>
@@ -41,6 +43,7 @@ class scpi_session {
     std::size_t max_reply_bytes = 1 << 20;
     std::size_t history = 32;  // transactions kept in the ring (recent())
     bool backoff = true;       // see "Backoff" above; off only for tests of the raw behaviour
+    std::uint16_t portmapper_port = 111;  // VXI-11 portmapper (tests run their own elsewhere)
   };
   struct counters {
     std::uint64_t connects = 0;  // successful connects; changes mean "new connection"
@@ -60,11 +63,14 @@ class scpi_session {
   };
 
   using write_handler = std::function<void(boost::system::error_code)>;
+  using stb_handler = std::function<void(boost::system::error_code, std::uint8_t)>;
   // reply without the terminator; empty on error
   using query_handler = std::function<void(boost::system::error_code, std::string)>;
 
-  scpi_session(boost::asio::any_io_executor ex, tcp_socket_resource res, options opt);
-  scpi_session(boost::asio::any_io_executor ex, tcp_socket_resource res);
+  // Any message-based resource (require_openable() accepts it). Another kind (Modbus) makes
+  // every operation complete with errc::not_supported.
+  scpi_session(boost::asio::any_io_executor ex, const drivers::resource& res, options opt);
+  scpi_session(boost::asio::any_io_executor ex, const drivers::resource& res);
   // Aborts pending operations: their handlers still run later with operation_aborted.
   ~scpi_session();
   scpi_session(const scpi_session&) = delete;
@@ -80,6 +86,13 @@ class scpi_session {
   void async_query(std::string cmd, query_handler handler,
                    std::chrono::milliseconds timeout = std::chrono::milliseconds{0});
 
+  // The status byte read outside the message stream (VXI-11 device_readstb, USBTMC
+  // READ_STATUS_BYTE); errc::not_supported on links without one (raw TCP, serial: use *STB?).
+  void async_read_status_byte(stb_handler handler);
+  // Device clear (VXI-11 device_clear, USBTMC INITIATE_CLEAR); errc::not_supported on links
+  // without one. Queued like any operation.
+  void async_device_clear(write_handler handler);
+
   // Completes every queued and in-flight operation with operation_aborted. If an operation was
   // in flight the connection is closed (its reply may still be on the way).
   void cancel();
@@ -88,8 +101,9 @@ class scpi_session {
 
   [[nodiscard]] const boost::asio::any_io_executor& get_executor() const noexcept;
   [[nodiscard]] bool is_open() const noexcept;
-  [[nodiscard]] const counters& stats() const noexcept;
-  [[nodiscard]] const tcp_socket_resource& resource() const noexcept;
+  [[nodiscard]] counters stats() const noexcept;
+  // The link as it is now, one line: "tcp 127.0.0.1:5025 from 127.0.0.1:41234 nodelay".
+  [[nodiscard]] std::string describe() const;
   // The last options::history transactions, oldest first.
   [[nodiscard]] std::vector<transaction> recent() const;
   // Time until the next connect attempt is allowed (zero when not backing off).

@@ -36,9 +36,19 @@ struct transport_options {
   char termination = '\n';                 // message terminator (stream links; TermChar on USB)
   std::size_t max_reply_bytes = 1 << 20;   // a longer reply fails with errc::reply_too_long
   std::chrono::milliseconds connect_timeout{2000};  // informational; the session enforces it
+  // Serial resync: input is discarded until the line has been quiet this long (the session sets
+  // it from its I/O timeout: an instrument that did not answer within the timeout gets as long
+  // again to finish a late reply before the next command goes out).
+  std::chrono::milliseconds resync_quiet{500};
   // Overrides for tests: VXI-11 portmapper port (111 by default).
   std::uint16_t portmapper_port = 111;
 };
+
+// How long async_ready() may take: connect_timeout plus two resync_quiet windows (a serial drain
+// waits for quiet, at most twice; VXI-11 and USBTMC clear within the same allowance).
+[[nodiscard]] inline std::chrono::milliseconds ready_deadline(const transport_options& o) noexcept {
+  return o.connect_timeout + 2 * o.resync_quiet;
+}
 
 class transport {
  public:
@@ -52,8 +62,12 @@ class transport {
 
   // Make the link usable: open it when closed (connect, create_link, claim the interface) and
   // resynchronise it when dirty. Errors here are connection-class: the session backs off.
-  // Completes at once (posted) when the link is open and clean.
+  // Completes at once (posted) when the link is open and clean. The session's deadline for it
+  // is ready_deadline(opt) (connect + resync), after which it calls interrupt().
   virtual void async_ready(handler h) = 0;
+  // True when async_ready() would have nothing to do: the session then skips it (saves a posted
+  // completion per operation on a fast link). The default always asks for async_ready().
+  [[nodiscard]] virtual bool ready_now() noexcept { return false; }
 
   // Send one whole message (`message` has no terminator: stream links append it, message links
   // send it with END/EOM, adding the terminator too when the instrument expects one), then, when
@@ -71,13 +85,16 @@ class transport {
 
   // Status byte read outside the message stream (VXI-11 device_readstb, USBTMC
   // READ_STATUS_BYTE). errc::not_supported where the link has none (raw TCP, serial): use *STB?.
-  virtual void async_read_stb(stb_handler h);
+  virtual void async_read_stb(stb_handler h) = 0;
   // Device clear outside the message stream (VXI-11 device_clear, USBTMC INITIATE_CLEAR).
   // errc::not_supported where the link has none.
-  virtual void async_clear(handler h);
+  virtual void async_clear(handler h) = 0;
 
   // One line for probe and logs: "tcp 127.0.0.1:5025 nodelay", "vxi11 host inst0 link 3 ...".
   [[nodiscard]] virtual std::string describe() const = 0;
+  // Successful opens so far (connect + create_link, claim, ...): the session counts a change as
+  // a new connection, which drivers take as "re-apply the configuration".
+  [[nodiscard]] virtual std::uint64_t opens() const noexcept { return 0; }
   // Resynchronisations the link did on its own (stray bytes, unsolicited data before a write).
   [[nodiscard]] virtual std::uint64_t self_resyncs() const noexcept { return 0; }
 };
