@@ -79,6 +79,7 @@ struct engine::impl : std::enable_shared_from_this<impl> {
   std::string batch_topic, ack_topic, state_topic;
 
   class_cursors cursors{};
+  std::uint64_t epoch = 0;  // store epoch of the records in flight
   token_bucket bytes_bucket;
   token_bucket batches_bucket;
   asio::steady_timer rate_timer;
@@ -138,6 +139,7 @@ struct engine::impl : std::enable_shared_from_this<impl> {
     mqtt.on_message([w](mqtt_message m) {
       if (auto s = w.lock()) s->message(std::move(m));
     });
+    epoch = box.store_epoch();
     box.on_committed([w] {
       // Writer thread: hop to the strand.
       if (auto s = w.lock()) asio::post(s->ex, [s] { s->records_arrived(); });
@@ -169,6 +171,7 @@ struct engine::impl : std::enable_shared_from_this<impl> {
     tick_timer.async_wait([s = shared_from_this()](error_code ec) {
       if (ec || s->stopped) return;
       auto now = clock::now();
+      if (auto ep = s->box.store_epoch(); ep != s->epoch) s->epoch_changed(ep);
       if (s->mqtt.connected() && s->central_available())
         for (auto& [id, b] : s->inflight)
           if (now - b.sent > s->opts.ack_timeout) {
@@ -213,17 +216,35 @@ struct engine::impl : std::enable_shared_from_this<impl> {
     if (!central_available() || !rate_allows()) return;
     reading = true;
     box.read(cursors, opts.batch_max_records,
-             [w = weak_from_this()](error_code ec, std::vector<schemas::record> recs) {
+             outbox::read_epoch_done([w = weak_from_this()](error_code ec,
+                                                           std::vector<schemas::record> recs,
+                                                           std::uint64_t ep) {
                if (auto s = w.lock())
-                 asio::post(s->ex, [s, ec, recs = std::move(recs)]() mutable {
-                   s->got_records(ec, std::move(recs));
+                 asio::post(s->ex, [s, ec, recs = std::move(recs), ep]() mutable {
+                   s->got_records(ec, std::move(recs), ep);
                  });
-             });
+             }));
   }
 
-  void got_records(error_code ec, std::vector<schemas::record> recs) {
+  // The outbox was replaced (corruption found at run time): what was in flight belongs to the
+  // old epoch, whose acks are ignored from now on; the new outbox is read from its start.
+  void epoch_changed(std::uint64_t ep) {
+    spdlog::warn("[sync] outbox replaced (store epoch {} -> {}): {} batch(es) in flight dropped",
+                 epoch, ep, inflight.size());
+    epoch = ep;
+    inflight.clear();
+    cursors = {};
+    update_stats([](auto&) {});
+  }
+
+  void got_records(error_code ec, std::vector<schemas::record> recs, std::uint64_t ep) {
     reading = false;
     if (stopped) return;
+    if (!ec && ep != epoch) {
+      epoch_changed(ep);
+      pump();
+      return;  // these records were read with cursors of the old epoch: read again
+    }
     if (ec) {
       spdlog::error("[sync] reading the outbox failed: {}; retrying", ec.message());
       return;  // the tick retries
@@ -233,7 +254,7 @@ struct engine::impl : std::enable_shared_from_this<impl> {
       auto& c = cursors[static_cast<std::size_t>(r.cls)];
       c = std::max(c, r.seq);
     }
-    schemas::batch b{opts.agent_id, box.store_epoch(), next_batch_id++, std::move(recs)};
+    schemas::batch b{opts.agent_id, ep, next_batch_id++, std::move(recs)};
     auto frame = encoder.encode(b);
     if (!frame) {
       // Records the encoder refuses would block the outbox forever; they stay held and counted.
@@ -301,7 +322,7 @@ struct engine::impl : std::enable_shared_from_this<impl> {
       spdlog::warn("[sync] malformed ack ignored: {}", a.error().message());
       return;
     }
-    if (a->agent_id != opts.agent_id || a->store_epoch != box.store_epoch()) {
+    if (a->agent_id != opts.agent_id || a->store_epoch != epoch) {
       spdlog::warn("[sync] ack for {}/{} is not for this outbox; ignored", a->agent_id, a->store_epoch);
       return;
     }
@@ -322,7 +343,7 @@ struct engine::impl : std::enable_shared_from_this<impl> {
             s->update_stats([&](engine_stats& x) { x.records_acked += deleted; });
             s->pump();
           });
-      });
+      }, epoch);
       return;
     }
     update_stats([](engine_stats& s) { ++s.batches_rejected; });
@@ -346,7 +367,7 @@ struct engine::impl : std::enable_shared_from_this<impl> {
     std::string reason = std::string(schemas::to_string(a->code)) + ": " + a->reason;
     box.dead_letter(b.ranges, reason, b.rejections, [](error_code ec, std::uint64_t) {
       if (ec) spdlog::error("[sync] moving records to the dead letters failed: {}", ec.message());
-    });
+    }, epoch);
     inflight.erase(it);
     pump();
   }
@@ -385,6 +406,14 @@ void engine::stop() {
     spdlog::debug("[sync] strand did not run the stop request");
   s->mqtt.stop(std::chrono::milliseconds(1000), s->state_topic,
                schemas::encode_presence({false, s->opts.agent_id, wall_ns(), s->opts.version}));
+}
+
+void engine::publish_retained(std::string topic, std::string payload) {
+  auto s = impl_;
+  asio::post(s->ex, [s, t = std::move(topic), p = std::move(payload)]() mutable {
+    if (s->stopped || !s->mqtt.connected()) return;
+    s->mqtt.publish(std::move(t), std::move(p), 1, true, [](error_code) {});
+  });
 }
 
 engine_stats engine::stats() const {

@@ -1,5 +1,11 @@
+#include <semilab/schemas/drop_notice.hpp>
 #include <semilab/schemas/sql.hpp>
 #include <semilab/sync/outbox.hpp>
+
+#include <array>
+#include <cstring>
+#include <fstream>
+#include <optional>
 
 #include <spdlog/spdlog.h>
 
@@ -34,6 +40,7 @@ class category final : public boost::system::error_category {
       case errc::closed: return "outbox closed";
       case errc::agent_mismatch: return "outbox belongs to another agent";
       case errc::bad_record: return "record cannot be stored";
+      case errc::quota: return "outbox quota reached: intake of this class is paused";
     }
     return "sync error " + std::to_string(ev);
   }
@@ -81,28 +88,130 @@ bool read_counters(sqlite3* db, outbox_counters& c) {
   auto v = schemas::schema_version(db);
   if (!v) return false;
   detail::statement q(db, "SELECT name, value FROM counters");
+  // Held bytes are a persisted counter ("held_bytes", kept in every transaction): summing the
+  // column would read the whole table at every start (seconds for a 1 GB outbox).
   const char* held_sql =
-      *v >= 2 ? "SELECT (SELECT COUNT(*) FROM outbox), (SELECT COALESCE(SUM(bytes),0) FROM outbox),"
-                " (SELECT ts_ns FROM outbox ORDER BY seq LIMIT 1), (SELECT COUNT(*) FROM dead_letter),"
-                " (SELECT COALESCE(SUM(bytes),0) FROM dead_letter)"
-              : "SELECT (SELECT COUNT(*) FROM outbox), (SELECT COALESCE(SUM(bytes),0) FROM outbox),"
+      *v >= 2 ? "SELECT (SELECT COUNT(*) FROM outbox), 0,"
+                " (SELECT ts_ns FROM outbox ORDER BY seq LIMIT 1), (SELECT COUNT(*) FROM dead_letter), 0"
+              : "SELECT (SELECT COUNT(*) FROM outbox), 0,"
                 " (SELECT ts_ns FROM outbox ORDER BY seq LIMIT 1), 0, 0";
   detail::statement h(db, held_sql);
   if (!q || !h) return false;
   int rc;
+  std::optional<std::uint64_t> held_bytes;
   while ((rc = q.step()) == SQLITE_ROW) {
     auto name = q.text(0);
     auto n = static_cast<std::uint64_t>(q.int64(1));
     if (name == "produced") c.produced = n;
-    if (name == "acked") c.acked = n;
-    if (name == "dropped") c.dropped = n;
+    else if (name == "acked") c.acked = n;
+    else if (name == "dropped") c.dropped = n;
+    else if (name == "held_bytes") held_bytes = n;
+    else c.by_reason[name] = n;
+    if (name.rfind("refused.", 0) == 0) c.refused += n;
   }
   if (rc != SQLITE_DONE || h.step() != SQLITE_ROW) return false;
   c.dead_letters = static_cast<std::uint64_t>(h.int64(3));
   c.held = static_cast<std::uint64_t>(h.int64(0)) + c.dead_letters;
-  c.held_bytes = static_cast<std::uint64_t>(h.int64(1) + h.int64(4));
+  if (held_bytes) {
+    c.held_bytes = *held_bytes;
+  } else {  // an outbox from before the counter: sum once (open_db then persists it)
+    detail::statement b(db, *v >= 2 ? "SELECT (SELECT COALESCE(SUM(bytes),0) FROM outbox) +"
+                                      " (SELECT COALESCE(SUM(bytes),0) FROM dead_letter)"
+                                    : "SELECT COALESCE(SUM(bytes),0) FROM outbox");
+    if (!b || b.step() != SQLITE_ROW) return false;
+    c.held_bytes = static_cast<std::uint64_t>(b.int64(0));
+    c.by_reason.erase("held_bytes");
+  }
   c.oldest_ts_ns = h.int64(2);
   return true;
+}
+
+}  // namespace
+
+namespace {
+
+bool is_corruption(int rc) {
+  rc &= 0xff;
+  return rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB;
+}
+
+std::int64_t wall_now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Moves the database and its WAL/SHM aside for forensics; returns the new name of the main file.
+std::string move_aside(const std::string& path) {
+  auto stamp = std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                                  std::chrono::system_clock::now().time_since_epoch())
+                                  .count());
+  std::string target = path + ".corrupt-" + stamp;
+  std::error_code ec;
+  for (int i = 1; std::filesystem::exists(target, ec); ++i)
+    target = path + ".corrupt-" + stamp + "-" + std::to_string(i);
+  for (auto ext : {"", "-wal", "-shm"}) {
+    if (std::filesystem::exists(path + ext, ec))
+      std::filesystem::rename(path + ext, target + ext, ec);
+  }
+  return target;
+}
+
+// Cheap check of the database header before SQLite sees the file: the magic, a valid page size,
+// and a file not shorter than the page count the header vouches for (a truncated file). Returns
+// the reason when the file is damaged.
+std::optional<std::string> check_header(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  unsigned char h[100];
+  if (!f.read(reinterpret_cast<char*>(h), sizeof h)) return "header: file shorter than 100 bytes";
+  if (std::memcmp(h, "SQLite format 3", 16) != 0) return "header: not an SQLite database";
+  auto be32 = [&](int o) {
+    return (std::uint32_t{h[o]} << 24) | (std::uint32_t{h[o + 1]} << 16) |
+           (std::uint32_t{h[o + 2]} << 8) | std::uint32_t{h[o + 3]};
+  };
+  std::uint32_t page = (std::uint32_t{h[16]} << 8) | h[17];
+  if (page == 1) page = 65536;
+  if (page < 512 || (page & (page - 1)) != 0) return "header: invalid page size";
+  std::uint32_t pages = be32(28);
+  std::error_code ec;
+  auto size = std::filesystem::file_size(path, ec);
+  // The in-header size is valid only when the change counter matches version-valid-for.
+  if (!ec && pages != 0 && be32(24) == be32(92) &&
+      size < static_cast<std::uintmax_t>(pages) * page)
+    return "header: file truncated (" + std::to_string(size) + " bytes, header says " +
+           std::to_string(pages) + " pages of " + std::to_string(page) + ")";
+  return std::nullopt;
+}
+
+// What can still be read of a damaged outbox, for the unrecoverable-records notice. Every part
+// is best effort: a field that cannot be read stays 0.
+struct lost_records {
+  std::uint64_t epoch = 0, count = 0, first = 0, last = 0;
+  std::int64_t first_ts = 0, last_ts = 0;
+};
+lost_records probe_lost(const std::string& path) {
+  lost_records l;
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    detail::statement e(db, "SELECT value FROM meta WHERE key = 'store_epoch'");
+    if (e && e.step() == SQLITE_ROW) l.epoch = std::strtoull(e.text(0).c_str(), nullptr, 10);
+    detail::statement q(db, "SELECT COUNT(*), MIN(seq), MAX(seq), MIN(ts_ns), MAX(ts_ns) FROM outbox");
+    if (q && q.step() == SQLITE_ROW) {
+      l.count = static_cast<std::uint64_t>(q.int64(0));
+      l.first = static_cast<std::uint64_t>(q.int64(1));
+      l.last = static_cast<std::uint64_t>(q.int64(2));
+      l.first_ts = q.int64(3);
+      l.last_ts = q.int64(4);
+    }
+  }
+  sqlite3_close(db);
+  return l;
+}
+
+constexpr std::uint32_t class_bit(schemas::record_class c) { return 1u << static_cast<unsigned>(c); }
+
+std::string class_counter(const char* what, const char* reason, schemas::record_class c) {
+  return std::string(what) + "." + reason + "." + std::string(schemas::to_string(c));
 }
 
 }  // namespace
@@ -111,31 +220,59 @@ struct outbox::impl {
   struct insert_job {
     std::vector<schemas::record> records;
     insert_done done;
+    bool bypass_quota = false;  // drop notices and outbox events: never refused
   };
   struct ack_job {
     std::vector<schemas::seq_range> ranges;
     ack_done done;
+    std::uint64_t epoch = 0;  // 0 = whatever the current one is
   };
   struct read_job {
     class_cursors after;
     std::size_t max;
-    read_done done;
+    read_epoch_done done;
   };
   struct dead_letter_job {
     std::vector<schemas::seq_range> ranges;
     std::string reason;
     int attempts;
     ack_done done;
+    std::uint64_t epoch = 0;
   };
   struct retry_job {
     ack_done done;
   };
-  using job = std::variant<insert_job, ack_job, read_job, dead_letter_job, retry_job>;
+  struct replace_job {
+    std::string why;
+    std::uint64_t epoch;  // of the database found corrupt: a later one is not replaced
+  };
+  using job = std::variant<insert_job, ack_job, read_job, dead_letter_job, retry_job, replace_job>;
 
+  // Refusals of one class since its intake paused, for the `resumed` notice.
+  struct pause_info {
+    std::uint64_t refused = 0;
+    std::int64_t first_ts = 0, last_ts = 0;
+  };
+  // What one transaction did to the accounting; applied to `stats` only after its commit.
+  struct txn_state {
+    std::uint64_t used = 0;  // held bytes as the transaction goes
+    std::uint64_t dropped = 0, dropped_bytes = 0, refused = 0;
+    std::map<std::string, std::uint64_t> reasons;
+    std::uint32_t paused = 0;
+    std::array<pause_info, schemas::kRecordClassCount> pauses{};
+    std::uint32_t newly_paused = 0;
+    std::array<std::vector<std::uint64_t>, schemas::kRecordClassCount> evicted;
+    std::array<std::pair<std::int64_t, std::int64_t>, schemas::kRecordClassCount> evicted_ts{};
+    std::vector<schemas::drop_notice> notices;
+  };
+
+  outbox_options opts;
   sqlite3* db = nullptr;
   std::string path;
   std::size_t max_group;
-  detail::statement insert, bump, del, read_class, oldest, to_dead, del_plain, dead_count;
+  std::atomic<std::uint64_t> epoch{0};
+  bool broken = false;  // a run-time replacement failed: every job fails with a storage error
+  detail::statement insert, bump, del, read_class, oldest, to_dead, del_plain, dead_count, evict;
 
   std::mutex mu;
   std::condition_variable cv;
@@ -144,17 +281,38 @@ struct outbox::impl {
   std::thread writer;
   std::function<void()> committed;
 
+  // Background integrity checker: its own read-only connection, never the writer's.
+  std::thread checker;
+  std::mutex check_mu;
+  std::condition_variable check_cv;
+  bool check_requested = false;
+  bool check_stopping = false;
+
   mutable std::mutex stats_mu;
   outbox_counters stats;
   std::string replaced;  // set when a corrupt database was moved aside at open
+  std::vector<std::string> alarm_list;  // under stats_mu
+  // Writer thread only: the committed pause state.
+  std::uint32_t paused = 0;
+  std::array<pause_info, schemas::kRecordClassCount> pauses{};
 
   ~impl() {
+    {
+      std::lock_guard lk(check_mu);
+      check_stopping = true;
+    }
+    check_cv.notify_all();
+    if (checker.joinable()) checker.join();
     {
       std::lock_guard lk(mu);
       stopping = true;
     }
     cv.notify_all();
     if (writer.joinable()) writer.join();
+    close_db();
+  }
+
+  void close_db() {
     insert = {};
     bump = {};
     del = {};
@@ -163,7 +321,9 @@ struct outbox::impl {
     to_dead = {};
     del_plain = {};
     dead_count = {};
+    evict = {};
     sqlite3_close(db);
+    db = nullptr;
   }
 
   bool prepare() {
@@ -171,7 +331,9 @@ struct outbox::impl {
                                "INSERT INTO outbox(class, ts_ns, instrument, channel, unit, quality,"
                                " vkind, vnum, vexp, vtext, run_id, bytes)"
                                " VALUES(?,?,?,?,?,?,?,?,?,?,?,?)");
-    bump = detail::statement(db, "UPDATE counters SET value = value + ? WHERE name = ?");
+    bump = detail::statement(db,
+                             "INSERT INTO counters(name, value) VALUES(?2, ?1)"
+                             " ON CONFLICT(name) DO UPDATE SET value = value + excluded.value");
     del = detail::statement(db, "DELETE FROM outbox WHERE seq BETWEEN ? AND ? RETURNING bytes");
     read_class = detail::statement(
         db,
@@ -186,7 +348,11 @@ struct outbox::impl {
         " run_id, bytes, ?3, ?4, ?5 FROM outbox WHERE seq BETWEEN ?1 AND ?2");
     del_plain = detail::statement(db, "DELETE FROM outbox WHERE seq BETWEEN ? AND ?");
     dead_count = detail::statement(db, "SELECT COUNT(*) FROM dead_letter");
-    return insert && bump && del && read_class && oldest && to_dead && del_plain && dead_count;
+    evict = detail::statement(db,
+                              "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE class = ?1"
+                              " ORDER BY seq LIMIT ?2) RETURNING seq, bytes, ts_ns");
+    return insert && bump && del && read_class && oldest && to_dead && del_plain && dead_count &&
+           evict;
   }
 
   bool load_counters() {
@@ -211,49 +377,210 @@ struct outbox::impl {
     return ts;
   }
 
-  bool bump_counter(const char* name, std::uint64_t by) {
-    bump.bind(1, static_cast<std::int64_t>(by)).bind(2, std::string_view(name));
+  bool bump_counter(std::string_view name, std::uint64_t by) {
+    return bump_signed(name, static_cast<std::int64_t>(by));
+  }
+  bool bump_signed(std::string_view name, std::int64_t by) {
+    bump.bind(1, by).bind(2, name);
     bool ok = bump.step() == SQLITE_DONE;
     bump.reset();
     return ok;
   }
 
-  // Inserts one job's records; returns false on a SQLite error (the transaction is then rolled back).
-  bool do_insert(insert_job& j, schemas::seq_range& assigned, std::uint64_t& bytes) {
-    for (std::size_t i = 0; i < j.records.size(); ++i) {
-      auto& r = j.records[i];
-      insert.bind(1, static_cast<std::int64_t>(r.cls))
-          .bind(2, r.ts_ns)
-          .bind(3, r.instrument)
-          .bind(4, r.channel)
-          .bind(5, r.unit)
-          .bind(6, static_cast<std::int64_t>(r.quality))
-          .bind(7, static_cast<std::int64_t>(r.val.index()));
-      switch (r.val.index()) {
-        case 0: insert.bind(8, std::get<double>(r.val)); break;
-        case 1: insert.bind(8, std::get<std::int64_t>(r.val)); break;
-        case 2: {
-          auto& d = std::get<schemas::decimal>(r.val);
-          insert.bind(8, d.mantissa).bind(9, static_cast<std::int64_t>(d.exponent));
-          break;
-        }
-        default: insert.bind(10, std::get<std::string>(r.val));
+  full_policy policy_of(schemas::record_class c) const {
+    switch (c) {
+      case schemas::record_class::telemetry: return opts.quota.telemetry;
+      case schemas::record_class::blob: return opts.quota.blob;
+      default: return full_policy::pause;  // events and run results are never dropped
+    }
+  }
+
+  // Evicts the oldest held records of class `c` until `need` bytes are free (in chunks of at
+  // least 1/64 of the quota, so a full outbox does not evict per record). False on SQL error.
+  bool evict_oldest(schemas::record_class c, std::uint64_t need, txn_state& t) {
+    const std::uint64_t target = std::max(need, opts.quota.max_bytes / 64);
+    std::uint64_t freed = 0;
+    auto ci = static_cast<std::size_t>(c);
+    while (freed < target) {
+      evict.bind(1, static_cast<std::int64_t>(c)).bind(2, std::int64_t{256});
+      int rc;
+      std::uint64_t rows = 0;
+      while ((rc = evict.step()) == SQLITE_ROW) {
+        ++rows;
+        auto b = static_cast<std::uint64_t>(evict.int64(1));
+        auto ts = evict.int64(2);
+        t.evicted[ci].push_back(static_cast<std::uint64_t>(evict.int64(0)));
+        auto& [lo, hi] = t.evicted_ts[ci];
+        lo = lo == 0 ? ts : std::min(lo, ts);
+        hi = std::max(hi, ts);
+        freed += b;
+        t.used -= std::min(t.used, b);
+        ++t.dropped;
+        t.dropped_bytes += b;
+        ++t.reasons[class_counter("dropped", "quota", c)];
       }
-      if (!r.run_id.empty()) insert.bind(11, r.run_id);
-      auto b = record_bytes(r);
-      insert.bind(12, static_cast<std::int64_t>(b));
-      bool ok = insert.step() == SQLITE_DONE;
-      insert.reset();
-      if (!ok) return false;
-      r.seq = static_cast<std::uint64_t>(sqlite3_last_insert_rowid(db));
-      if (i == 0) assigned.first = r.seq;
-      assigned.last = r.seq;
-      bytes += b;
+      evict.reset();
+      if (rc != SQLITE_DONE) return false;
+      if (rows == 0) break;  // nothing left of this class
     }
     return true;
   }
 
+  enum class admit_result { yes, refused, error };
+
+  // Quota decision for one record about to be inserted (see outbox.hpp, quota_options).
+  admit_result admit(const schemas::record& r, std::uint64_t b, txn_state& t) {
+    const auto& q = opts.quota;
+    const bool protected_class =
+        r.cls == schemas::record_class::event || r.cls == schemas::record_class::run_result;
+    if (t.used + b <= q.max_bytes) return admit_result::yes;
+    // Make room from the lowest class up to this record's own, where the policy allows drops;
+    // only then do events and run results dip into their reserve.
+    for (int d = schemas::kRecordClassCount - 1; d >= static_cast<int>(r.cls); --d) {
+      auto dc = static_cast<schemas::record_class>(d);
+      if (policy_of(dc) != full_policy::drop_oldest) continue;
+      if (!evict_oldest(dc, t.used + b - q.max_bytes, t)) return admit_result::error;
+      if (t.used + b <= q.max_bytes) return admit_result::yes;
+    }
+    if (protected_class && t.used + b <= q.max_bytes + q.reserve_bytes) return admit_result::yes;
+    // Refused: the class's intake pauses until a record of it fits again.
+    auto ci = static_cast<std::size_t>(r.cls);
+    if (!(t.paused & class_bit(r.cls))) {
+      t.paused |= class_bit(r.cls);
+      t.newly_paused |= class_bit(r.cls);
+      t.pauses[ci] = {};
+    }
+    auto& p = t.pauses[ci];
+    ++p.refused;
+    p.first_ts = p.first_ts == 0 ? r.ts_ns : std::min(p.first_ts, r.ts_ns);
+    p.last_ts = std::max(p.last_ts, r.ts_ns);
+    ++t.refused;
+    ++t.reasons[class_counter("refused", "quota", r.cls)];
+    return admit_result::refused;
+  }
+
+  bool insert_one(schemas::record& r, std::uint64_t b) {
+    insert.bind(1, static_cast<std::int64_t>(r.cls))
+        .bind(2, r.ts_ns)
+        .bind(3, r.instrument)
+        .bind(4, r.channel)
+        .bind(5, r.unit)
+        .bind(6, static_cast<std::int64_t>(r.quality))
+        .bind(7, static_cast<std::int64_t>(r.val.index()));
+    switch (r.val.index()) {
+      case 0: insert.bind(8, std::get<double>(r.val)); break;
+      case 1: insert.bind(8, std::get<std::int64_t>(r.val)); break;
+      case 2: {
+        auto& d = std::get<schemas::decimal>(r.val);
+        insert.bind(8, d.mantissa).bind(9, static_cast<std::int64_t>(d.exponent));
+        break;
+      }
+      default: insert.bind(10, std::get<std::string>(r.val));
+    }
+    if (!r.run_id.empty()) insert.bind(11, r.run_id);
+    insert.bind(12, static_cast<std::int64_t>(b));
+    bool ok = insert.step() == SQLITE_DONE;
+    insert.reset();
+    if (ok) r.seq = static_cast<std::uint64_t>(sqlite3_last_insert_rowid(db));
+    return ok;
+  }
+
+  // Inserts one job's records under the quota; false on a SQLite error (the transaction is then
+  // rolled back). `admitted`/`refused` count this job's records.
+  bool do_insert(insert_job& j, schemas::seq_range& assigned, std::uint64_t& admitted,
+                 std::uint64_t& refused, std::uint64_t& bytes, txn_state& t) {
+    std::uint64_t stored_here = 0;
+    for (auto& r : j.records) {
+      auto b = record_bytes(r);
+      if (opts.quota.max_bytes && !j.bypass_quota) {
+        auto a = admit(r, b, t);
+        if (a == admit_result::error) return false;
+        if (a == admit_result::refused) {
+          ++refused;
+          continue;
+        }
+      }
+      if (!insert_one(r, b)) return false;
+      if (stored_here++ == 0) assigned.first = r.seq;
+      assigned.last = r.seq;
+      bytes += b;
+      t.used += b;
+      auto ci = static_cast<std::size_t>(r.cls);
+      if (t.paused & class_bit(r.cls)) {
+        // A record of a paused class fits again: intake resumes, say how much was refused.
+        t.paused &= ~class_bit(r.cls);
+        schemas::drop_notice n;
+        n.action = schemas::drop_action::resumed;
+        n.reason = "quota";
+        n.cls = r.cls;
+        n.store_epoch = epoch;
+        n.records = t.pauses[ci].refused;
+        n.first_ts_ns = t.pauses[ci].first_ts;
+        n.last_ts_ns = t.pauses[ci].last_ts;
+        n.detail = "intake resumed after refusing " + std::to_string(n.records) + " record(s)";
+        t.notices.push_back(std::move(n));
+        t.pauses[ci] = {};
+      }
+    }
+    admitted += stored_here;
+    return true;
+  }
+
+  // The drop notices of one transaction, stored in it: a drop is never without its notice.
+  bool write_notices(txn_state& t, std::uint64_t& added, std::uint64_t& added_bytes) {
+    for (int c = 0; c < schemas::kRecordClassCount; ++c) {
+      auto& ev = t.evicted[static_cast<std::size_t>(c)];
+      if (ev.empty()) continue;
+      std::sort(ev.begin(), ev.end());
+      auto ranges = schemas::ranges_of(ev);
+      for (std::size_t i = 0; i < ranges.size(); i += schemas::kDropNoticeMaxRanges) {
+        schemas::drop_notice n;
+        n.action = schemas::drop_action::dropped;
+        n.reason = "quota";
+        n.cls = static_cast<schemas::record_class>(c);
+        n.store_epoch = epoch;
+        auto end = std::min(ranges.size(), i + schemas::kDropNoticeMaxRanges);
+        n.ranges.assign(ranges.begin() + static_cast<std::ptrdiff_t>(i),
+                        ranges.begin() + static_cast<std::ptrdiff_t>(end));
+        for (auto& r : n.ranges) n.records += r.count();
+        n.first_ts_ns = t.evicted_ts[static_cast<std::size_t>(c)].first;
+        n.last_ts_ns = t.evicted_ts[static_cast<std::size_t>(c)].second;
+        n.detail = "oldest records evicted: outbox at its quota of " +
+                   std::to_string(opts.quota.max_bytes) + " bytes";
+        t.notices.push_back(std::move(n));
+      }
+    }
+    for (int c = 0; c < schemas::kRecordClassCount; ++c) {
+      auto cls = static_cast<schemas::record_class>(c);
+      if (!(t.newly_paused & class_bit(cls)) || !(t.paused & class_bit(cls))) continue;
+      auto& p = t.pauses[static_cast<std::size_t>(c)];
+      schemas::drop_notice n;
+      n.action = schemas::drop_action::paused;
+      n.reason = "quota";
+      n.cls = cls;
+      n.store_epoch = epoch;
+      n.records = p.refused;
+      n.first_ts_ns = p.first_ts;
+      n.last_ts_ns = p.last_ts;
+      n.detail = "outbox at its quota of " + std::to_string(opts.quota.max_bytes) +
+                 " bytes: intake of this class paused, new records refused";
+      t.notices.push_back(std::move(n));
+    }
+    auto now = wall_now_ns();
+    for (auto& n : t.notices) {
+      auto r = schemas::make_drop_notice_record(n, now);
+      auto b = record_bytes(r);
+      if (!insert_one(r, b)) return false;
+      ++added;
+      added_bytes += b;
+      t.used += b;
+    }
+    if (!t.notices.empty()) t.reasons["notices"] += t.notices.size();
+    return true;
+  }
+
   bool do_ack(const ack_job& j, std::uint64_t& deleted, std::uint64_t& bytes) {
+    if (j.epoch && j.epoch != epoch) return true;  // an ack for a replaced outbox
     for (auto& r : j.ranges) {
       del.bind(1, static_cast<std::int64_t>(r.first)).bind(2, static_cast<std::int64_t>(r.last));
       int rc;
@@ -268,6 +595,7 @@ struct outbox::impl {
   }
 
   bool do_dead_letter(const dead_letter_job& j, std::uint64_t& moved) {
+    if (j.epoch && j.epoch != epoch) return true;
     auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
                    std::chrono::system_clock::now().time_since_epoch())
                    .count();
@@ -297,7 +625,8 @@ struct outbox::impl {
   void do_read(read_job& j) {
     std::vector<schemas::record> out;
     boost::system::error_code ec;
-    for (int c = 0; c < schemas::kRecordClassCount && out.size() < j.max; ++c) {
+    if (broken) ec = make_error_code(errc::storage);
+    for (int c = 0; !broken && c < schemas::kRecordClassCount && out.size() < j.max; ++c) {
       read_class.bind(1, static_cast<std::int64_t>(c))
           .bind(2, static_cast<std::int64_t>(j.after[static_cast<std::size_t>(c)]))
           .bind(3, static_cast<std::int64_t>(j.max - out.size()));
@@ -326,11 +655,12 @@ struct outbox::impl {
       if (rc != SQLITE_DONE) {
         spdlog::error("[outbox] read failed: {}", sqlite3_errmsg(db));
         ec = make_error_code(errc::storage);
+        note_error();
         break;
       }
     }
     std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.seq < b.seq; });
-    j.done(ec, std::move(out));
+    j.done(ec, std::move(out), epoch.load());
   }
 
   void run() {
@@ -340,37 +670,65 @@ struct outbox::impl {
         std::unique_lock lk(mu);
         cv.wait(lk, [&] { return stopping || !queue.empty(); });
         if (queue.empty() && stopping) return;
-        // Take every write job up to the group limit; reads are served after the commit.
+        // Take every write job up to the group limit; reads are served after the commit. A
+        // replacement runs alone, between groups.
         std::size_t n = 0;
         while (!queue.empty() && n < max_group) {
+          if (std::holds_alternative<replace_job>(queue.front()) && !batch.empty()) break;
           if (auto* ins = std::get_if<insert_job>(&queue.front())) n += ins->records.size();
           batch.push_back(std::move(queue.front()));
           queue.pop_front();
+          if (std::holds_alternative<replace_job>(batch.back())) break;
         }
       }
-      process(batch);
+      if (auto* rj = std::get_if<replace_job>(&batch.front())) {
+        // Two checks may find the same damage (a periodic one and one after an I/O error).
+        if (rj->epoch == epoch && !broken) replace(rj->why);
+      }
+      else process(batch);
       batch.clear();
     }
+  }
+
+  // An I/O or corruption error on the writer connection: ask for a full check.
+  void note_error() {
+    int rc = sqlite3_errcode(db) & 0xff;
+    if (rc == SQLITE_IOERR || is_corruption(rc)) request_check();
+  }
+
+  void request_check() {
+    {
+      std::lock_guard lk(check_mu);
+      check_requested = true;
+    }
+    check_cv.notify_all();
   }
 
   void process(std::vector<job>& jobs) {
     bool writes = false;
     for (auto& j : jobs) writes |= !std::holds_alternative<read_job>(j);
     std::vector<schemas::seq_range> assigned(jobs.size());
-    std::vector<std::uint64_t> acked_by_job(jobs.size());
+    std::vector<std::uint64_t> acked_by_job(jobs.size()), refused_by_job(jobs.size());
     std::uint64_t added = 0, added_bytes = 0, deleted = 0, deleted_bytes = 0;
     std::int64_t dead_delta = 0;  // records moved into (+) or out of (-) the dead letters
-    bool ok = true;
-    if (writes) {
+    txn_state t;
+    t.paused = paused;
+    t.pauses = pauses;
+    {
+      std::lock_guard lk(stats_mu);
+      t.used = stats.held_bytes;
+    }
+    bool ok = !broken;
+    if (writes && ok) {
       ok = detail::exec(db, "BEGIN IMMEDIATE");
       for (std::size_t i = 0; ok && i < jobs.size(); ++i) {
         if (auto* ins = std::get_if<insert_job>(&jobs[i])) {
-          ok = do_insert(*ins, assigned[i], added_bytes);
-          added += ins->records.size();
+          ok = do_insert(*ins, assigned[i], added, refused_by_job[i], added_bytes, t);
         } else if (auto* a = std::get_if<ack_job>(&jobs[i])) {
-          std::uint64_t before = deleted;
+          std::uint64_t before = deleted, before_bytes = deleted_bytes;
           ok = do_ack(*a, deleted, deleted_bytes);
           acked_by_job[i] = deleted - before;
+          t.used -= std::min(t.used, deleted_bytes - before_bytes);
         } else if (auto* d = std::get_if<dead_letter_job>(&jobs[i])) {
           ok = do_dead_letter(*d, acked_by_job[i]);
           dead_delta += static_cast<std::int64_t>(acked_by_job[i]);
@@ -379,20 +737,43 @@ struct outbox::impl {
           dead_delta -= static_cast<std::int64_t>(acked_by_job[i]);
         }
       }
+      if (ok) ok = write_notices(t, added, added_bytes);
       if (ok && added) ok = bump_counter("produced", added);
       if (ok && deleted) ok = bump_counter("acked", deleted);
+      if (ok && t.dropped) ok = bump_counter("dropped", t.dropped);
+      const auto bytes_delta = static_cast<std::int64_t>(added_bytes) -
+                               static_cast<std::int64_t>(deleted_bytes + t.dropped_bytes);
+      if (ok && bytes_delta) ok = bump_signed("held_bytes", bytes_delta);
+      for (auto& [name, n] : t.reasons)
+        if (ok) ok = bump_counter(name, n);
       if (ok) ok = detail::exec(db, "COMMIT");
       if (!ok) {
         spdlog::error("[outbox] {}: transaction failed: {}", path, sqlite3_errmsg(db));
+        note_error();
         detail::exec(db, "ROLLBACK");
       } else {
+        paused = t.paused;
+        pauses = t.pauses;
+        for (int c = 0; c < schemas::kRecordClassCount; ++c) {
+          auto cls = static_cast<schemas::record_class>(c);
+          if (t.newly_paused & class_bit(cls) & t.paused)
+            spdlog::warn("[outbox] quota of {} bytes reached: intake of {} paused", opts.quota.max_bytes,
+                         schemas::to_string(cls));
+        }
+        if (t.dropped)
+          spdlog::warn("[outbox] quota of {} bytes reached: {} record(s) dropped (drop notice written)",
+                       opts.quota.max_bytes, t.dropped);
         std::int64_t oldest_ts = query_oldest();
         std::lock_guard lk(stats_mu);
         stats.produced += added;
         stats.acked += deleted;
-        stats.held = stats.held + added - deleted;
-        stats.held_bytes = stats.held_bytes + added_bytes - deleted_bytes;
+        stats.dropped += t.dropped;
+        stats.refused += t.refused;
+        for (auto& [name, n] : t.reasons) stats.by_reason[name] += n;
+        stats.held = stats.held + added - deleted - t.dropped;
+        stats.held_bytes = stats.held_bytes + added_bytes - deleted_bytes - t.dropped_bytes;
         stats.oldest_ts_ns = oldest_ts;
+        stats.paused_classes = paused;
         stats.dead_letters = count_dead();  // also sees moves made by `queue dead-letters --retry`
       }
     }
@@ -400,7 +781,8 @@ struct outbox::impl {
     // Completions only after the commit: a caller told "stored" can rely on it.
     for (std::size_t i = 0; i < jobs.size(); ++i) {
       if (auto* ins = std::get_if<insert_job>(&jobs[i])) {
-        if (ins->done) ins->done(ec, assigned[i]);
+        auto jec = ec ? ec : refused_by_job[i] ? make_error_code(errc::quota) : ec;
+        if (ins->done) ins->done(jec, ok ? assigned[i] : schemas::seq_range{});
       } else if (auto* a = std::get_if<ack_job>(&jobs[i])) {
         if (a->done) a->done(ec, ok ? acked_by_job[i] : 0);
       } else if (auto* d = std::get_if<dead_letter_job>(&jobs[i])) {
@@ -421,48 +803,148 @@ struct outbox::impl {
     }
     cv.notify_one();
   }
+
+  void add_alarm(std::string a) {
+    std::lock_guard lk(stats_mu);
+    alarm_list.push_back(std::move(a));
+  }
+
+  // Opens, migrates and checks the database file at `path` into this impl. `corrupt` tells the
+  // caller that moving the file aside and starting a new outbox is the right answer (as opposed
+  // to, say, a permission error).
+  boost::system::error_code open_db(std::string& error, bool& corrupt);
+
+  // Stores the event that says the outbox was replaced and the notice of what was lost, in one
+  // transaction on the new database.
+  void record_replacement(const std::string& why, const lost_records& lost) {
+    schemas::record ev;
+    ev.cls = schemas::record_class::event;
+    ev.ts_ns = wall_now_ns();
+    ev.instrument = "agent";
+    ev.channel = "outbox_replaced";
+    ev.val = why.substr(0, schemas::kMaxTextBytes);
+    schemas::drop_notice n;
+    n.action = schemas::drop_action::unrecoverable;
+    n.reason = "corrupt_outbox";
+    n.store_epoch = lost.epoch;
+    n.records = lost.count;
+    if (lost.count) n.ranges.push_back({lost.first, lost.last});
+    n.first_ts_ns = lost.first_ts;
+    n.last_ts_ns = lost.last_ts;
+    n.detail = lost.epoch ? "records held by the corrupt outbox (at most these; central may hold some)"
+                          : "the corrupt outbox could not be read: records unknown";
+    std::vector<job> jobs;
+    jobs.emplace_back(insert_job{{ev, schemas::make_drop_notice_record(n, ev.ts_ns)}, {}, true});
+    process(jobs);
+    // Accounting of the old epoch's loss, on the new database (the old one is unreadable).
+    if (detail::exec(db, "BEGIN IMMEDIATE")) {
+      bool ok = bump_counter("unrecoverable.corrupt_outbox.all", lost.count) &&
+                bump_counter("notices", 1) && detail::exec(db, "COMMIT");
+      if (!ok) detail::exec(db, "ROLLBACK");
+      else {
+        std::lock_guard lk(stats_mu);
+        stats.by_reason["unrecoverable.corrupt_outbox.all"] += lost.count;
+        stats.by_reason["notices"] += 1;
+      }
+    }
+  }
+
+  // Run time: the background check found the outbox corrupt. Writer thread.
+  void replace(const std::string& why) {
+    lost_records lost;
+    {
+      // What the writer knows beats what a damaged file still says.
+      std::lock_guard lk(stats_mu);
+      lost.count = stats.held;
+      lost.first_ts = stats.oldest_ts_ns;
+    }
+    auto probed = probe_lost(path);
+    lost.epoch = epoch;
+    lost.first = probed.first;
+    lost.last = probed.last;
+    lost.last_ts = probed.last_ts;
+    if (!lost.first_ts) lost.first_ts = probed.first_ts;
+    close_db();
+    std::string moved = move_aside(path);
+    std::string reason = why + "; moved aside to " + moved;
+    spdlog::error("[outbox] {}: {}; starting a new outbox", path, reason);
+    std::string err;
+    bool corrupt = false;
+    if (auto ec = open_db(err, corrupt)) {
+      broken = true;
+      spdlog::error("[outbox] cannot create a new outbox: {}", err);
+      add_alarm("outbox unusable: " + err);
+      return;
+    }
+    paused = 0;
+    pauses = {};
+    record_replacement(reason, lost);
+    {
+      std::lock_guard lk(stats_mu);
+      replaced = reason;
+    }
+    add_alarm("outbox replaced: " + reason);
+  }
+
+  // Background thread: PRAGMA quick_check on a read-only connection of its own, periodically and
+  // when asked (I/O errors). Corruption found: the writer replaces the outbox.
+  void check_loop() {
+    for (;;) {
+      {
+        std::unique_lock lk(check_mu);
+        auto wake = [&] { return check_stopping || check_requested; };
+        if (opts.integrity_interval.count() > 0) check_cv.wait_for(lk, opts.integrity_interval, wake);
+        else check_cv.wait(lk, wake);
+        if (check_stopping) return;
+        check_requested = false;
+      }
+      const std::uint64_t checked_epoch = epoch;  // read before the file is opened
+      auto verdict = quick_check();
+      {
+        std::lock_guard lk(stats_mu);
+        ++stats.integrity_checks;
+      }
+      if (verdict) {
+        spdlog::error("[outbox] integrity check failed: {}", *verdict);
+        push(replace_job{"integrity check: " + *verdict, checked_epoch});
+      }
+    }
+  }
+
+  // nullopt when the database is fine or the check could not run (a resource problem is not
+  // corruption); the first problem otherwise.
+  std::optional<std::string> quick_check() {
+    sqlite3* rdb = nullptr;
+    std::optional<std::string> out;
+    if (sqlite3_open_v2(path.c_str(), &rdb, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+      sqlite3_busy_timeout(rdb, 5000);
+      detail::statement q(rdb, "PRAGMA quick_check");
+      int rc = q ? SQLITE_ROW : sqlite3_errcode(rdb);
+      while (q && (rc = q.step()) == SQLITE_ROW) {
+        auto line = q.text(0);
+        if (line != "ok" && !out) out = line;
+      }
+      if (is_corruption(rc) && !out) out = sqlite3_errmsg(rdb);
+      if (rc != SQLITE_DONE && !out)
+        spdlog::warn("[outbox] integrity check could not run: {}", sqlite3_errmsg(rdb));
+    } else if (is_corruption(sqlite3_errcode(rdb))) {
+      out = sqlite3_errmsg(rdb);
+    }
+    sqlite3_close(rdb);
+    return out;
+  }
 };
 
 outbox::outbox(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
 outbox::~outbox() = default;
 
-namespace {
-
-bool is_corruption(int rc) {
-  rc &= 0xff;
-  return rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB;
-}
-
-// Moves the database and its WAL/SHM aside for forensics; returns the new name of the main file.
-std::string move_aside(const std::string& path) {
-  auto stamp = std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
-                                  std::chrono::system_clock::now().time_since_epoch())
-                                  .count());
-  std::string target = path + ".corrupt-" + stamp;
-  std::error_code ec;
-  for (auto ext : {"", "-wal", "-shm"}) {
-    if (std::filesystem::exists(path + ext, ec))
-      std::filesystem::rename(path + ext, target + ext, ec);
-  }
-  return target;
-}
-
-}  // namespace
-
-// Opens, migrates and checks one database file. `corrupt` tells the caller that moving the file
-// aside and starting a new outbox is the right answer (as opposed to, say, a permission error).
-result<std::unique_ptr<outbox::impl>> outbox::open_file(const outbox_options& opts,
-                                                        std::string& error, bool& corrupt,
-                                                        std::uint64_t& epoch) {
+boost::system::error_code outbox::impl::open_db(std::string& error, bool& corrupt) {
   corrupt = false;
-  auto p = std::make_unique<impl>();
-  p->path = opts.path.string();
-  p->max_group = opts.max_group;
   std::error_code fec;
-  const bool existed = std::filesystem::file_size(opts.path, fec) > 0 && !fec;
+  const bool existed = std::filesystem::file_size(path, fec) > 0 && !fec;
   bool past_open = false;  // failures after the file opened and took the WAL mode
   auto fail = [&](std::string why) {
-    int rc = sqlite3_errcode(p->db) & 0xff;
+    int rc = db ? sqlite3_errcode(db) & 0xff : SQLITE_OK;
     // Corruption as SQLite reports it, or an existing file whose schema does not read back
     // consistently (e.g. damaged pages make migrations trip over existing tables). Resource
     // errors (disk full, I/O, permissions, locks) are never a reason to replace the outbox.
@@ -470,23 +952,32 @@ result<std::unique_ptr<outbox::impl>> outbox::open_file(const outbox_options& op
                     rc == SQLITE_CANTOPEN || rc == SQLITE_BUSY || rc == SQLITE_LOCKED ||
                     rc == SQLITE_PERM || rc == SQLITE_NOMEM;
     corrupt = is_corruption(rc) || (existed && past_open && !resource);
-    error = p->path + ": " + why;
+    error = path + ": " + why;
+    close_db();
     return make_error_code(errc::storage);
   };
-  if (sqlite3_open_v2(p->path.c_str(), &p->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+  if (existed) {
+    if (auto why = check_header(path)) {
+      corrupt = true;
+      error = path + ": " + *why;
+      return make_error_code(errc::storage);
+    }
+  }
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                       nullptr) != SQLITE_OK)
-    return fail(std::string("cannot open: ") + sqlite3_errmsg(p->db));
-  sqlite3_extended_result_codes(p->db, 1);
-  sqlite3_busy_timeout(p->db, 5000);
+    return fail(std::string("cannot open: ") + sqlite3_errmsg(db));
+  sqlite3_extended_result_codes(db, 1);
+  sqlite3_busy_timeout(db, 5000);
   std::string err;
-  if (!detail::exec(p->db, "PRAGMA journal_mode=WAL", &err)) return fail(err);
+  if (!detail::exec(db, "PRAGMA journal_mode=WAL", &err)) return fail(err);
   const char* sync_sql = opts.sync_mode == durability::full ? "PRAGMA synchronous=FULL"
                                                             : "PRAGMA synchronous=NORMAL";
-  if (!detail::exec(p->db, sync_sql, &err)) return fail(err);
+  if (!detail::exec(db, sync_sql, &err)) return fail(err);
   past_open = true;
-  if (auto ec = schemas::apply_migrations(p->db, schemas::agent_outbox_migrations(), err)) {
+  if (auto ec = schemas::apply_migrations(db, schemas::agent_outbox_migrations(), err)) {
     if (ec == schemas::errc::unsupported_version) {
-      error = p->path + ": " + err;  // a newer agent's outbox: refuse, never replace
+      error = path + ": " + err;  // a newer agent's outbox: refuse, never replace
+      close_db();
       return make_error_code(errc::storage);
     }
     return fail(err);
@@ -494,91 +985,117 @@ result<std::unique_ptr<outbox::impl>> outbox::open_file(const outbox_options& op
   // Identity: created with the database, checked on every open.
   std::string stored_agent, stored_epoch;
   {
-    detail::statement q(p->db, "SELECT key, value FROM meta");
-    if (!q) return fail(sqlite3_errmsg(p->db));
+    detail::statement q(db, "SELECT key, value FROM meta");
+    if (!q) return fail(sqlite3_errmsg(db));
     int rc;
     while ((rc = q.step()) == SQLITE_ROW) {
       if (q.text(0) == "agent_id") stored_agent = q.text(1);
       if (q.text(0) == "store_epoch") stored_epoch = q.text(1);
     }
-    if (rc != SQLITE_DONE) return fail(sqlite3_errmsg(p->db));
+    if (rc != SQLITE_DONE) return fail(sqlite3_errmsg(db));
   }
   if (stored_epoch.empty()) {
     if (!schemas::valid_id(opts.agent_id)) {
-      error = p->path + ": agent id '" + opts.agent_id + "' not allowed";
+      error = path + ": agent id '" + opts.agent_id + "' not allowed";
+      close_db();
       return make_error_code(errc::storage);
     }
     epoch = new_epoch();
-    std::string sql = "INSERT INTO meta(key, value) VALUES('store_epoch', '" + std::to_string(epoch) +
-                      "'), ('agent_id', '" + opts.agent_id + "')";
-    if (!detail::exec(p->db, sql.c_str(), &err)) return fail(err);
+    std::string sql = "INSERT INTO meta(key, value) VALUES('store_epoch', '" +
+                      std::to_string(epoch.load()) + "'), ('agent_id', '" + opts.agent_id + "')";
+    if (!detail::exec(db, sql.c_str(), &err)) return fail(err);
   } else {
     epoch = std::strtoull(stored_epoch.c_str(), nullptr, 10);
     if (epoch == 0) return fail("store epoch '" + stored_epoch + "' is not a number");
     if (stored_agent != opts.agent_id) {
-      error = p->path + ": outbox belongs to agent '" + stored_agent + "', configured agent is '" +
+      error = path + ": outbox belongs to agent '" + stored_agent + "', configured agent is '" +
               opts.agent_id + "' (move the file aside to start a new outbox)";
+      close_db();
       return make_error_code(errc::agent_mismatch);
     }
   }
-  if (!p->prepare()) return fail(sqlite3_errmsg(p->db));
-  // Cheap consistency check at start: the counters, the newest pages of the outbox (where a torn
-  // write would be) and the oldest record. A full integrity_check belongs to the background.
+  if (!prepare()) return fail(sqlite3_errmsg(db));
+  // Cheap consistency check at start (the header was checked above): the schema version (the
+  // migrations), the newest pages of the outbox (where a torn write would be) and the counters.
+  // The full check runs in the background.
   {
-    detail::statement tail(p->db, "SELECT seq, class, ts_ns, instrument, channel, unit, vkind, vnum"
-                                  " FROM outbox ORDER BY seq DESC LIMIT 256");
-    if (!tail) return fail(sqlite3_errmsg(p->db));
+    detail::statement tail(db, "SELECT seq, class, ts_ns, instrument, channel, unit, vkind, vnum"
+                               " FROM outbox ORDER BY seq DESC LIMIT 256");
+    if (!tail) return fail(sqlite3_errmsg(db));
     int rc;
     while ((rc = tail.step()) == SQLITE_ROW) {
     }
-    if (rc != SQLITE_DONE) return fail(std::string("consistency check: ") + sqlite3_errmsg(p->db));
+    if (rc != SQLITE_DONE) return fail(std::string("consistency check: ") + sqlite3_errmsg(db));
   }
-  if (!p->load_counters()) return fail(std::string("counters: ") + sqlite3_errmsg(p->db));
-  return p;
+  if (!load_counters()) return fail(std::string("counters: ") + sqlite3_errmsg(db));
+  {
+    detail::statement hb(db, "INSERT OR IGNORE INTO counters(name, value) VALUES('held_bytes', ?)");
+    if (!hb) return fail(sqlite3_errmsg(db));
+    hb.bind(1, static_cast<std::int64_t>(stats.held_bytes));
+    if (hb.step() != SQLITE_DONE) return fail(std::string("counters: ") + sqlite3_errmsg(db));
+  }
+  return {};
 }
 
 result<std::unique_ptr<outbox>> outbox::open(const outbox_options& opts, std::string& error) {
+  auto p = std::make_unique<impl>();
+  p->opts = opts;
+  p->path = opts.path.string();
+  p->max_group = opts.max_group;
   bool corrupt = false;
-  std::uint64_t epoch = 0;
-  auto p = open_file(opts, error, corrupt, epoch);
+  auto ec = p->open_db(error, corrupt);
   std::string replaced;
-  if (!p && corrupt) {
+  lost_records lost;
+  if (ec && corrupt) {
     // Never a crash loop: keep the damaged file for forensics, start a new outbox with a new
     // store epoch (keys never collide with the old one), and leave an event saying so.
     std::string why = error;
-    std::string moved = move_aside(opts.path.string());
+    lost = probe_lost(p->path);
+    std::string moved = move_aside(p->path);
     spdlog::error("[outbox] {}; moved aside to {}, starting a new outbox", why, moved);
     replaced = why + "; moved aside to " + moved;
-    p = open_file(opts, error, corrupt, epoch);
+    ec = p->open_db(error, corrupt);
   }
-  if (!p) return p.error();
-  auto* raw = p->get();
+  if (ec) return ec;
+  auto* raw = p.get();
   if (!replaced.empty()) {
-    schemas::record ev;
-    ev.cls = schemas::record_class::event;
-    ev.ts_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                   std::chrono::system_clock::now().time_since_epoch())
-                   .count();
-    ev.instrument = "agent";
-    ev.channel = "outbox_replaced";
-    ev.val = replaced.substr(0, schemas::kMaxTextBytes);
-    impl::insert_job j{{ev}, {}};
-    std::vector<impl::job> jobs;
-    jobs.emplace_back(std::move(j));
-    raw->process(jobs);
+    raw->record_replacement(replaced, lost);
     raw->replaced = replaced;
+    raw->alarm_list.push_back("outbox replaced: " + replaced);
   }
   raw->writer = std::thread([raw] {
     pthread_setname_np(pthread_self(), "outbox-writer");
     raw->run();
   });
-  std::unique_ptr<outbox> ob(new outbox(std::move(*p)));
-  ob->epoch_ = epoch;
+  raw->checker = std::thread([raw] {
+    pthread_setname_np(pthread_self(), "outbox-check");
+    raw->check_loop();
+  });
+  std::unique_ptr<outbox> ob(new outbox(std::move(p)));
   ob->agent_id_ = opts.agent_id;
   return ob;
 }
 
-const std::string& outbox::replaced_reason() const noexcept { return impl_->replaced; }
+std::uint64_t outbox::store_epoch() const noexcept { return impl_->epoch.load(); }
+
+std::string outbox::replaced_reason() const {
+  std::lock_guard lk(impl_->stats_mu);
+  return impl_->replaced;
+}
+
+std::vector<std::string> outbox::alarms() const {
+  std::lock_guard lk(impl_->stats_mu);
+  auto out = impl_->alarm_list;
+  for (int c = 0; c < schemas::kRecordClassCount; ++c) {
+    auto cls = static_cast<schemas::record_class>(c);
+    if (impl_->stats.paused_classes & class_bit(cls))
+      out.push_back("outbox quota reached: intake of " + std::string(schemas::to_string(cls)) +
+                    " paused");
+  }
+  return out;
+}
+
+void outbox::request_integrity_check() { impl_->request_check(); }
 
 result<outbox_counters> outbox::read_status(const std::filesystem::path& path, std::string& error) {
   sqlite3* db = nullptr;
@@ -678,19 +1195,28 @@ result<schemas::seq_range> outbox::enqueue_wait(std::vector<schemas::record> rec
   return r;
 }
 
-void outbox::ack(std::vector<schemas::seq_range> ranges, ack_done done) {
-  impl_->push(impl::ack_job{std::move(ranges), std::move(done)});
+void outbox::ack(std::vector<schemas::seq_range> ranges, ack_done done, std::uint64_t epoch) {
+  impl_->push(impl::ack_job{std::move(ranges), std::move(done), epoch});
 }
 
 void outbox::dead_letter(std::vector<schemas::seq_range> ranges, std::string reason, int attempts,
-                         ack_done done) {
-  impl_->push(impl::dead_letter_job{std::move(ranges), std::move(reason), attempts, std::move(done)});
+                         ack_done done, std::uint64_t epoch) {
+  impl_->push(
+      impl::dead_letter_job{std::move(ranges), std::move(reason), attempts, std::move(done), epoch});
 }
 
 void outbox::retry_dead_letters(ack_done done) { impl_->push(impl::retry_job{std::move(done)}); }
 
-void outbox::read(class_cursors after, std::size_t max, read_done done) {
+void outbox::read(class_cursors after, std::size_t max, read_epoch_done done) {
   impl_->push(impl::read_job{after, max, std::move(done)});
+}
+
+void outbox::read(class_cursors after, std::size_t max, read_done done) {
+  read(after, max,
+       read_epoch_done([d = std::move(done)](boost::system::error_code ec,
+                                             std::vector<schemas::record> r, std::uint64_t) {
+         d(ec, std::move(r));
+       }));
 }
 
 void outbox::on_committed(std::function<void()> h) { impl_->committed = std::move(h); }

@@ -1,6 +1,7 @@
 // The sync engine against a real mosquitto and a minimal central: batches arrive, are acked only
 // by the peer, and records are deleted only after that ack; unacked batches are resent.
 #include <semilab/schemas/ack.hpp>
+#include <semilab/schemas/drop_notice.hpp>
 #include <semilab/schemas/state.hpp>
 #include <semilab/schemas/topics.hpp>
 #include <semilab/sync/engine.hpp>
@@ -8,6 +9,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/strand.hpp>
 #include <doctest/doctest.h>
+#include <sqlite3.h>
 
 #include <atomic>
 #include <mutex>
@@ -41,6 +43,8 @@ struct fake_central {
   schemas::frame_decoder dec;
   std::mutex mu;
   std::set<std::uint64_t> stored;
+  std::set<std::pair<std::uint64_t, std::uint64_t>> keys;  // (epoch, seq)
+  std::vector<schemas::drop_notice> notices;
   std::atomic<int> batches{0};
   std::atomic<bool> silent{false};
   std::atomic<bool> reject{false};  // answer every batch with a permanent rejection
@@ -73,7 +77,14 @@ struct fake_central {
       }
       {
         std::lock_guard lk(mu);
-        for (auto& r : f->records) stored.insert(r.seq);
+        for (auto& r : f->records) {
+          stored.insert(r.seq);
+          if (keys.insert({f->header.store_epoch, r.seq}).second && schemas::is_drop_notice(r)) {
+            auto n = schemas::decode_drop_notice(std::get<std::string>(r.val));
+            REQUIRE(n.has_value());
+            notices.push_back(*n);
+          }
+        }
       }
       schemas::ack a;
       a.agent_id = f->header.agent_id;
@@ -109,9 +120,12 @@ struct agent_side {
 
   agent_side(const std::filesystem::path& db, const std::string& url,
              std::chrono::milliseconds ack_timeout = std::chrono::milliseconds(10'000),
-             double max_bytes_per_s = 0, std::size_t batch = 100) {
+             double max_bytes_per_s = 0, std::size_t batch = 100, sync::quota_options quota = {}) {
     std::string err;
-    auto b = sync::outbox::open({db, "agent-1", sync::durability::normal}, err);
+    sync::outbox_options oo{db, "agent-1", sync::durability::normal};
+    oo.quota = quota;
+    oo.integrity_interval = std::chrono::seconds(0);
+    auto b = sync::outbox::open(oo, err);
     REQUIRE_MESSAGE(b.has_value(), err);
     box = std::move(*b);
     sync::engine_options eo{.agent_id = "agent-1", .site = "lab", .batch_max_records = batch,
@@ -255,4 +269,89 @@ TEST_CASE("permanent rejections move a batch to the dead letters without blockin
   CHECK(*moved == 30);
   REQUIRE(test::wait_until([&] { return central.count() == 40; }, std::chrono::seconds(15)));
   REQUIRE(test::wait_until([&] { return agent.box->counters().held == 0; }, std::chrono::seconds(5)));
+}
+
+TEST_CASE("quota reached while central is away: after the drain every stored seq is at central or "
+          "named by a drop notice, and the accounting adds up") {
+  test::temp_dir dir;
+  test::mosquitto broker(dir.path());
+  fake_central central(broker.url());
+  central.silent = true;  // receives, never acks: the backlog grows into the quota
+  sync::quota_options q;
+  q.max_bytes = 300 * 49;  // 300 of the records below
+  q.reserve_bytes = 20'000;
+  q.telemetry = sync::full_policy::drop_oldest;
+  agent_side agent(dir.path() / "o.db", broker.url(), std::chrono::milliseconds(500), 0, 100, q);
+  std::set<std::uint64_t> told;
+  for (int i = 0; i < 40; ++i) {
+    auto r = agent.box->enqueue_wait(make(50));
+    REQUIRE(r.has_value());
+    for (auto s = r->first; s <= r->last; ++s) told.insert(s);
+  }
+  auto c = agent.box->counters();
+  CHECK(c.dropped >= 1500);
+  central.silent = false;
+  REQUIRE(test::wait_until([&] { return agent.box->counters().held == 0; }, std::chrono::seconds(30)));
+  c = agent.box->counters();
+  CHECK(c.produced == c.acked + c.dropped);
+  std::lock_guard lk(central.mu);
+  std::set<std::uint64_t> announced;
+  std::uint64_t announced_n = 0;
+  for (auto& n : central.notices)
+    if (n.action == schemas::drop_action::dropped) {
+      CHECK(n.store_epoch == agent.box->store_epoch());
+      announced_n += n.records;
+      for (auto& r : n.ranges)
+        for (auto s = r.first; s <= r.last; ++s) announced.insert(s);
+    }
+  CHECK(announced_n == c.dropped);  // every drop reached central in a notice
+  for (auto s : told) CHECK_MESSAGE((central.stored.count(s) || announced.count(s)), s);
+}
+
+TEST_CASE("an outbox replaced at run time: the engine follows the new epoch, nothing stalls") {
+  test::temp_dir dir;
+  test::mosquitto broker(dir.path());
+  fake_central central(broker.url());
+  agent_side agent(dir.path() / "o.db", broker.url(), std::chrono::milliseconds(500));
+  for (int i = 0; i < 20; ++i) REQUIRE(agent.box->enqueue_wait(make(200)).has_value());
+  REQUIRE(test::wait_until([&] { return agent.box->counters().held == 0; }, std::chrono::seconds(20)));
+  auto old_epoch = agent.box->store_epoch();
+  // More records, held (central silent), then the file is damaged behind the writer's back.
+  central.silent = true;
+  REQUIRE(agent.box->enqueue_wait(make(30)).has_value());
+  {
+    sqlite3* h = nullptr;
+    REQUIRE(sqlite3_open((dir.path() / "o.db").c_str(), &h) == SQLITE_OK);
+    sqlite3_busy_timeout(h, 5000);
+    sqlite3_exec(h, "PRAGMA wal_checkpoint(TRUNCATE)", nullptr, nullptr, nullptr);
+    sqlite3_close(h);
+    std::fstream f(dir.path() / "o.db", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(4096 * 4);
+    std::string junk(4096 * 8, '\x5a');
+    f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+  }
+  agent.box->request_integrity_check();
+  REQUIRE(test::wait_until([&] { return agent.box->store_epoch() != old_epoch; },
+                           std::chrono::seconds(10)));
+  central.silent = false;
+  REQUIRE(agent.box->enqueue_wait(make(25)).has_value());
+  auto new_epoch = agent.box->store_epoch();
+  auto have_new = [&] {
+    std::lock_guard lk(central.mu);
+    std::size_t n = 0;
+    for (auto& [e, s] : central.keys) n += e == new_epoch;
+    return n;
+  };
+  // outbox_replaced event + unrecoverable notice + 25 records, all under the new epoch.
+  REQUIRE(test::wait_until([&] { return have_new() == 27; }, std::chrono::seconds(20)));
+  REQUIRE(test::wait_until([&] { return agent.box->counters().held == 0; }, std::chrono::seconds(10)));
+  std::lock_guard lk(central.mu);
+  bool found = false;
+  for (auto& n : central.notices)
+    if (n.action == schemas::drop_action::unrecoverable) {
+      found = true;
+      CHECK(n.store_epoch == old_epoch);
+      CHECK(n.records == 30);
+    }
+  CHECK(found);
 }

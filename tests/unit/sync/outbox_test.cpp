@@ -1,3 +1,4 @@
+#include <semilab/schemas/drop_notice.hpp>
 #include <semilab/sync/outbox.hpp>
 
 #include <doctest/doctest.h>
@@ -169,14 +170,26 @@ TEST_CASE("a corrupt outbox is moved aside and replaced, never a crash loop") {
   CHECK((*box)->store_epoch() != old_epoch);
   CHECK(count_prefix(dir.path(), "o.db.corrupt-") >= 1);  // kept for forensics
   // The new outbox starts with an event that says what happened.
+  // The new outbox starts with an event that says what happened and a drop notice of what the
+  // old one held (as far as it can still be read).
   auto got = read_all(**box, {}, 10);
-  REQUIRE(got.size() == 1);
+  REQUIRE(got.size() == 2);
   CHECK(got[0].cls == record_class::event);
   CHECK(got[0].channel == "outbox_replaced");
   CHECK(std::get<std::string>(got[0].val).find("corrupt-") != std::string::npos);
+  REQUIRE(schemas::is_drop_notice(got[1]));
+  auto n = schemas::decode_drop_notice(std::get<std::string>(got[1].val));
+  REQUIRE(n.has_value());
+  CHECK(n->action == schemas::drop_action::unrecoverable);
+  CHECK(n->reason == "corrupt_outbox");
+  CHECK(n->store_epoch != (*box)->store_epoch());
+  bool alarm = false;
+  for (auto& a : (*box)->alarms()) alarm |= a.find("outbox replaced") != std::string::npos;
+  CHECK(alarm);
   // And it works.
   CHECK((*box)->enqueue_wait(make(3)).has_value());
-  CHECK((*box)->counters().held == 4);
+  CHECK((*box)->counters().held == 5);
+  CHECK((*box)->counters().by_reason.at("notices") == 1);
 }
 
 TEST_CASE("group commit: concurrent producers, every completion after its commit") {

@@ -58,6 +58,10 @@ class engine {
   // Thread-safe snapshot.
   engine_stats stats() const;
 
+  // Publishes `payload` retained at QoS 1 on `topic` (the agent's health topic) on the engine's
+  // strand when connected; dropped otherwise (the caller republishes periodically). Thread-safe.
+  void publish_retained(std::string topic, std::string payload);
+
  private:
   struct impl;
   std::shared_ptr<impl> impl_;

@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -26,11 +28,31 @@ enum class durability {
            // commits on power loss
 };
 
+// What happens to a priority class when the outbox is at its quota.
+enum class full_policy {
+  pause,        // new records of the class are refused (never get a seq); nothing stored is lost
+  drop_oldest,  // the oldest held records of the class are evicted to make room
+};
+
+// Disk quota, counted in stored bytes (the `bytes` estimate of each held row, dead letters
+// included; docs/ARCHITECTURE.md "Disk quota"). Events and run results are never dropped: they
+// may use `reserve_bytes` above `max_bytes` that lower classes cannot, and may evict records of
+// lower classes whose policy is drop_oldest. Telemetry and blobs follow their policy.
+struct quota_options {
+  std::uint64_t max_bytes = 0;          // 0 = no quota
+  std::uint64_t reserve_bytes = 0;      // extra room for events and run results only
+  full_policy telemetry = full_policy::pause;
+  full_policy blob = full_policy::drop_oldest;
+};
+
 struct outbox_options {
   std::filesystem::path path;  // the database file; its directory must exist
   std::string agent_id;        // the outbox belongs to one agent; another id is refused
   durability sync_mode = durability::full;
   std::size_t max_group = 50'000;  // records per transaction at most
+  quota_options quota{};
+  // Background PRAGMA quick_check on its own read connection (0 = only on I/O errors).
+  std::chrono::seconds integrity_interval{3600};
 };
 
 // Persisted accounting. produced = acked + held + dropped at every commit.
@@ -42,6 +64,14 @@ struct outbox_counters {
   std::uint64_t dropped = 0;
   std::uint64_t held_bytes = 0;
   std::int64_t oldest_ts_ns = 0;  // 0 when empty: timestamp of the oldest held record
+  // Persisted per reason and class: "dropped.quota.telemetry" (evicted after being stored, part
+  // of `dropped`), "refused.quota.telemetry" (intake paused: never stored, never produced),
+  // "unrecoverable.corrupt_outbox.all" (records of a corrupt outbox moved aside: another epoch),
+  // "notices" (drop notices written).
+  std::map<std::string, std::uint64_t> by_reason;
+  std::uint64_t refused = 0;  // sum of refused.* (not part of produced)
+  std::uint32_t paused_classes = 0;  // bit per record_class whose intake is paused now
+  std::uint64_t integrity_checks = 0;  // background checks run since start
 };
 
 struct dead_letter_entry {
@@ -64,6 +94,10 @@ class outbox {
   using ack_done = std::function<void(boost::system::error_code, std::uint64_t deleted)>;
   using read_done =
       std::function<void(boost::system::error_code, std::vector<schemas::record> records)>;
+  // Same, with the store epoch the records belong to (the outbox may be replaced at run time).
+  using read_epoch_done = std::function<void(boost::system::error_code,
+                                             std::vector<schemas::record> records,
+                                             std::uint64_t store_epoch)>;
 
   // Opens or creates the database (WAL, migrations, store epoch, a cheap consistency check).
   // A corrupt or unreadable database is moved aside (`<path>.corrupt-<unix time>`, kept for
@@ -85,27 +119,37 @@ class outbox {
   outbox(const outbox&) = delete;
   outbox& operator=(const outbox&) = delete;
 
-  std::uint64_t store_epoch() const noexcept { return epoch_; }
+  // Changes when a corrupt outbox is replaced at run time.
+  std::uint64_t store_epoch() const noexcept;
   const std::string& agent_id() const noexcept { return agent_id_; }
 
   // Assigns seq numbers (contiguous within one call) and commits. `done` runs after the commit.
+  // With a quota, records of a paused class are refused: `done` gets errc::quota and the range
+  // of the records that were stored (empty when none); the refusal is counted and announced.
   void enqueue(std::vector<schemas::record> records, insert_done done);
   // Blocking variant for tools and benchmarks. Never call it from the writer thread.
   result<schemas::seq_range> enqueue_wait(std::vector<schemas::record> records);
 
-  // Deletes the acknowledged ranges (records central stored durably).
-  void ack(std::vector<schemas::seq_range> ranges, ack_done done);
+  // Deletes the acknowledged ranges (records central stored durably). With `epoch` non-zero,
+  // nothing is deleted unless it is still the outbox's epoch (it may have been replaced).
+  void ack(std::vector<schemas::seq_range> ranges, ack_done done, std::uint64_t epoch = 0);
 
   // Moves records central rejected permanently into the dead-letter table (still held, not
   // resent) so they never block the queue. `done` gets the number of records moved.
   void dead_letter(std::vector<schemas::seq_range> ranges, std::string reason, int attempts,
-                   ack_done done);
+                   ack_done done, std::uint64_t epoch = 0);
   // Moves every dead letter back into the outbox with its seq (the on_committed handler runs, so
   // a running engine rescans and sends them).
   void retry_dead_letters(ack_done done);
 
   // Up to `max` records above the cursors, highest-priority class first, returned in seq order.
   void read(class_cursors after, std::size_t max, read_done done);
+  void read(class_cursors after, std::size_t max, read_epoch_done done);
+
+  // Asks the background checker for a PRAGMA quick_check now (also done on any I/O error).
+  // A corrupt outbox is moved aside and replaced (new epoch) with an outbox_replaced event, a
+  // drop notice of the unrecoverable records and an alarm.
+  void request_integrity_check();
 
   // Called on the writer thread after each commit that added records (set before use).
   void on_committed(std::function<void()> h);
@@ -113,16 +157,16 @@ class outbox {
   // Live counters, updated after every commit.
   outbox_counters counters() const;
 
-  // Non-empty when open() replaced a corrupt database: the reason and where the old file went.
-  const std::string& replaced_reason() const noexcept;
+  // Non-empty when a corrupt database was replaced (at open or at run time): the reason and
+  // where the old file went.
+  std::string replaced_reason() const;
+  // Alarms for the operator: a replaced outbox, paused intake, a failed integrity check.
+  std::vector<std::string> alarms() const;
 
  private:
   struct impl;
-  static result<std::unique_ptr<impl>> open_file(const outbox_options& opts, std::string& error,
-                                                 bool& corrupt, std::uint64_t& epoch);
   explicit outbox(std::unique_ptr<impl> p);
   std::unique_ptr<impl> impl_;
-  std::uint64_t epoch_ = 0;
   std::string agent_id_;
 };
 
