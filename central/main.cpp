@@ -49,6 +49,30 @@ int main(int argc, char** argv) {
   restore->add_option("file", backup_file, "Backup file (central-<UTC>.db)")->required();
   restore->add_option("--config,-c", config_file, "TOML configuration file")->required();
 
+  auto* retention = app.add_subcommand(
+      "retention", "Delete what the [retention] policy says is too old (run it daily, e.g. from "
+                   "a systemd timer); prints the rows deleted per class.");
+  retention->add_option("--config,-c", config_file, "TOML configuration file")->required();
+
+  auto* tokens = app.add_subcommand(
+      "tokens", "Bearer tokens of the HTTP API (stored hashed in the store; roles viewer, "
+                "engineer, admin).");
+  tokens->require_subcommand(1);
+  std::string token_role, token_name, token_key;
+  bool token_all = false;
+  auto* tcreate = tokens->add_subcommand("create", "Create a token; prints it once on stdout.");
+  tcreate->add_option("--config,-c", config_file, "TOML configuration file")->required();
+  tcreate->add_option("--role", token_role, "viewer, engineer or admin")
+      ->required()
+      ->check(CLI::IsMember({"viewer", "engineer", "admin"}));
+  tcreate->add_option("--name", token_name, "Who or what holds it")->required();
+  auto* tlist = tokens->add_subcommand("list", "List tokens (never their secrets).");
+  tlist->add_option("--config,-c", config_file, "TOML configuration file")->required();
+  tlist->add_flag("--all", token_all, "Include revoked tokens");
+  auto* trevoke = tokens->add_subcommand("revoke", "Revoke a token by id or name.");
+  trevoke->add_option("token", token_key, "Token id (from `tokens list`) or name")->required();
+  trevoke->add_option("--config,-c", config_file, "TOML configuration file")->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -74,6 +98,10 @@ int main(int argc, char** argv) {
   }
   if (backup->parsed()) return sc::run_backup(cfg, to_dir, stdout, stderr);
   if (restore->parsed()) return sc::run_restore(cfg, backup_file, stdout, stderr);
+  if (retention->parsed()) return sc::run_retention(cfg, stdout, stderr);
+  if (tcreate->parsed()) return sc::run_tokens_create(cfg, token_role, token_name, stdout, stderr);
+  if (tlist->parsed()) return sc::run_tokens_list(cfg, token_all, stdout, stderr);
+  if (trevoke->parsed()) return sc::run_tokens_revoke(cfg, token_key, stdout, stderr);
   if (qlist->parsed()) return sc::run_quarantine_list(cfg, limit, before, stdout, stderr);
   if (qshow->parsed()) return sc::run_quarantine_show(cfg, id, payload_out, stdout, stderr);
   sc::set_log_level(cfg.central.log_level);

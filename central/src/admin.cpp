@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <semilab/central/app.hpp>
+#include <semilab/central/auth.hpp>
 #include <semilab/central/backup.hpp>
 #include <semilab/schemas/frame.hpp>
 
@@ -64,6 +65,107 @@ int run_quarantine_list(const central_config& cfg, std::size_t limit, std::int64
                  utc(q.received_ns).c_str(), q.agent_id.empty() ? "-" : q.agent_id.c_str(), q.bytes,
                  q.reason.c_str(), q.topic.c_str());
   std::fprintf(out, "%zu entr%s\n", rows->size(), rows->size() == 1 ? "y" : "ies");
+  return kExitOk;
+}
+
+namespace {
+// `create`: make data_dir first (tokens may be created before the service ever ran).
+result<std::unique_ptr<storage>> open_writer(const central_config& cfg, std::FILE* err,
+                                             bool create = false) {
+  auto so = storage_options_from(cfg, open_mode::read_write);
+  std::error_code fec;
+  if (create && so.backend == storage_backend::sqlite)
+    std::filesystem::create_directories(cfg.central.data_dir, fec);
+  std::string msg;
+  auto s = open_storage(so, msg);
+  if (!s) {
+    const std::string where =
+        so.backend == storage_backend::postgresql ? redact_url(so.url) : so.sqlite_path;
+    std::fprintf(err, "semilab-central: store %s: %s: %s\n", where.c_str(),
+                 s.error().message().c_str(), msg.c_str());
+  }
+  return s;
+}
+}  // namespace
+
+int run_tokens_create(const central_config& cfg, const std::string& role_name,
+                      const std::string& name, std::FILE* out, std::FILE* err) {
+  auto r = parse_role(role_name);
+  if (!r) {
+    std::fprintf(err, "semilab-central tokens create: --role must be viewer, engineer or admin\n");
+    return kExitUsage;
+  }
+  auto s = open_writer(cfg, err, true);
+  if (!s) return kExitRuntime;
+  std::string msg;
+  auto t = create_token(**s, *r, name, now_ns(), msg);
+  if (!t) {
+    std::fprintf(err, "semilab-central tokens create: %s\n", msg.c_str());
+    return kExitRuntime;
+  }
+  std::fprintf(out, "%s\n", t->token.c_str());
+  std::fprintf(err,
+               "token %s (%s, role %s) created; it is shown only now: pass it as "
+               "'Authorization: Bearer TOKEN'\n",
+               t->id.c_str(), name.c_str(), role_name.c_str());
+  return kExitOk;
+}
+
+int run_tokens_list(const central_config& cfg, bool all, std::FILE* out, std::FILE* err) {
+  auto s = open_for_admin(cfg, err);
+  if (!s) return kExitRuntime;
+  auto rows = list_tokens(**s, all);
+  if (!rows) {
+    std::fprintf(err, "semilab-central tokens list: %s\n", (*s)->last_error().c_str());
+    return kExitRuntime;
+  }
+  std::fprintf(out, "%-14s %-9s %-24s %-24s %s\n", "ID", "ROLE", "CREATED (UTC)",
+               "REVOKED (UTC)", "NAME");
+  for (const auto& t : *rows)
+    std::fprintf(out, "%-14s %-9s %-24s %-24s %s\n", t.id.c_str(),
+                 std::string(to_string(t.r)).c_str(), utc(t.created_ns).c_str(),
+                 t.revoked_ns ? utc(*t.revoked_ns).c_str() : "-", t.name.c_str());
+  return kExitOk;
+}
+
+int run_tokens_revoke(const central_config& cfg, const std::string& id_or_name, std::FILE* out,
+                      std::FILE* err) {
+  auto s = open_writer(cfg, err);
+  if (!s) return kExitRuntime;
+  std::string msg;
+  auto n = revoke_token(**s, id_or_name, now_ns(), msg);
+  if (!n) {
+    std::fprintf(err, "semilab-central tokens revoke: %s\n", msg.c_str());
+    return kExitRuntime;
+  }
+  if (*n == 0) {
+    std::fprintf(err, "semilab-central tokens revoke: no valid token with id or name '%s'\n",
+                 id_or_name.c_str());
+    return kExitRuntime;
+  }
+  std::fprintf(out, "revoked %s (running services stop accepting it within [auth] "
+                    "token_refresh_s)\n", id_or_name.c_str());
+  return kExitOk;
+}
+
+int run_retention(const central_config& cfg, std::FILE* out, std::FILE* err) {
+  auto s = open_writer(cfg, err);
+  if (!s) return kExitRuntime;
+  const auto& r = cfg.retention;
+  retention_policy p{r.telemetry_days,    r.event_days,        r.run_result_days,
+                     r.blob_days,         r.quarantine_days,   r.batch_ledger_days,
+                     r.summary_days,      r.activity_minutes_days};
+  auto rep = (*s)->apply_retention(p, now_ns());
+  if (!rep) {
+    std::fprintf(err, "semilab-central: retention: %s\n", (*s)->last_error().c_str());
+    return kExitRuntime;
+  }
+  std::fprintf(out,
+               "deleted: events %" PRIu64 ", run_results %" PRIu64 ", telemetry %" PRIu64
+               ", blobs %" PRIu64 ", quarantine %" PRIu64 ", batch ledger %" PRIu64
+               ", daily summaries %" PRIu64 ", activity minutes %" PRIu64 "\n",
+               rep->records[0], rep->records[1], rep->records[2], rep->records[3], rep->quarantine,
+               rep->batches, rep->summaries, rep->minutes);
   return kExitOk;
 }
 

@@ -1,10 +1,16 @@
 #include <semilab/central/api.hpp>
+#include <semilab/central/spc.hpp>
 
 #include "log.hpp"
 
 #include <boost/json.hpp>
 
+#include <algorithm>
+#include <cctype>
 #include <charconv>
+#include <cmath>
+#include <utility>
+#include <vector>
 #include <optional>
 
 namespace semilab::central {
@@ -125,35 +131,486 @@ std::string label(std::string_view v) {
   return s;
 }
 
+// key=value pairs of a query string, %-decoded; nullopt (and `bad` = the key) on a broken escape.
+std::optional<std::vector<std::pair<std::string, std::string>>> query_pairs(std::string_view query,
+                                                                            std::string& bad) {
+  std::vector<std::pair<std::string, std::string>> out;
+  while (!query.empty()) {
+    const auto amp = query.find('&');
+    const auto pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    if (pair.empty()) continue;
+    const auto eq = pair.find('=');
+    auto key = url_decode(pair.substr(0, eq));
+    auto value = url_decode(eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1));
+    if (!key || !value) {
+      bad = std::string(pair.substr(0, eq));
+      return std::nullopt;
+    }
+    out.emplace_back(std::move(*key), std::move(*value));
+  }
+  return out;
+}
+
+std::optional<double> parse_double(const std::string& s) {
+  double v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size() || s.empty() || !std::isfinite(v))
+    return std::nullopt;
+  return v;
+}
+
+json::value opt_number(const std::optional<double>& v) {
+  return v ? json::value(*v) : json::value(nullptr);
+}
+
 }  // namespace
 
+namespace {
+
+// Parameters of the routes (the OpenAPI document lists them; the handlers refuse others).
+constexpr api_param kMeasurementParams[] = {
+    {"agent", false, "string", "agent id"},
+    {"instrument", false, "string", "instrument id"},
+    {"channel", false, "string", "channel"},
+    {"from_ns", false, "integer", "from this UTC timestamp (ns, inclusive)"},
+    {"to_ns", false, "integer", "to this UTC timestamp (ns, exclusive)"},
+    {"limit", false, "integer", "rows per page, 1..10000 (100)"},
+    {"after", false, "string", "cursor: `next` of the previous page"},
+    {"format", false, "string", "json (default) or csv"},
+};
+constexpr api_param kSpcParams[] = {
+    {"parameter", false, "string", "measurement channel to chart (required here or in the path)",
+     false, "curr"},
+    {"chart", false, "string", "imr (default), xbar_r or xbar_s"},
+    {"subgroup", false, "integer", "subgroup size of X-bar charts (5)"},
+    {"instrument", false, "string", "instrument id"},
+    {"agent", false, "string", "agent id"},
+    {"from_ns", false, "integer", "from (ns, inclusive)"},
+    {"to_ns", false, "integer", "to (ns, exclusive)"},
+    {"lsl", false, "number", "lower specification limit"},
+    {"usl", false, "number", "upper specification limit"},
+    {"max_points", false, "integer", "most values charted, 1..100000 (10000)"},
+};
+constexpr api_param kSpcPathParams[] = {
+    {"parameter", true, "string", "measurement channel to chart", true, "curr"},
+    {"chart", false, "string", "imr (default), xbar_r or xbar_s"},
+    {"subgroup", false, "integer", "subgroup size of X-bar charts (5)"},
+    {"instrument", false, "string", "instrument id"},
+    {"agent", false, "string", "agent id"},
+    {"from_ns", false, "integer", "from (ns, inclusive)"},
+    {"to_ns", false, "integer", "to (ns, exclusive)"},
+    {"lsl", false, "number", "lower specification limit"},
+    {"usl", false, "number", "upper specification limit"},
+    {"max_points", false, "integer", "most values charted, 1..100000 (10000)"},
+};
+constexpr api_param kAgentParam[] = {{"agent", false, "string", "agent id"}};
+constexpr api_param kDailyParams[] = {
+    {"agent", false, "string", "agent id"},
+    {"instrument", false, "string", "instrument id"},
+    {"from_day", false, "integer", "first UTC day (days since 1970)"},
+    {"to_day", false, "integer", "last UTC day (inclusive)"},
+    {"limit", false, "integer", "rows, 1..10000 (1000)"},
+};
+constexpr api_param kRunsParams[] = {
+    {"agent", false, "string", "agent id"},
+    {"instrument", false, "string", "instrument id"},
+    {"run", false, "string", "run id"},
+    {"from_ns", false, "integer", "runs started from (ns, inclusive)"},
+    {"to_ns", false, "integer", "runs started before (ns, exclusive)"},
+    {"limit", false, "integer", "rows, 1..10000 (100)"},
+};
+constexpr api_param kRunParams[] = {
+    {"run_id", true, "string", "run id", true, "run-1"},
+    {"agent", false, "string", "agent id (when several agents used the run id)"},
+};
+constexpr api_param kResultsParams[] = {
+    {"agent", false, "string", "agent id"},
+    {"instrument", false, "string", "instrument id"},
+    {"run", false, "string", "run id"},
+    {"parameter", false, "string", "result parameter (channel)"},
+    {"from_ns", false, "integer", "from (ns, inclusive)"},
+    {"to_ns", false, "integer", "to (ns, exclusive)"},
+    {"limit", false, "integer", "rows per page, 1..10000 (100)"},
+    {"after", false, "string", "cursor: `next` of the previous page"},
+};
+constexpr api_param kGapsParams[] = {
+    {"agent", false, "string", "agent id"},
+    {"limit", false, "integer", "rows, 1..100000 (1000)"},
+};
+constexpr api_param kQuarantineParams[] = {
+    {"limit", false, "integer", "rows, 1..10000 (50)"},
+    {"before", false, "integer", "entries with an id below this (paging)"},
+};
+constexpr api_param kTokensParams[] = {
+    {"all", false, "boolean", "include revoked tokens (true/false)"},
+};
+
+const std::string_view kMethods = "GET, HEAD";
+
+std::string retry_after(double seconds) {
+  return std::to_string(static_cast<long long>(std::ceil(std::max(seconds, 0.001))));
+}
+
+}  // namespace
+
+std::span<const api_route> api::routes() {
+  static const api_route t[] = {
+      {"/healthz", role::none, false, nullptr, "Liveness: 200 `ok` while the process answers",
+       "text/plain"},
+      {"/readyz", role::none, false, &api::ready,
+       "Readiness: 200 when the store answers and MQTT is connected, else 503 with reasons",
+       "text/plain"},
+      {"/api/v1/openapi.json", role::none, false, &api::openapi,
+       "This OpenAPI document, generated from the route table"},
+      {"/metrics", role::viewer, false, &api::metrics,
+       "Prometheus text format 0.0.4 (no token when [auth] metrics_public)",
+       "text/plain; version=0.0.4"},
+      {"/api/v1/agents", role::viewer, true, &api::agents, "Agents known to the store"},
+      {"/api/v1/stats", role::viewer, false, &api::stats,
+       "Store totals and this process's ingest counters"},
+      {"/api/v1/measurements", role::viewer, true, &api::measurements,
+       "Records by time with filters and keyset pages, JSON or CSV", "application/json",
+       kMeasurementParams},
+      {"/api/v1/spc", role::viewer, true, &api::spc,
+       "Control chart (I-MR, X-bar R/S) with run rules and capability", "application/json",
+       kSpcParams},
+      {"/api/v1/spc/{parameter}", role::viewer, true, &api::spc,
+       "Control chart of the parameter named in the path", "application/json", kSpcPathParams,
+       "parameter"},
+      {"/api/v1/instruments", role::viewer, true, &api::instruments, "Instruments per agent",
+       "application/json", kAgentParam},
+      {"/api/v1/daily", role::viewer, true, &api::daily,
+       "Daily summaries per instrument (utilisation)", "application/json", kDailyParams},
+      {"/api/v1/runs", role::viewer, true, &api::runs, "Runs by start time", "application/json",
+       kRunsParams},
+      {"/api/v1/runs/{run_id}", role::viewer, true, &api::runs, "One run with its records",
+       "application/json", kRunParams, "run", "detail=1"},
+      {"/api/v1/results", role::viewer, true, &api::results,
+       "run_result records as results, keyset pages", "application/json", kResultsParams},
+      {"/api/v1/gaps", role::viewer, true, &api::gaps,
+       "Gaps in each agent's sequences, explained by drop notices or not", "application/json",
+       kGapsParams},
+      {"/api/v1/quarantine", role::engineer, false, &api::quarantine,
+       "Frames rejected as invalid, newest first (without payloads)", "application/json",
+       kQuarantineParams},
+      {"/api/v1/tokens", role::admin, false, &api::tokens,
+       "API tokens (id, name, role, created, revoked; never secrets)", "application/json",
+       kTokensParams},
+  };
+  return t;
+}
+
+api::api(api_sources s)
+    : src_(std::move(s)),
+      limiter_(src_.auth ? src_.auth->rate_per_s : 0.0,
+               src_.auth ? std::max(1.0, src_.auth->rate_burst) : 1.0) {}
+
 http_response api::handle(std::string_view method, std::string_view target) {
+  return handle(http_request{method, target, {}, {}});
+}
+
+std::optional<role> api::authenticate(const presented_token& t) {
+  std::lock_guard lock(auth_mutex_);
+  const std::int64_t now = src_.steady();
+  const std::int64_t age = now - tokens_at_;
+  const bool due = !tokens_loaded_ || age >= src_.auth->token_refresh.count() * 1'000'000 ||
+                   (!tokens_.knows(t.id) && age >= 1'000'000'000);  // a token made just now
+  if (due) {
+    boost::system::error_code ec;
+    {
+      std::lock_guard rl(reader_mutex_);
+      ec = tokens_.load(*src_.reader);
+    }
+    if (ec)
+      logger("http")->warn("reading API tokens failed (keeping the last table): {}",
+                           src_.reader->last_error());
+    else
+      tokens_loaded_ = true;
+    tokens_at_ = now;  // failed or not: at most one store read per interval
+  }
+  return tokens_.check(t);
+}
+
+std::optional<http_response> api::cache_get(const std::string& key) {
+  const std::uint64_t gen = src_.ingest ? src_.ingest().commits : 0;
+  std::lock_guard lock(cache_mutex_);
+  auto it = cache_.find(key);
+  if (it == cache_.end()) return std::nullopt;
+  if (it->second.generation != gen ||
+      src_.steady() - it->second.at >= src_.cache.ttl.count() * 1'000'000) {
+    cache_bytes_ -= it->second.res.body.size();
+    lru_.erase(it->second.lru);
+    cache_.erase(it);
+    return std::nullopt;
+  }
+  lru_.splice(lru_.begin(), lru_, it->second.lru);
+  return it->second.res;
+}
+
+void api::cache_put(const std::string& key, const http_response& r) {
+  if (r.body.size() > src_.cache.max_bytes / 4) return;  // one answer never fills the cache
+  const std::uint64_t gen = src_.ingest ? src_.ingest().commits : 0;
+  std::lock_guard lock(cache_mutex_);
+  if (auto it = cache_.find(key); it != cache_.end()) {
+    cache_bytes_ -= it->second.res.body.size();
+    lru_.erase(it->second.lru);
+    cache_.erase(it);
+  }
+  while (!lru_.empty() && (cache_.size() >= src_.cache.max_entries ||
+                           cache_bytes_ + r.body.size() > src_.cache.max_bytes)) {
+    auto old = cache_.find(lru_.back());
+    cache_bytes_ -= old->second.res.body.size();
+    cache_.erase(old);
+    lru_.pop_back();
+  }
+  lru_.push_front(key);
+  cache_bytes_ += r.body.size();
+  cache_.emplace(key, cached{r, src_.steady(), gen, lru_.begin()});
+}
+
+api_http_stats api::http_stats() const {
+  api_http_stats s;
+  s.cache_hits = hits_.load();
+  s.cache_misses = misses_.load();
+  {
+    std::lock_guard lock(cache_mutex_);
+    s.cache_entries = cache_.size();
+  }
+  s.rate_limited = rate_limited_.load();
+  s.unauthorized = unauthorized_.load();
+  s.forbidden = forbidden_.load();
+  return s;
+}
+
+http_response api::handle(const http_request& req) {
+  const auto target = req.target;
   const auto q = target.find('?');
-  auto path = target.substr(0, q);
+  const auto path = target.substr(0, q);
   const auto query = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
-  struct route {
-    std::string_view path;
-    http_response (api::*fn)(std::string_view);
-  };
-  static constexpr route kRoutes[] = {
-      {"/api/v1/agents", &api::agents},
-      {"/api/v1/stats", &api::stats},
-      {"/api/v1/measurements", &api::measurements},
-      {"/metrics", &api::metrics},
-      {"/readyz", &api::ready},
-      {"/healthz", nullptr},
-  };
-  for (const auto& r : kRoutes) {
-    if (r.path != path) continue;
-    if (method != "GET" && method != "HEAD") {
-      auto reply = error_reply(405, "method not allowed");
-      reply.allow = "GET, HEAD";
+
+  const api_route* route = nullptr;
+  std::string_view segment;
+  for (const auto& r : routes()) {
+    const auto brace = r.path.find('{');
+    if (brace == std::string_view::npos) {
+      if (r.path == path) route = &r;
+    } else if (path.size() > brace && path.substr(0, brace) == r.path.substr(0, brace) &&
+               path.find('/', brace) == std::string_view::npos) {
+      route = &r;
+      segment = path.substr(brace);
+    }
+    if (route) break;
+  }
+  if (!route) return error_reply(404, "not found");
+  if (req.method != "GET" && req.method != "HEAD") {
+    auto reply = error_reply(405, "method not allowed");
+    reply.allow = std::string(kMethods);
+    return reply;
+  }
+
+  role need = route->min_role;
+  if (src_.auth && route->fn == &api::metrics && src_.auth->metrics_public) need = role::none;
+  if (src_.auth && need != role::none) {
+    role have = src_.auth->anonymous;
+    std::string key;
+    if (!req.authorization.empty()) {
+      auto t = parse_bearer(req.authorization);
+      auto r = t ? authenticate(*t) : std::nullopt;
+      if (!r) {
+        ++unauthorized_;
+        auto reply = error_reply(401, "invalid, unknown or revoked token");
+        reply.headers.emplace_back(
+            "WWW-Authenticate",
+            "Bearer realm=\"semilab-central\", error=\"invalid_token\"");
+        return reply;
+      }
+      have = *r;
+      key = "token:" + t->id;
+    } else {
+      key = "anon:" + req.remote;
+    }
+    if (have < need) {
+      if (req.authorization.empty()) {
+        ++unauthorized_;
+        auto reply = error_reply(401, "a bearer token with role " +
+                                          std::string(to_string(need)) + " or higher is needed");
+        reply.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"semilab-central\"");
+        return reply;
+      }
+      ++forbidden_;
+      return error_reply(403, "this token's role is " + std::string(to_string(have)) + "; " +
+                                  std::string(route->path) + " needs " +
+                                  std::string(to_string(need)));
+    }
+    double wait = 0;
+    {
+      std::lock_guard lock(auth_mutex_);
+      wait = limiter_.take(key, src_.steady());
+    }
+    if (wait > 0) {
+      ++rate_limited_;
+      auto reply = error_reply(429, "rate limit of this caller exceeded");
+      reply.headers.emplace_back("Retry-After", retry_after(wait));
       return reply;
     }
-    if (!r.fn) return http_response{200, "text/plain", "ok\n", {}};
-    return (this->*r.fn)(query);
   }
-  return error_reply(404, "not found");
+
+  if (!route->fn) return http_response{200, "text/plain", "ok\n", {}};
+  std::string args;
+  std::string_view effective = query;
+  if (!route->path_key.empty()) {
+    args = std::string(route->path_key) + "=" + std::string(segment);
+    if (!route->fixed_query.empty()) args += "&" + std::string(route->fixed_query);
+    if (!query.empty()) args += "&" + std::string(query);
+    effective = args;
+  }
+  const bool use_cache = route->cacheable && src_.cache.ttl.count() > 0;
+  std::string cache_key;
+  if (use_cache) {
+    cache_key = std::string(target);
+    if (auto hit = cache_get(cache_key)) {
+      ++hits_;
+      return std::move(*hit);
+    }
+    ++misses_;
+  }
+  auto res = (this->*route->fn)(effective);
+  if (use_cache && res.status == 200) cache_put(cache_key, res);
+  return res;
+}
+
+std::string api::openapi_json() const {
+  json::object paths;
+  for (const auto& r : routes()) {
+    json::object op;
+    op["summary"] = r.summary;
+    std::string id;
+    for (char c : r.path) id += (std::isalnum(static_cast<unsigned char>(c)) ? c : '_');
+    op["operationId"] = "get" + id;
+    const bool is_metrics = r.fn == &api::metrics;
+    role need = r.min_role;
+    if (src_.auth && is_metrics && src_.auth->metrics_public) need = role::none;
+    op["x-semilab-min-role"] = to_string(need);
+    op["x-semilab-cached"] = r.cacheable;
+    op["description"] =
+        std::string("Minimum role: ") + std::string(to_string(need)) +
+        (need == role::none ? " (no token)" : "") + ". HEAD answers like GET without a body." +
+        (is_metrics ? " With [auth] metrics_public = true no token is needed." : "");
+    json::array params;
+    for (const auto& p : r.params) {
+      json::object o{{"name", p.name},
+                     {"in", p.in_path ? "path" : "query"},
+                     {"required", p.in_path || p.required},
+                     {"description", p.description},
+                     {"schema", json::object{{"type", p.type}}}};
+      if (!p.example.empty()) o["example"] = p.example;
+      params.push_back(std::move(o));
+    }
+    if (!params.empty()) op["parameters"] = std::move(params);
+    if (need == role::none)
+      op["security"] = json::array{};
+    else
+      op["security"] = json::array{json::object{{"bearerAuth", json::array{}}}};
+    json::object responses;
+    responses["200"] = json::object{
+        {"description", "OK"},
+        {"content", json::object{{std::string(r.content_type), json::object{}}}}};
+    auto err = [](std::string_view d) {
+      return json::object{
+          {"description", d},
+          {"content", json::object{{"application/json",
+                                    json::object{{"schema", json::object{{"$ref",
+                                                                          "#/components/schemas/"
+                                                                          "Error"}}}}}}}};
+    };
+    if (!r.params.empty()) responses["400"] = err("Bad parameter");
+    if (need != role::none) {
+      responses["401"] = err("No token, or an invalid, unknown or revoked one");
+      responses["403"] = err("The token's role is below the route's minimum");
+      responses["429"] = err("Rate limit of the caller exceeded (see Retry-After)");
+    }
+    if (r.fn == &api::ready) responses["503"] = err("Not ready, with reasons");
+    else if (r.fn && r.fn != &api::openapi) responses["503"] = err("Store unavailable");
+    if (r.fn == &api::spc) responses["422"] = err("Too few values for the chart");
+    op["responses"] = std::move(responses);
+    paths[r.path] = json::object{{"get", std::move(op)}};
+  }
+  json::object doc;
+  doc["openapi"] = "3.0.3";
+  doc["info"] = json::object{
+      {"title", "semilab-central API"},
+      {"version", "1"},
+      {"description",
+       "Read-only API of semilab-central. u64 and nanosecond values travel as JSON strings. "
+       "Roles: viewer < engineer < admin; tokens from `semilab-central tokens create`."}};
+  doc["paths"] = std::move(paths);
+  doc["components"] = json::object{
+      {"securitySchemes",
+       json::object{{"bearerAuth", json::object{{"type", "http"}, {"scheme", "bearer"}}}}},
+      {"schemas",
+       json::object{{"Error",
+                     json::object{{"type", "object"},
+                                  {"properties",
+                                   json::object{{"error", json::object{{"type", "string"}}}}}}}}}};
+  return json::serialize(doc) + "\n";
+}
+
+http_response api::openapi(std::string_view) {
+  return http_response{200, "application/json", openapi_json(), {}};
+}
+
+http_response api::quarantine(std::string_view query) {
+  std::string bad;
+  auto pairs = query_pairs(query, bad);
+  if (!pairs) return error_reply(400, "parameter " + bad + ": bad %-escape");
+  std::int64_t limit = 50, before = 0;
+  for (const auto& [k, v] : *pairs) {
+    auto n = parse_i64(v);
+    if (k == "limit" && n && *n >= 1 && *n <= 10000)
+      limit = *n;
+    else if (k == "before" && n)
+      before = *n;
+    else if (k == "limit" || k == "before")
+      return error_reply(400, k + ": expected an integer" + (k == "limit" ? " 1..10000" : ""));
+    else
+      return error_reply(400, "unknown parameter " + k + " (limit, before)");
+  }
+  auto rows = read([&] { return src_.reader->quarantine_list(static_cast<std::size_t>(limit), before); });
+  if (!rows) return store_failed("quarantine");
+  json::array list;
+  for (const auto& e : *rows)
+    list.push_back(json::object{{"id", e.id},
+                                {"received_ns", ns_string(e.received_ns)},
+                                {"topic", e.topic},
+                                {"agent_id", e.agent_id},
+                                {"reason", e.reason},
+                                {"bytes", e.bytes},
+                                {"kept_bytes", e.kept_bytes}});
+  return json_reply(200, json::object{{"quarantine", std::move(list)}});
+}
+
+http_response api::tokens(std::string_view query) {
+  std::string bad;
+  auto pairs = query_pairs(query, bad);
+  if (!pairs) return error_reply(400, "parameter " + bad + ": bad %-escape");
+  bool all = false;
+  for (const auto& [k, v] : *pairs) {
+    if (k != "all") return error_reply(400, "unknown parameter " + k + " (all)");
+    if (v != "true" && v != "false") return error_reply(400, "all: expected true or false");
+    all = v == "true";
+  }
+  auto rows = read([&] { return list_tokens(*src_.reader, all); });
+  if (!rows) return store_failed("tokens");
+  json::array list;
+  for (const auto& t : *rows)
+    list.push_back(json::object{
+        {"id", t.id},
+        {"name", t.name},
+        {"role", to_string(t.r)},
+        {"created_ns", ns_string(t.created_ns)},
+        {"revoked_ns", t.revoked_ns ? ns_string(*t.revoked_ns) : json::value(nullptr)}});
+  return json_reply(200, json::object{{"tokens", std::move(list)}});
 }
 
 http_response api::agents(std::string_view) {
@@ -412,6 +869,29 @@ http_response api::metrics(std::string_view) {
          s.queue_depth);
   metric("semilab_central_mqtt_connected", "gauge", "1 when connected to the broker.",
          src_.mqtt_connected && src_.mqtt_connected() ? 1 : 0);
+  // The HTTP API of this process.
+  const auto h = http_stats();
+  metric("semilab_central_http_cache_hits_total", "counter",
+         "API answers served from the response cache.", h.cache_hits);
+  metric("semilab_central_http_cache_misses_total", "counter",
+         "Cacheable API requests computed from the store.", h.cache_misses);
+  out += "# HELP semilab_central_http_cache_hit_ratio Cache hits / cacheable requests since start "
+         "(0 before the first).\n# TYPE semilab_central_http_cache_hit_ratio gauge\n"
+         "semilab_central_http_cache_hit_ratio " +
+         fmt_double(h.cache_hits + h.cache_misses == 0
+                        ? 0.0
+                        : static_cast<double>(h.cache_hits) /
+                              static_cast<double>(h.cache_hits + h.cache_misses)) +
+         "\n";
+  metric("semilab_central_http_cache_entries", "gauge", "Answers held by the response cache.",
+         h.cache_entries);
+  metric("semilab_central_http_rate_limited_total", "counter",
+         "Requests answered 429 (caller's token bucket empty).", h.rate_limited);
+  metric("semilab_central_http_unauthorized_total", "counter",
+         "Requests answered 401 (no token where one is needed, or an invalid one).",
+         h.unauthorized);
+  metric("semilab_central_http_forbidden_total", "counter",
+         "Requests answered 403 (the token's role is too low).", h.forbidden);
   // The store (all instances, since it was created).
   metric("semilab_central_store_records", "gauge", "Distinct records in the store.", t.records);
   metric("semilab_central_store_agents", "gauge", "Agents known to the store.", t.agents);
@@ -430,6 +910,483 @@ http_response api::metrics(std::string_view) {
     out += "semilab_central_agent_records{agent=\"" + label(a.agent_id) + "\",site=\"" +
            label(a.site) + "\"} " + std::to_string(a.records) + "\n";
   return http_response{200, "text/plain; version=0.0.4; charset=utf-8", std::move(out), {}};
+}
+
+http_response api::spc(std::string_view query) {
+  std::string bad;
+  auto pairs = query_pairs(query, bad);
+  if (!pairs) return error_reply(400, "parameter " + bad + ": bad %-escape");
+  measurement_query q;
+  std::string parameter;
+  auto kind = spc::chart_kind::imr;
+  std::int64_t subgroup = 5, max_points = 10000;
+  std::optional<double> lsl, usl;
+  for (const auto& [key, value] : *pairs) {
+    auto int_param = [&](std::int64_t& out) {
+      auto v = parse_i64(value);
+      if (v) out = *v;
+      return v.has_value();
+    };
+    if (key == "parameter") {
+      parameter = value;
+    } else if (key == "chart") {
+      auto k = spc::parse_chart_kind(value);
+      if (!k) return error_reply(400, "chart: expected imr, xbar_r or xbar_s");
+      kind = *k;
+    } else if (key == "subgroup") {
+      if (!int_param(subgroup) || subgroup < 1 || subgroup > 100)
+        return error_reply(400, "subgroup: expected an integer 1..100");
+    } else if (key == "instrument") {
+      q.instrument = value;
+    } else if (key == "agent") {
+      q.agent_id = value;
+    } else if (key == "from_ns") {
+      if (!int_param(q.from_ns)) return error_reply(400, "from_ns: expected integer nanoseconds");
+    } else if (key == "to_ns") {
+      if (!int_param(q.to_ns)) return error_reply(400, "to_ns: expected integer nanoseconds");
+    } else if (key == "lsl" || key == "usl") {
+      auto v = parse_double(value);
+      if (!v) return error_reply(400, key + ": expected a number");
+      (key == "lsl" ? lsl : usl) = *v;
+    } else if (key == "max_points") {
+      if (!int_param(max_points) || max_points < 1 || max_points > 100000)
+        return error_reply(400, "max_points: expected an integer 1..100000");
+    } else {
+      return error_reply(400, "unknown parameter " + key +
+                                  " (parameter, chart, subgroup, instrument, agent, from_ns, "
+                                  "to_ns, lsl, usl, max_points)");
+    }
+  }
+  if (parameter.empty()) return error_reply(400, "parameter: required (a measurement channel)");
+  if (lsl && usl && !(*lsl < *usl)) return error_reply(400, "lsl must be below usl");
+  q.channel = parameter;
+
+  // Numeric values in time order, read page by page (keyset), text values skipped.
+  std::vector<double> values;
+  std::vector<std::int64_t> stamps;
+  bool truncated = false;
+  {
+    std::lock_guard lock(reader_mutex_);
+    q.limit = 10000;
+    for (;;) {
+      auto r = src_.reader->measurements(q);
+      if (!r) {
+        logger("http")->warn("spc query failed: {}", src_.reader->last_error());
+        return error_reply(503, "store unavailable");
+      }
+      for (const auto& m : *r) {
+        std::optional<double> v;
+        if (m.integer)
+          v = static_cast<double>(*m.integer);
+        else if (m.real && std::isfinite(*m.real))
+          v = *m.real;
+        if (!v) continue;
+        if (values.size() == static_cast<std::size_t>(max_points)) {
+          truncated = true;
+          break;
+        }
+        values.push_back(*v);
+        stamps.push_back(m.ts_ns);
+      }
+      if (truncated || r->size() < q.limit) break;
+      const auto& last = r->back();
+      q.has_after = true;
+      q.after_ts_ns = last.ts_ns;
+      q.after_agent = last.agent_id;
+      q.after_epoch = last.store_epoch;
+      q.after_seq = last.seq;
+    }
+  }
+  std::string why;
+  auto c = spc::make_chart(kind, values, static_cast<int>(subgroup), why);
+  if (!c) return error_reply(422, "cannot chart " + parameter + ": " + why);
+
+  const char* disp_name = kind == spc::chart_kind::xbar_r   ? "R"
+                          : kind == spc::chart_kind::xbar_s ? "S"
+                                                            : "MR";
+  auto lim = [](const spc::limits& l) {
+    return json::object{{"lcl", l.lcl}, {"cl", l.cl}, {"ucl", l.ucl}};
+  };
+  auto names = [](std::uint32_t bits) {
+    json::array a;
+    for (auto& n : spc::rule_names(bits)) a.emplace_back(n);
+    return a;
+  };
+  json::array points, violations;
+  const std::size_t per = kind == spc::chart_kind::imr ? 1 : static_cast<std::size_t>(c->subgroup);
+  for (std::size_t i = 0; i < c->center_points.size(); ++i) {
+    json::object p;
+    p["index"] = i;
+    p["ts_ns"] = ns_string(stamps[i * per]);  // first value of the subgroup
+    p["value"] = c->center_points[i];
+    std::uint32_t drules = 0;
+    if (kind == spc::chart_kind::imr) {
+      if (i > 0) {
+        p["dispersion"] = c->dispersion_points[i - 1];
+        drules = c->dispersion_rules[i - 1];
+      } else {
+        p["dispersion"] = nullptr;
+      }
+    } else {
+      p["dispersion"] = c->dispersion_points[i];
+      drules = c->dispersion_rules[i];
+    }
+    p["rules"] = names(c->center_rules[i]);
+    p["dispersion_rules"] = names(drules);
+    if (c->center_rules[i] || drules) {
+      json::object v{{"index", i}};
+      if (c->center_rules[i]) v["rules"] = names(c->center_rules[i]);
+      if (drules) v["dispersion_rules"] = names(drules);
+      violations.push_back(std::move(v));
+    }
+    points.push_back(std::move(p));
+  }
+  auto cap = spc::capability_of(c->mean, c->sigma_within, c->sigma_overall, lsl, usl);
+  json::object body;
+  body["parameter"] = parameter;
+  body["chart"] = spc::to_string(kind);
+  body["subgroup"] = c->subgroup;
+  body["values"] = c->values;
+  body["truncated"] = truncated;
+  body["mean"] = c->mean;
+  body["sigma_within"] = c->sigma_within;
+  body["sigma_overall"] = c->sigma_overall;
+  body["center"] = lim(c->center);
+  auto d = lim(c->dispersion);
+  d["name"] = disp_name;
+  body["dispersion"] = std::move(d);
+  body["points"] = std::move(points);
+  body["violations"] = std::move(violations);
+  body["capability"] = json::object{
+      {"lsl", opt_number(lsl)},     {"usl", opt_number(usl)},     {"cp", opt_number(cap.cp)},
+      {"cpk", opt_number(cap.cpk)}, {"cpu", opt_number(cap.cpu)}, {"cpl", opt_number(cap.cpl)},
+      {"pp", opt_number(cap.pp)},   {"ppk", opt_number(cap.ppk)}, {"ppu", opt_number(cap.ppu)},
+      {"ppl", opt_number(cap.ppl)}};
+  return json_reply(200, body);
+}
+
+namespace {
+// Parses the query into `known` keys (values %-decoded); an error reply on anything else.
+std::optional<http_response> parse_known(std::string_view query,
+                                         std::initializer_list<std::string_view> known,
+                                         std::vector<std::pair<std::string, std::string>>& out) {
+  std::string bad;
+  auto pairs = query_pairs(query, bad);
+  if (!pairs) return error_reply(400, "parameter " + bad + ": bad %-escape");
+  for (auto& [k, v] : *pairs) {
+    if (std::find(known.begin(), known.end(), k) == known.end()) {
+      std::string list;
+      for (auto n : known) list += (list.empty() ? "" : ", ") + std::string(n);
+      return error_reply(400, "unknown parameter " + k + " (" + list + ")");
+    }
+  }
+  out = std::move(*pairs);
+  return std::nullopt;
+}
+
+// An integer parameter: nullopt when absent, an error reply when malformed or out of range.
+std::optional<http_response> int_arg(const std::string& key, const std::string& value,
+                                     std::int64_t lo, std::int64_t hi, std::int64_t& out) {
+  auto v = parse_i64(value);
+  if (!v || *v < lo || *v > hi)
+    return error_reply(400, key + ": expected an integer " + std::to_string(lo) + ".." +
+                                std::to_string(hi));
+  out = *v;
+  return std::nullopt;
+}
+
+json::object measurement_json(const measurement_row& m) {
+  json::object o;
+  o["agent_id"] = m.agent_id;
+  o["store_epoch"] = std::to_string(m.store_epoch);
+  o["seq"] = std::to_string(m.seq);
+  o["class"] = schemas::to_string(static_cast<schemas::record_class>(m.cls));
+  o["ts_ns"] = ns_string(m.ts_ns);
+  o["instrument"] = m.instrument;
+  o["channel"] = m.channel;
+  o["unit"] = m.unit;
+  o["quality"] = m.quality;
+  if (m.integer)
+    o["value"] = std::to_string(*m.integer);
+  else if (m.text)
+    o["value"] = *m.text;
+  else if (m.real)
+    o["value"] = *m.real;
+  else
+    o["value"] = nullptr;
+  if (m.repr) o["value_repr"] = *m.repr;
+  if (!m.run_id.empty()) o["run_id"] = m.run_id;
+  return o;
+}
+
+json::object run_json(const run_row& r) {
+  return json::object{{"agent_id", r.agent_id},         {"run_id", r.run_id},
+                      {"instrument", r.instrument},     {"first_ts_ns", ns_string(r.first_ts_ns)},
+                      {"last_ts_ns", ns_string(r.last_ts_ns)}, {"records", r.records},
+                      {"results", r.results}};
+}
+
+constexpr std::int64_t kMaxI = INT64_MAX;
+}  // namespace
+
+http_response api::store_failed(std::string_view what) {
+  logger("http")->warn("{} query failed: {}", what, src_.reader->last_error());
+  return error_reply(503, "store unavailable");
+}
+
+http_response api::instruments(std::string_view query) {
+  std::vector<std::pair<std::string, std::string>> args;
+  if (auto e = parse_known(query, {"agent"}, args)) return *e;
+  std::string agent;
+  for (auto& [k, v] : args) agent = v;
+  auto rows_r = read([&] { return src_.reader->instruments(agent); });
+  if (!rows_r) return store_failed("instruments");
+  auto rows = std::move(*rows_r);
+  json::array list;
+  for (const auto& i : rows) {
+    json::object o{{"agent_id", i.agent_id},
+                   {"instrument", i.instrument},
+                   {"first_seen_ns", ns_string(i.first_seen_ns)},
+                   {"last_seen_ns", ns_string(i.last_seen_ns)},
+                   {"records", i.records}};
+    o["identity"] = i.identity ? json::value(*i.identity) : json::value(nullptr);
+    o["calibration_due_ns"] =
+        i.calibration_due_ns ? ns_string(*i.calibration_due_ns) : json::value(nullptr);
+    list.push_back(std::move(o));
+  }
+  return json_reply(200, json::object{{"instruments", std::move(list)}});
+}
+
+http_response api::daily(std::string_view query) {
+  std::vector<std::pair<std::string, std::string>> args;
+  if (auto e = parse_known(query, {"agent", "instrument", "from_day", "to_day", "limit"}, args))
+    return *e;
+  daily_query q;
+  for (auto& [k, v] : args) {
+    std::int64_t n = 0;
+    if (k == "agent") q.agent_id = v;
+    if (k == "instrument") q.instrument = v;
+    if (k == "from_day") {
+      if (auto e = int_arg(k, v, 0, kMaxI, n)) return *e;
+      q.from_day = n;
+    }
+    if (k == "to_day") {
+      if (auto e = int_arg(k, v, 0, kMaxI, n)) return *e;
+      q.to_day = n;
+    }
+    if (k == "limit") {
+      if (auto e = int_arg(k, v, 1, 10000, n)) return *e;
+      q.limit = static_cast<std::size_t>(n);
+    }
+  }
+  auto rows_r = read([&] { return src_.reader->daily(q); });
+  if (!rows_r) return store_failed("daily");
+  auto rows = std::move(*rows_r);
+  json::array list;
+  for (const auto& d : rows)
+    list.push_back(json::object{{"agent_id", d.agent_id},
+                                {"instrument", d.instrument},
+                                {"day", d.day},
+                                {"measurements", d.measurements},
+                                {"results", d.results},
+                                {"events", d.events},
+                                {"runs", d.runs},
+                                {"active_minutes", d.active_minutes},
+                                {"utilisation", d.utilisation()}});
+  return json_reply(200, json::object{{"daily", std::move(list)}});
+}
+
+http_response api::runs(std::string_view query) {
+  std::vector<std::pair<std::string, std::string>> args;
+  if (auto e = parse_known(query,
+                           {"agent", "instrument", "run", "detail", "from_ns", "to_ns", "limit"},
+                           args))
+    return *e;
+  run_query q;
+  bool detail = false;
+  for (auto& [k, v] : args) {
+    std::int64_t n = 0;
+    if (k == "agent") q.agent_id = v;
+    if (k == "instrument") q.instrument = v;
+    if (k == "run") q.run_id = v;
+    if (k == "detail") detail = v == "1";
+    if (k == "from_ns") {
+      if (auto e = int_arg(k, v, INT64_MIN, kMaxI, n)) return *e;
+      q.from_ns = n;
+    }
+    if (k == "to_ns") {
+      if (auto e = int_arg(k, v, INT64_MIN, kMaxI, n)) return *e;
+      q.to_ns = n;
+    }
+    if (k == "limit") {
+      if (auto e = int_arg(k, v, 1, 10000, n)) return *e;
+      q.limit = static_cast<std::size_t>(n);
+    }
+  }
+  auto rows_r = read([&] { return src_.reader->runs(q); });
+  if (!rows_r) return store_failed("runs");
+  auto rows = std::move(*rows_r);
+  if (!detail) {
+    json::array list;
+    for (const auto& r : rows) list.push_back(run_json(r));
+    return json_reply(200, json::object{{"runs", std::move(list)}});
+  }
+  if (rows.empty()) return error_reply(404, "no run " + q.run_id);
+  if (rows.size() > 1)
+    return error_reply(409, "run id " + q.run_id + " exists for several agents: add ?agent=");
+  // The run's records, oldest first (at most 10000).
+  // Through records_instrument_ts: the run's instrument and time bounds (a run spanning
+  // several instruments lists the records of its first instrument).
+  const sql_param p[] = {sql_param{true, 0, rows[0].agent_id}, sql_param{true, 0, q.run_id},
+                         sql_param{true, 0, rows[0].instrument},
+                         sql_param{false, rows[0].first_ts_ns, {}},
+                         sql_param{false, rows[0].last_ts_ns, {}}};
+  auto recs_r = read([&] { return src_.reader->query("SELECT agent_id, store_epoch, record_seq, class, ts_ns, instrument, "
+                         "channel, unit, quality, value_real, value_int, value_text, value_repr "
+                         "FROM records WHERE instrument = ?3 AND ts_ns >= ?4 AND ts_ns <= ?5 "
+                         "AND agent_id = ?1 AND run_id = ?2 "
+                         "ORDER BY ts_ns, record_seq LIMIT 10000",
+                         p); });
+  if (!recs_r) return store_failed("run records");
+  auto recs = std::move(*recs_r);
+  json::array list;
+  for (const auto& row : recs) {
+    measurement_row m;
+    auto i64 = [](const sql_cell& c) {
+      std::int64_t v = 0;
+      if (c) std::from_chars(c->data(), c->data() + c->size(), v);
+      return v;
+    };
+    m.agent_id = row[0].value_or("");
+    m.store_epoch = static_cast<std::uint64_t>(i64(row[1]));
+    m.seq = static_cast<std::uint64_t>(i64(row[2]));
+    m.cls = static_cast<int>(i64(row[3]));
+    m.ts_ns = i64(row[4]);
+    m.instrument = row[5].value_or("");
+    m.channel = row[6].value_or("");
+    m.unit = row[7].value_or("");
+    m.quality = static_cast<std::uint32_t>(i64(row[8]));
+    if (row[9]) m.real = parse_double(*row[9]);
+    if (row[10]) m.integer = i64(row[10]);
+    m.text = row[11];
+    m.repr = row[12];
+    list.push_back(measurement_json(m));
+  }
+  auto body = run_json(rows[0]);
+  body["records_list"] = std::move(list);
+  return json_reply(200, body);
+}
+
+http_response api::results(std::string_view query) {
+  std::vector<std::pair<std::string, std::string>> args;
+  if (auto e = parse_known(
+          query, {"agent", "instrument", "run", "parameter", "from_ns", "to_ns", "limit", "after"},
+          args))
+    return *e;
+  // The measurement query (measurement_sql), restricted to class run_result and a run.
+  std::string run;
+  measurement_query q;
+  for (auto& [k, v] : args) {
+    std::int64_t n = 0;
+    if (k == "run") run = v;
+    if (k == "agent") q.agent_id = v;
+    if (k == "instrument") q.instrument = v;
+    if (k == "parameter") q.channel = v;
+    if (k == "from_ns") {
+      if (auto e = int_arg(k, v, INT64_MIN, kMaxI, n)) return *e;
+      q.from_ns = n;
+    }
+    if (k == "to_ns") {
+      if (auto e = int_arg(k, v, INT64_MIN, kMaxI, n)) return *e;
+      q.to_ns = n;
+    }
+    if (k == "limit") {
+      if (auto e = int_arg(k, v, 1, 10000, n)) return *e;
+      q.limit = static_cast<std::size_t>(n);
+    }
+    if (k == "after" && !parse_cursor(v, q))
+      return error_reply(400, "after: not a cursor from a previous page's `next`");
+  }
+  std::vector<sql_param> params;
+  std::string sql = measurement_sql(q, params, false);
+  // measurement_sql ends with "ORDER BY ... LIMIT ?N": insert the class (and run) filter before.
+  const auto order = sql.find(" ORDER BY ");
+  std::string extra = " AND class = 1";
+  if (!run.empty()) {
+    params.insert(params.end() - 1, sql_param{true, 0, run});
+    extra += " AND run_id = ?" + std::to_string(params.size() - 1);
+    // the LIMIT placeholder moves one up
+    const auto lim = sql.rfind("LIMIT ?");
+    sql = sql.substr(0, lim) + "LIMIT ?" + std::to_string(params.size());
+  }
+  sql.insert(order, extra);
+  auto rows_r = read([&] { return src_.reader->query(sql, params); });
+  if (!rows_r) return store_failed("results");
+  auto rows = std::move(*rows_r);
+  json::array list;
+  std::optional<std::string> next;
+  measurement_row last;
+  for (const auto& row : rows) {
+    auto i64 = [](const sql_cell& c) {
+      std::int64_t v = 0;
+      if (c) std::from_chars(c->data(), c->data() + c->size(), v);
+      return v;
+    };
+    measurement_row m;
+    m.agent_id = row[0].value_or("");
+    m.store_epoch = static_cast<std::uint64_t>(i64(row[1]));
+    m.seq = static_cast<std::uint64_t>(i64(row[2]));
+    m.cls = static_cast<int>(i64(row[3]));
+    m.ts_ns = i64(row[4]);
+    m.instrument = row[5].value_or("");
+    m.channel = row[6].value_or("");
+    m.unit = row[7].value_or("");
+    m.quality = static_cast<std::uint32_t>(i64(row[8]));
+    if (row[9]) m.real = parse_double(*row[9]);
+    if (row[10]) m.integer = i64(row[10]);
+    m.text = row[11];
+    m.repr = row[12];
+    m.run_id = row[13].value_or("");
+    auto o = measurement_json(m);
+    o.erase("class");
+    o["parameter"] = m.channel;
+    o.erase("channel");
+    o["uncertainty"] = nullptr;     // not on the wire yet (schemas/WIRE.md)
+    o["method_version"] = nullptr;  // idem
+    list.push_back(std::move(o));
+    last = std::move(m);
+  }
+  if (rows.size() == q.limit && !rows.empty()) next = make_cursor(last);
+  json::object body{{"results", std::move(list)}};
+  body["next"] = next ? json::value(*next) : json::value(nullptr);
+  return json_reply(200, body);
+}
+
+http_response api::gaps(std::string_view query) {
+  std::vector<std::pair<std::string, std::string>> args;
+  if (auto e = parse_known(query, {"agent", "limit"}, args)) return *e;
+  std::string agent;
+  std::int64_t limit = 1000;
+  for (auto& [k, v] : args) {
+    if (k == "agent") agent = v;
+    if (k == "limit")
+      if (auto e = int_arg(k, v, 1, 100000, limit)) return *e;
+  }
+  auto rows_r = read([&] { return src_.reader->gaps(agent, static_cast<std::size_t>(limit)); });
+  if (!rows_r) return store_failed("gaps");
+  auto rows = std::move(*rows_r);
+  json::array list;
+  std::uint64_t unexplained = 0;
+  for (const auto& g : rows) {
+    if (!g.explained) ++unexplained;
+    list.push_back(json::object{{"agent_id", g.agent_id},
+                                {"store_epoch", std::to_string(g.store_epoch)},
+                                {"first", std::to_string(g.first)},
+                                {"last", std::to_string(g.last)},
+                                {"explained", g.explained},
+                                {"reason", g.reason}});
+  }
+  return json_reply(200, json::object{{"gaps", std::move(list)}, {"unexplained", unexplained}});
 }
 
 }  // namespace semilab::central

@@ -1,5 +1,6 @@
 #include <semilab/central/api.hpp>
 #include <semilab/central/app.hpp>
+#include <semilab/central/auth.hpp>
 #include <semilab/central/http.hpp>
 #include <semilab/central/service.hpp>
 #include <semilab/central/storage.hpp>
@@ -80,15 +81,30 @@ int run_service(const central_config& cfg, std::FILE* out) {
   sv.mqtt.connect_timeout = std::chrono::seconds(cfg.mqtt.connect_timeout_s);
   ingest_service service(asio::make_strand(ioc), std::move(*writer), sv);
 
-  api routes(api_sources{reader->get(), [&service] { return service.stats(); },
-                         [&service] { return service.connected(); }, cfg.central.instance});
+  api_sources as{reader->get(), [&service] { return service.stats(); },
+                 [&service] { return service.connected(); }, cfg.central.instance};
+  api_auth aa;
+  aa.anonymous = anonymous_is_viewer(cfg) ? role::viewer : role::none;
+  aa.metrics_public = cfg.auth.metrics_public;
+  aa.rate_per_s = static_cast<double>(cfg.auth.rate_per_s);
+  aa.rate_burst = static_cast<double>(cfg.auth.rate_burst);
+  aa.token_refresh = std::chrono::seconds(cfg.auth.token_refresh_s);
+  as.auth = aa;
+  as.cache.ttl = std::chrono::milliseconds(cfg.http.cache_ttl_ms);
+  as.cache.max_entries = static_cast<std::size_t>(cfg.http.cache_max_entries);
+  as.cache.max_bytes = static_cast<std::size_t>(cfg.http.cache_max_bytes);
+  api routes(std::move(as));
+  log->info("http access: anonymous callers {}, /metrics {}, {} requests/s per caller",
+            aa.anonymous == role::viewer ? "read (viewer)" : "need a token",
+            aa.metrics_public ? "public" : "per [auth]",
+            cfg.auth.rate_per_s > 0 ? std::to_string(cfg.auth.rate_per_s) : "unlimited");
   http_options ho;
   ho.listen = cfg.http.listen;
   ho.timeout = std::chrono::seconds(cfg.http.timeout_s);
   ho.body_limit = static_cast<std::size_t>(cfg.http.body_limit_bytes);
   auto http = http_server::start(
       ioc.get_executor(), ho,
-      [&routes](std::string_view m, std::string_view t) { return routes.handle(m, t); }, err);
+      [&routes](const http_request& req) { return routes.handle(req); }, err);
   if (!http) {
     log->error("http: {}", err);
     return kExitRuntime;

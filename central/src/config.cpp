@@ -89,6 +89,52 @@ const std::vector<cfg::option<http_section>>& http_options() {
                                  "Deadline of every read and write of a connection.", 1, 3600),
       cfg::int_opt<http_section>("body_limit_bytes", &http_section::body_limit_bytes, "8192", "bytes",
                                  "Largest request body accepted.", 0, 1 << 20),
+      cfg::int_opt<http_section>("cache_ttl_ms", &http_section::cache_ttl_ms, "1000", "ms",
+                                 "Lifetime of a cached API answer (cacheable routes: data queries, "
+                                 "keyed by path and query). An ingest commit of this instance "
+                                 "drops every entry; the TTL bounds staleness from other "
+                                 "instances. 0 = no cache.",
+                                 0, 3'600'000),
+      cfg::int_opt<http_section>("cache_max_entries", &http_section::cache_max_entries, "256", "",
+                                 "Most answers cached (least recently used go first).", 1,
+                                 1'000'000),
+      cfg::int_opt<http_section>("cache_max_bytes", &http_section::cache_max_bytes, "33554432",
+                                 "bytes",
+                                 "Most body bytes cached; an answer over a quarter of it is not "
+                                 "cached.",
+                                 4096, 4ll << 30),
+  };
+  return t;
+}
+
+std::optional<std::string> check_anonymous(const std::string& v) {
+  if (v == "auto" || v == "none" || v == "viewer") return std::nullopt;
+  return "expected auto, none or viewer";
+}
+
+const std::vector<cfg::option<auth_section>>& auth_options() {
+  using a = auth_section;
+  static const std::vector<cfg::option<auth_section>> t = {
+      cfg::string_opt<a>("anonymous", &a::anonymous, "auto",
+                         "Role of a request without a token: `none` (every route but /healthz, "
+                         "/readyz and /api/v1/openapi.json needs a token), `viewer` (read routes "
+                         "open), or `auto`: viewer when [http] listen is a loopback address, none "
+                         "otherwise. Tokens: `semilab-central tokens create --role R --name N`.",
+                         check_anonymous),
+      cfg::bool_opt<a>("metrics_public", &a::metrics_public, "false",
+                       "Serve /metrics without a token (else it needs viewer, like the data "
+                       "routes; Prometheus sends one with `authorization: credentials_file`)."),
+      cfg::int_opt<a>("rate_per_s", &a::rate_per_s, "100", "requests/s",
+                      "Token bucket refill per caller (per token; per address without one); an "
+                      "empty bucket is answered 429 with Retry-After. /healthz, /readyz and "
+                      "/api/v1/openapi.json are not counted. 0 = no limit.",
+                      0, 10'000'000),
+      cfg::int_opt<a>("rate_burst", &a::rate_burst, "200", "requests",
+                      "Bucket size per caller.", 1, 100'000'000),
+      cfg::int_opt<a>("token_refresh_s", &a::token_refresh_s, "5", "s",
+                      "Tokens are re-read from the store this often (an unknown token id at most "
+                      "once a second): a revocation takes effect within this time.",
+                      1, 3600),
   };
   return t;
 }
@@ -185,6 +231,33 @@ const std::vector<cfg::option<backup_section>>& backup_options() {
   return t;
 }
 
+const std::vector<cfg::option<retention_section>>& retention_options() {
+  using r = retention_section;
+  static const std::vector<cfg::option<r>> t = {
+      cfg::int_opt<r>("telemetry_days", &r::telemetry_days, "0", "days",
+                      "Telemetry records (measurements) kept, by receipt time; 0 = forever.", 0,
+                      36'500),
+      cfg::int_opt<r>("event_days", &r::event_days, "0", "days",
+                      "Event records (alarms, state changes, drop notices) kept; 0 = forever.", 0,
+                      36'500),
+      cfg::int_opt<r>("run_result_days", &r::run_result_days, "0", "days",
+                      "Run result records kept; 0 = forever.", 0, 36'500),
+      cfg::int_opt<r>("blob_days", &r::blob_days, "0", "days",
+                      "Blob chunk records kept; 0 = forever.", 0, 36'500),
+      cfg::int_opt<r>("quarantine_days", &r::quarantine_days, "90", "days",
+                      "Quarantined frames kept; 0 = forever.", 0, 36'500),
+      cfg::int_opt<r>("batch_ledger_days", &r::batch_ledger_days, "0", "days",
+                      "Batch ledger rows kept; 0 = forever.", 0, 36'500),
+      cfg::int_opt<r>("summary_days", &r::summary_days, "0", "days",
+                      "Daily summaries kept, by their UTC day; 0 = forever.", 0, 36'500),
+      cfg::int_opt<r>("activity_minutes_days", &r::activity_minutes_days, "35", "days",
+                      "Per-minute activity marks behind `active_minutes` kept; records arriving "
+                      "later than this for a day count their minutes again. 0 = forever.",
+                      0, 36'500),
+  };
+  return t;
+}
+
 template <class S>
 std::optional<config_error> read_section(const toml::node& node, std::string_view file,
                                          std::string_view name, S& out,
@@ -227,20 +300,33 @@ std::optional<config_error> load_config(const std::string& file, central_config&
       err = read_section(node, file, "mqtt", out.mqtt, mqtt_options());
     else if (k.str() == "http")
       err = read_section(node, file, "http", out.http, http_options());
+    else if (k.str() == "auth")
+      err = read_section(node, file, "auth", out.auth, auth_options());
     else if (k.str() == "ingest")
       err = read_section(node, file, "ingest", out.ingest, ingest_options());
     else if (k.str() == "store")
       err = read_section(node, file, "store", out.store, store_options());
     else if (k.str() == "backup")
       err = read_section(node, file, "backup", out.backup, backup_options());
+    else if (k.str() == "retention")
+      err = read_section(node, file, "retention", out.retention, retention_options());
     else
       err = config_error{cfg::where(file, k.source()) + ": " + std::string(k.str()) +
-                         ": unknown table (expected central, mqtt, http, ingest, store, backup)"};
+                         ": unknown table (expected central, mqtt, http, auth, ingest, store, backup, "
+                         "retention)"};
     if (err) return err;
   }
   if (out.store.backend == "postgresql" && out.store.url.empty())
     return config_error{std::string(file) + ": store.url: required when store.backend = postgresql"};
   return std::nullopt;
+}
+
+bool anonymous_is_viewer(const central_config& cfg) {
+  if (cfg.auth.anonymous == "viewer") return true;
+  if (cfg.auth.anonymous == "none") return false;
+  auto a = parse_listen_address(cfg.http.listen);
+  if (!a) return false;
+  return a->host == "localhost" || a->host == "::1" || a->host.rfind("127.", 0) == 0;
 }
 
 std::string config_reference() {
@@ -259,6 +345,9 @@ std::string config_reference() {
   s += cfg::print_reference<http_section>("[http]",
                                           std::span<const cfg::option<http_section>>(http_options()));
   s += "\n";
+  s += cfg::print_reference<auth_section>("[auth]",
+                                          std::span<const cfg::option<auth_section>>(auth_options()));
+  s += "\n";
   s += cfg::print_reference<ingest_section>(
       "[ingest]", std::span<const cfg::option<ingest_section>>(ingest_options()));
   s += "\n";
@@ -267,6 +356,9 @@ std::string config_reference() {
   s += "\n";
   s += cfg::print_reference<backup_section>(
       "[backup]", std::span<const cfg::option<backup_section>>(backup_options()));
+  s += "\n";
+  s += cfg::print_reference<retention_section>(
+      "[retention]", std::span<const cfg::option<retention_section>>(retention_options()));
   return s;
 }
 

@@ -88,7 +88,12 @@ class session : public std::enable_shared_from_this<session> {
     const auto& req = parser_->get();
     http_response r;
     try {
-      r = srv_->fn(std::string_view(req.method_string()), std::string_view(req.target()));
+      beast::error_code pec;
+      const auto peer = stream_.socket().remote_endpoint(pec);
+      http_request in{std::string_view(req.method_string()), std::string_view(req.target()),
+                      std::string_view(req[bhttp::field::authorization]),
+                      pec ? std::string() : peer.address().to_string()};
+      r = srv_->fn(in);
     } catch (const std::exception& e) {
       logger("http")->error("handler failed for {}: {}", std::string_view(req.target()), e.what());
       r = http_response{500, "application/json", "{\"error\":\"internal error\"}\n", {}};
@@ -104,6 +109,7 @@ class session : public std::enable_shared_from_this<session> {
     res_.set(bhttp::field::content_type, r.content_type);
     res_.set(bhttp::field::cache_control, "no-store");
     if (!r.allow.empty()) res_.set(bhttp::field::allow, r.allow);
+    for (const auto& [name, value] : r.headers) res_.set(name, value);
     res_.keep_alive(keep_alive);
     if (head) {
       res_.content_length(r.body.size());  // what GET would send, without the body

@@ -136,7 +136,7 @@ constexpr const char* kMerge =
     "  value_real, value_int, value_text, value_repr, run_id, received_ns FROM stage_records"
     " ORDER BY agent_id, store_epoch, record_seq, batch_ix"
     " ON CONFLICT (agent_id, store_epoch, record_seq) DO NOTHING"
-    " RETURNING agent_id, store_epoch, record_seq),"
+    " RETURNING agent_id, store_epoch, record_seq, class, ts_ns, instrument, run_id),"
     "firsts AS (SELECT min(s.batch_ix) AS batch_ix FROM ins JOIN stage_records s"
     " USING (agent_id, store_epoch, record_seq) GROUP BY ins.agent_id, ins.store_epoch, "
     "ins.record_seq),"
@@ -156,7 +156,44 @@ constexpr const char* kMerge =
     " ON CONFLICT (agent_id) DO UPDATE SET site = excluded.site,"
     " last_batch_ns = excluded.last_batch_ns, last_ack_ns = excluded.last_ack_ns,"
     " records = a.records + excluded.records, batches = a.batches + excluded.batches,"
-    " duplicates = a.duplicates + excluded.duplicates, bytes = a.bytes + excluded.bytes)"
+    " duplicates = a.duplicates + excluded.duplicates, bytes = a.bytes + excluded.bytes),"
+    // The data model (0002_data_model.sql), from the newly inserted rows only; the same
+    // arithmetic as sqlite_store (day = (ts_ns / 60e9) / 1440, truncating).
+    "newmin AS (INSERT INTO instrument_minutes(agent_id, instrument, minute)"
+    " SELECT DISTINCT agent_id, instrument, ts_ns / 60000000000 FROM ins ORDER BY 1, 2, 3"
+    " ON CONFLICT DO NOTHING RETURNING agent_id, instrument, minute),"
+    "inst AS (INSERT INTO instruments AS t (agent_id, instrument, first_seen_ns, last_seen_ns,"
+    " records) SELECT agent_id, instrument, min(ts_ns), max(ts_ns), count(*) FROM ins"
+    " GROUP BY 1, 2 ORDER BY 1, 2 ON CONFLICT (agent_id, instrument) DO UPDATE SET"
+    " first_seen_ns = LEAST(t.first_seen_ns, excluded.first_seen_ns),"
+    " last_seen_ns = GREATEST(t.last_seen_ns, excluded.last_seen_ns),"
+    " records = t.records + excluded.records),"
+    "runagg AS (SELECT agent_id, run_id,"
+    " (array_agg(instrument ORDER BY ts_ns, record_seq))[1] AS instrument, min(ts_ns) AS f,"
+    " max(ts_ns) AS l, count(*) AS n, count(*) FILTER (WHERE class = 1) AS r FROM ins"
+    " WHERE run_id IS NOT NULL GROUP BY 1, 2),"
+    "newrun AS (INSERT INTO runs AS t (agent_id, run_id, instrument, first_ts_ns, last_ts_ns,"
+    " records, results) SELECT agent_id, run_id, instrument, f, l, n, r FROM runagg"
+    " ORDER BY 1, 2 ON CONFLICT (agent_id, run_id) DO UPDATE SET"
+    " first_ts_ns = LEAST(t.first_ts_ns, excluded.first_ts_ns),"
+    " last_ts_ns = GREATEST(t.last_ts_ns, excluded.last_ts_ns),"
+    " records = t.records + excluded.records, results = t.results + excluded.results"
+    " RETURNING agent_id, instrument, first_ts_ns, (xmax = 0) AS inserted),"
+    "dayall AS (SELECT agent_id, instrument, day, sum(m) AS m, sum(r) AS r, sum(e) AS e,"
+    " sum(runs) AS runs, sum(mins) AS mins FROM ("
+    "  SELECT agent_id, instrument, (ts_ns / 60000000000) / 1440 AS day,"
+    "   count(*) FILTER (WHERE class = 2) AS m, count(*) FILTER (WHERE class = 1) AS r,"
+    "   count(*) FILTER (WHERE class = 0) AS e, 0 AS runs, 0 AS mins FROM ins GROUP BY 1, 2, 3"
+    "  UNION ALL SELECT agent_id, instrument, minute / 1440, 0, 0, 0, 0, count(*) FROM newmin"
+    "   GROUP BY 1, 2, 3"
+    "  UNION ALL SELECT agent_id, instrument, (first_ts_ns / 60000000000) / 1440, 0, 0, 0,"
+    "   count(*), 0 FROM newrun WHERE inserted GROUP BY 1, 2, 3) u GROUP BY 1, 2, 3),"
+    "daily AS (INSERT INTO daily_summaries AS t (agent_id, instrument, day, measurements,"
+    " results, events, runs, active_minutes) SELECT agent_id, instrument, day, m, r, e, runs,"
+    " mins FROM dayall ORDER BY 1, 2, 3 ON CONFLICT (agent_id, instrument, day) DO UPDATE SET"
+    " measurements = t.measurements + excluded.measurements,"
+    " results = t.results + excluded.results, events = t.events + excluded.events,"
+    " runs = t.runs + excluded.runs, active_minutes = t.active_minutes + excluded.active_minutes)"
     "SELECT batch_ix, n FROM counts";
 
 constexpr std::int64_t kMigrationLock = 0x73656d696c616231;  // "semilab1"
@@ -648,6 +685,65 @@ result<std::vector<measurement_row>> pg_store::measurements(const measurement_qu
 boost::system::error_code pg_store::ping() {
   auto v = scalar("SELECT 1");
   return v ? boost::system::error_code{} : v.error();
+}
+
+namespace {
+// `?N` -> `$N` (the portable SQL of storage.cpp has no '?' in literals).
+std::string dollar_placeholders(std::string_view sql) {
+  std::string out(sql);
+  for (std::size_t i = 0; i + 1 < out.size(); ++i)
+    if (out[i] == '?' && out[i + 1] >= '0' && out[i + 1] <= '9') out[i] = '$';
+  return out;
+}
+}  // namespace
+
+result<sql_rows> pg_store::query(std::string_view sql, std::span<const sql_param> params) {
+  if (!ensure_connection()) return make_error_code(errc::store_read_failed);
+  std::vector<std::string> values;
+  values.reserve(params.size());
+  for (const auto& p : params) values.push_back(p.is_text ? p.t : std::to_string(p.i));
+  std::vector<const char*> ptrs;
+  for (const auto& v : values) ptrs.push_back(v.c_str());
+  const auto text = dollar_placeholders(sql);
+  pg_result r(PQexecParams(conn_, text.c_str(), static_cast<int>(ptrs.size()), nullptr,
+                           ptrs.data(), nullptr, nullptr, 0));
+  if (r.status() != PGRES_TUPLES_OK) {
+    last_error_ = trimmed(PQerrorMessage(conn_));
+    return make_error_code(errc::store_read_failed);
+  }
+  sql_rows out;
+  const int rows = PQntuples(r.r), cols = PQnfields(r.r);
+  out.reserve(static_cast<std::size_t>(rows));
+  for (int i = 0; i < rows; ++i) {
+    std::vector<sql_cell> row(static_cast<std::size_t>(cols));
+    for (int c = 0; c < cols; ++c)
+      if (!PQgetisnull(r.r, i, c)) row[static_cast<std::size_t>(c)] = r.text(i, c);
+    out.push_back(std::move(row));
+  }
+  return out;
+}
+
+result<std::uint64_t> pg_store::execute(std::string_view sql, std::span<const sql_param> params) {
+  if (opts_.mode != open_mode::read_write) {
+    last_error_ = "store opened read-only";
+    return make_error_code(errc::store_write_failed);
+  }
+  if (!ensure_connection()) return make_error_code(errc::store_write_failed);
+  std::vector<std::string> values;
+  for (const auto& p : params) values.push_back(p.is_text ? p.t : std::to_string(p.i));
+  std::vector<const char*> ptrs;
+  for (const auto& v : values) ptrs.push_back(v.c_str());
+  const auto text = dollar_placeholders(sql);
+  pg_result r(PQexecParams(conn_, text.c_str(), static_cast<int>(ptrs.size()), nullptr,
+                           ptrs.data(), nullptr, nullptr, 0));
+  if (r.status() != PGRES_COMMAND_OK) {
+    last_error_ = trimmed(PQerrorMessage(conn_));
+    return make_error_code(errc::store_write_failed);
+  }
+  std::uint64_t n = 0;
+  const char* t = PQcmdTuples(r.r);
+  std::from_chars(t, t + std::strlen(t), n);
+  return n;
 }
 
 }  // namespace semilab::central

@@ -1,7 +1,10 @@
+#include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <semilab/central/pg_store.hpp>
 #include <semilab/central/storage.hpp>
 #include <semilab/central/store.hpp>
+#include <semilab/schemas/drop_notice.hpp>
 
 namespace semilab::central {
 
@@ -76,7 +79,10 @@ std::string measurement_sql(const measurement_query& q, std::vector<sql_param>& 
   params.clear();
   auto ph = [&](sql_param p) {
     params.push_back(std::move(p));
-    return (dollar ? "$" : "?") + std::to_string(params.size());
+    // Appended, not `const char* + string`: GCC 12 -O2 warns falsely (-Wrestrict) on that form.
+    std::string mark(1, dollar ? '$' : '?');
+    mark += std::to_string(params.size());
+    return mark;
   };
   auto text = [](const std::string& v) { return sql_param{true, 0, v}; };
   auto num = [](std::int64_t v) { return sql_param{false, v, {}}; };
@@ -98,6 +104,193 @@ std::string measurement_sql(const measurement_query& q, std::vector<sql_param>& 
   sql += " ORDER BY ts_ns, agent_id, store_epoch, record_seq LIMIT " +
          ph(num(static_cast<std::int64_t>(q.limit)));
   return sql;
+}
+
+namespace {
+
+std::int64_t i64_of(const sql_cell& c) {
+  std::int64_t v = 0;
+  if (c) std::from_chars(c->data(), c->data() + c->size(), v);
+  return v;
+}
+std::uint64_t u64_of(const sql_cell& c) { return static_cast<std::uint64_t>(i64_of(c)); }
+std::string text_of(const sql_cell& c) { return c ? *c : std::string(); }
+sql_param text_p(std::string v) { return sql_param{true, 0, std::move(v)}; }
+sql_param num_p(std::int64_t v) { return sql_param{false, v, {}}; }
+
+constexpr std::int64_t kNsPerDay = 86'400'000'000'000;
+
+}  // namespace
+
+result<std::vector<instrument_row>> storage::instruments(std::string_view agent_id) {
+  const sql_param p[] = {text_p(std::string(agent_id))};
+  auto r = query(
+      "SELECT agent_id, instrument, first_seen_ns, last_seen_ns, records, identity, "
+      "calibration_due_ns FROM instruments WHERE ?1 = '' OR agent_id = ?1 "
+      "ORDER BY agent_id, instrument",
+      p);
+  if (!r) return r.error();
+  std::vector<instrument_row> out;
+  for (const auto& row : *r) {
+    instrument_row i;
+    i.agent_id = text_of(row[0]);
+    i.instrument = text_of(row[1]);
+    i.first_seen_ns = i64_of(row[2]);
+    i.last_seen_ns = i64_of(row[3]);
+    i.records = u64_of(row[4]);
+    i.identity = row[5];
+    if (row[6]) i.calibration_due_ns = i64_of(row[6]);
+    out.push_back(std::move(i));
+  }
+  return out;
+}
+
+result<std::vector<daily_row>> storage::daily(const daily_query& q) {
+  const sql_param p[] = {text_p(q.agent_id), text_p(q.instrument), num_p(q.from_day),
+                         num_p(q.to_day), num_p(static_cast<std::int64_t>(q.limit))};
+  auto r = query(
+      "SELECT agent_id, instrument, day, measurements, results, events, runs, active_minutes "
+      "FROM daily_summaries WHERE (?1 = '' OR agent_id = ?1) AND (?2 = '' OR instrument = ?2) "
+      "AND day >= ?3 AND day <= ?4 ORDER BY day, agent_id, instrument LIMIT ?5",
+      p);
+  if (!r) return r.error();
+  std::vector<daily_row> out;
+  for (const auto& row : *r) {
+    daily_row d;
+    d.agent_id = text_of(row[0]);
+    d.instrument = text_of(row[1]);
+    d.day = i64_of(row[2]);
+    d.measurements = u64_of(row[3]);
+    d.results = u64_of(row[4]);
+    d.events = u64_of(row[5]);
+    d.runs = u64_of(row[6]);
+    d.active_minutes = u64_of(row[7]);
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+result<std::vector<run_row>> storage::runs(const run_query& q) {
+  const sql_param p[] = {text_p(q.agent_id), text_p(q.instrument), text_p(q.run_id),
+                         num_p(q.from_ns), num_p(q.to_ns),
+                         num_p(static_cast<std::int64_t>(q.limit))};
+  auto r = query(
+      "SELECT agent_id, run_id, instrument, first_ts_ns, last_ts_ns, records, results FROM runs "
+      "WHERE (?1 = '' OR agent_id = ?1) AND (?2 = '' OR instrument = ?2) "
+      "AND (?3 = '' OR run_id = ?3) AND first_ts_ns >= ?4 AND first_ts_ns < ?5 "
+      "ORDER BY first_ts_ns, agent_id, run_id LIMIT ?6",
+      p);
+  if (!r) return r.error();
+  std::vector<run_row> out;
+  for (const auto& row : *r) {
+    run_row x;
+    x.agent_id = text_of(row[0]);
+    x.run_id = text_of(row[1]);
+    x.instrument = text_of(row[2]);
+    x.first_ts_ns = i64_of(row[3]);
+    x.last_ts_ns = i64_of(row[4]);
+    x.records = u64_of(row[5]);
+    x.results = u64_of(row[6]);
+    out.push_back(std::move(x));
+  }
+  return out;
+}
+
+result<std::vector<gap_row>> storage::gaps(std::string_view agent_id, std::size_t limit) {
+  const sql_param p[] = {text_p(std::string(agent_id)), num_p(static_cast<std::int64_t>(limit))};
+  auto r = query(
+      "SELECT agent_id, store_epoch, prev + 1, record_seq - 1 FROM ("
+      " SELECT agent_id, store_epoch, record_seq, LAG(record_seq) OVER ("
+      "  PARTITION BY agent_id, store_epoch ORDER BY record_seq) AS prev"
+      " FROM records WHERE ?1 = '' OR agent_id = ?1) g "
+      "WHERE prev IS NOT NULL AND record_seq > prev + 1 "
+      "ORDER BY agent_id, store_epoch, prev LIMIT ?2",
+      p);
+  if (!r) return r.error();
+  // Drop notices (schemas/drop_notice.hpp, WIRE.md "Drop notice"): the ranges they name, in
+  // the epoch they name (the notice's own epoch when it says 0 = unknown).
+  const sql_param np[] = {text_p(std::string(agent_id)),
+                          text_p(std::string(schemas::kDropNoticeInstrument)),
+                          text_p(std::string(schemas::kDropNoticeChannel))};
+  auto notices = query(
+      "SELECT agent_id, store_epoch, value_text FROM records WHERE class = 0 AND "
+      "instrument = ?2 AND channel = ?3 AND value_text IS NOT NULL AND "
+      "(?1 = '' OR agent_id = ?1)",
+      np);
+  if (!notices) return notices.error();
+  struct notice {
+    std::string agent;
+    std::uint64_t epoch, first, last;
+    std::string reason;
+  };
+  std::vector<notice> ns;
+  for (const auto& row : *notices) {
+    auto n = schemas::decode_drop_notice(text_of(row[2]));
+    if (!n) continue;  // not a notice this central reads: the gap stays unexplained
+    const std::uint64_t epoch = n->store_epoch != 0 ? n->store_epoch : u64_of(row[1]);
+    for (const auto& range : n->ranges)
+      ns.push_back(notice{text_of(row[0]), epoch, range.first, range.last, n->reason});
+  }
+  std::sort(ns.begin(), ns.end(), [](const notice& a, const notice& b) { return a.first < b.first; });
+  std::vector<gap_row> out;
+  for (const auto& row : *r) {
+    gap_row g;
+    g.agent_id = text_of(row[0]);
+    g.store_epoch = u64_of(row[1]);
+    g.first = u64_of(row[2]);
+    g.last = u64_of(row[3]);
+    // Explained when notices of this agent and epoch cover first..last without a hole.
+    std::uint64_t next = g.first;
+    for (const auto& n : ns) {
+      if (n.agent != g.agent_id || n.epoch != g.store_epoch || n.last < next) continue;
+      if (n.first > next) break;
+      next = n.last + 1;
+      if (!n.reason.empty() && g.reason.find(n.reason) == std::string::npos)
+        g.reason += (g.reason.empty() ? "" : "; ") + n.reason;
+      if (next > g.last) break;
+    }
+    g.explained = next > g.last;
+    if (!g.explained) g.reason.clear();
+    out.push_back(std::move(g));
+  }
+  return out;
+}
+
+result<retention_report> storage::apply_retention(const retention_policy& p, std::int64_t now) {
+  retention_report rep;
+  auto cutoff = [now](std::int64_t days) { return now - days * kNsPerDay; };
+  auto run = [this](const char* sql, std::initializer_list<sql_param> ps,
+                    std::uint64_t& count) -> boost::system::error_code {
+    std::vector<sql_param> v(ps);
+    auto r = execute(sql, v);
+    if (!r) return r.error();
+    count += *r;
+    return {};
+  };
+  const std::int64_t days[4] = {p.event_days, p.run_result_days, p.telemetry_days, p.blob_days};
+  for (int cls = 0; cls < 4; ++cls) {
+    if (days[cls] <= 0) continue;
+    if (auto ec = run("DELETE FROM records WHERE class = ?1 AND received_ns < ?2",
+                      {num_p(cls), num_p(cutoff(days[cls]))}, rep.records[cls]))
+      return ec;
+  }
+  if (p.quarantine_days > 0)
+    if (auto ec = run("DELETE FROM quarantine WHERE received_ns < ?1",
+                      {num_p(cutoff(p.quarantine_days))}, rep.quarantine))
+      return ec;
+  if (p.batch_ledger_days > 0)
+    if (auto ec = run("DELETE FROM batches WHERE received_ns < ?1",
+                      {num_p(cutoff(p.batch_ledger_days))}, rep.batches))
+      return ec;
+  if (p.summary_days > 0)
+    if (auto ec = run("DELETE FROM daily_summaries WHERE day < ?1",
+                      {num_p(cutoff(p.summary_days) / kNsPerDay)}, rep.summaries))
+      return ec;
+  if (p.activity_minutes_days > 0)
+    if (auto ec = run("DELETE FROM instrument_minutes WHERE minute < ?1",
+                      {num_p(cutoff(p.activity_minutes_days) / 60'000'000'000)}, rep.minutes))
+      return ec;
+  return rep;
 }
 
 }  // namespace semilab::central

@@ -4,6 +4,10 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <charconv>
+#include <map>
+#include <set>
+#include <tuple>
 #include <type_traits>
 #include <variant>
 
@@ -14,6 +18,11 @@ namespace {
 // u64 keys are stored as the signed 64-bit integer with the same bits (0001_store.sql).
 std::int64_t as_i64(std::uint64_t v) noexcept { return static_cast<std::int64_t>(v); }
 std::uint64_t as_u64(std::int64_t v) noexcept { return static_cast<std::uint64_t>(v); }
+
+// UTC minute and day of a timestamp, truncating like SQL integer division (both backends).
+constexpr std::int64_t kMinutesPerDay = 1440;
+std::int64_t minute_of(std::int64_t ts_ns) noexcept { return ts_ns / 60'000'000'000; }
+std::int64_t day_of(std::int64_t ts_ns) noexcept { return minute_of(ts_ns) / kMinutesPerDay; }
 
 struct stmt {
   sqlite3_stmt* s = nullptr;
@@ -53,6 +62,7 @@ std::string col_text(sqlite3_stmt* s, int i) {
 struct sqlite_store::statements {
   stmt begin, commit, rollback;
   stmt insert_record, upsert_agent, insert_batch, insert_quarantine;
+  stmt upsert_instrument, insert_minute, insert_run, update_run, upsert_daily;
 };
 
 sqlite_store::sqlite_store(sqlite3* db) : db_(db) {}
@@ -159,6 +169,28 @@ boost::system::error_code sqlite_store::prepare_writes() {
       {&st_->insert_quarantine,
        "INSERT INTO quarantine(received_ns, topic, agent_id, reason, bytes, payload) "
        "VALUES(?1, ?2, ?3, ?4, ?5, ?6)"},
+      {&st_->upsert_instrument,
+       "INSERT INTO instruments(agent_id, instrument, first_seen_ns, last_seen_ns, records) "
+       "VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(agent_id, instrument) DO UPDATE SET "
+       "first_seen_ns = min(first_seen_ns, excluded.first_seen_ns), "
+       "last_seen_ns = max(last_seen_ns, excluded.last_seen_ns), "
+       "records = records + excluded.records"},
+      {&st_->insert_minute,
+       "INSERT INTO instrument_minutes(agent_id, instrument, minute) VALUES(?1, ?2, ?3) "
+       "ON CONFLICT DO NOTHING"},
+      {&st_->insert_run,
+       "INSERT INTO runs(agent_id, run_id, instrument, first_ts_ns, last_ts_ns, records, results) "
+       "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING"},
+      {&st_->update_run,
+       "UPDATE runs SET first_ts_ns = min(first_ts_ns, ?3), last_ts_ns = max(last_ts_ns, ?4), "
+       "records = records + ?5, results = results + ?6 WHERE agent_id = ?1 AND run_id = ?2"},
+      {&st_->upsert_daily,
+       "INSERT INTO daily_summaries(agent_id, instrument, day, measurements, results, events, "
+       "runs, active_minutes) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
+       "ON CONFLICT(agent_id, instrument, day) DO UPDATE SET "
+       "measurements = measurements + excluded.measurements, "
+       "results = results + excluded.results, events = events + excluded.events, "
+       "runs = runs + excluded.runs, active_minutes = active_minutes + excluded.active_minutes"},
   };
   for (const auto& it : items) {
     if (!it.s->prepare(db_, it.sql)) {
@@ -195,6 +227,22 @@ result<stored_info> sqlite_store::insert_batch(const batch_to_store& b, std::str
   const auto& h = b.frame->header;
   const std::string_view agent = h.agent_id;
   stored_info info;
+  // The data model (0003_data_model.sql) from the newly stored records only; views into the
+  // frame's strings, alive for this call.
+  struct day_acc {
+    std::int64_t measurements = 0, results = 0, events = 0, runs = 0, minutes = 0;
+  };
+  struct inst_acc {
+    std::int64_t first = INT64_MAX, last = INT64_MIN, records = 0;
+  };
+  struct run_acc {
+    std::string_view instrument;
+    std::int64_t first = INT64_MAX, last = INT64_MIN, records = 0, results = 0;
+  };
+  std::map<std::pair<std::string_view, std::int64_t>, day_acc> days;
+  std::map<std::string_view, inst_acc> insts;
+  std::set<std::pair<std::string_view, std::int64_t>> minutes;
+  std::map<std::string_view, run_acc> runs;
   auto& ins = st_->insert_record;
   for (const auto& r : b.frame->records) {
     ins.reset();
@@ -232,12 +280,97 @@ result<stored_info> sqlite_store::insert_batch(const batch_to_store& b, std::str
       ins.reset();
       return make_error_code(errc::store_write_failed);
     }
-    if (sqlite3_changes(db_) > 0)
-      ++info.new_records;
-    else
+    if (sqlite3_changes(db_) == 0) {
       ++info.duplicates;
+      continue;
+    }
+    ++info.new_records;
+    const std::string_view inst(r.instrument);
+    auto& d = days[{inst, day_of(r.ts_ns)}];
+    if (r.cls == schemas::record_class::telemetry) ++d.measurements;
+    if (r.cls == schemas::record_class::run_result) ++d.results;
+    if (r.cls == schemas::record_class::event) ++d.events;
+    auto& ia = insts[inst];
+    ia.first = std::min(ia.first, r.ts_ns);
+    ia.last = std::max(ia.last, r.ts_ns);
+    ++ia.records;
+    minutes.insert({inst, minute_of(r.ts_ns)});
+    if (!r.run_id.empty()) {
+      auto& ra = runs[std::string_view(r.run_id)];
+      if (r.ts_ns < ra.first) ra.instrument = inst;  // instrument of the earliest record
+      ra.first = std::min(ra.first, r.ts_ns);
+      ra.last = std::max(ra.last, r.ts_ns);
+      ++ra.records;
+      if (r.cls == schemas::record_class::run_result) ++ra.results;
+    }
   }
   ins.reset();
+  auto step = [this](stmt& st) {
+    const int rc = sqlite3_step(st.s);
+    const bool changed = rc == SQLITE_DONE && sqlite3_changes(db_) > 0;
+    if (rc != SQLITE_DONE) last_error_ = sqlite3_errmsg(db_);
+    st.reset();
+    return rc == SQLITE_DONE ? (changed ? 1 : 0) : -1;
+  };
+  for (const auto& [inst, m] : minutes) {
+    auto& st = st_->insert_minute;
+    st.reset();
+    st.bind(1, agent);
+    st.bind(2, inst);
+    st.bind(3, m);
+    const int rc = step(st);
+    if (rc < 0) return make_error_code(errc::store_write_failed);
+    if (rc > 0) ++days[{inst, m / kMinutesPerDay}].minutes;
+  }
+  for (const auto& [run, ra] : runs) {
+    auto& st = st_->insert_run;
+    st.reset();
+    st.bind(1, agent);
+    st.bind(2, run);
+    st.bind(3, ra.instrument);
+    st.bind(4, ra.first);
+    st.bind(5, ra.last);
+    st.bind(6, ra.records);
+    st.bind(7, ra.results);
+    int rc = step(st);
+    if (rc < 0) return make_error_code(errc::store_write_failed);
+    if (rc > 0) {
+      ++days[{ra.instrument, day_of(ra.first)}].runs;  // a run counts on the day it started
+      continue;
+    }
+    auto& up = st_->update_run;
+    up.reset();
+    up.bind(1, agent);
+    up.bind(2, run);
+    up.bind(3, ra.first);
+    up.bind(4, ra.last);
+    up.bind(5, ra.records);
+    up.bind(6, ra.results);
+    if (step(up) < 0) return make_error_code(errc::store_write_failed);
+  }
+  for (const auto& [inst, ia] : insts) {
+    auto& st = st_->upsert_instrument;
+    st.reset();
+    st.bind(1, agent);
+    st.bind(2, inst);
+    st.bind(3, ia.first);
+    st.bind(4, ia.last);
+    st.bind(5, ia.records);
+    if (step(st) < 0) return make_error_code(errc::store_write_failed);
+  }
+  for (const auto& [key, d] : days) {
+    auto& st = st_->upsert_daily;
+    st.reset();
+    st.bind(1, agent);
+    st.bind(2, key.first);
+    st.bind(3, key.second);
+    st.bind(4, d.measurements);
+    st.bind(5, d.results);
+    st.bind(6, d.events);
+    st.bind(7, d.runs);
+    st.bind(8, d.minutes);
+    if (step(st) < 0) return make_error_code(errc::store_write_failed);
+  }
 
   auto& ag = st_->upsert_agent;
   ag.reset();
@@ -523,6 +656,73 @@ result<std::vector<measurement_row>> sqlite_store::measurements(const measuremen
 boost::system::error_code sqlite_store::ping() {
   auto v = scalar("SELECT COUNT(*) FROM schema_version");
   return v ? boost::system::error_code{} : v.error();
+}
+
+namespace {
+// Binds generic parameters (1-based, in order).
+void bind_params(stmt& s, std::span<const sql_param> params) {
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    if (params[i].is_text)
+      s.bind(static_cast<int>(i + 1), std::string_view(params[i].t));
+    else
+      s.bind(static_cast<int>(i + 1), params[i].i);
+  }
+}
+}  // namespace
+
+result<sql_rows> sqlite_store::query(std::string_view sql, std::span<const sql_param> params) {
+  stmt s;
+  const std::string text(sql);
+  if (!s.prepare(db_, text.c_str())) {
+    last_error_ = sqlite3_errmsg(db_);
+    return make_error_code(errc::store_read_failed);
+  }
+  bind_params(s, params);
+  sql_rows out;
+  const int cols = sqlite3_column_count(s.s);
+  int rc;
+  while ((rc = sqlite3_step(s.s)) == SQLITE_ROW) {
+    std::vector<sql_cell> row(static_cast<std::size_t>(cols));
+    for (int c = 0; c < cols; ++c) {
+      switch (sqlite3_column_type(s.s, c)) {
+        case SQLITE_NULL: break;
+        case SQLITE_INTEGER: row[static_cast<std::size_t>(c)] = std::to_string(sqlite3_column_int64(s.s, c)); break;
+        case SQLITE_FLOAT: {
+          char buf[32];
+          auto [p, ec] = std::to_chars(buf, buf + sizeof buf, sqlite3_column_double(s.s, c));
+          row[static_cast<std::size_t>(c)] = std::string(buf, ec == std::errc() ? p : buf);
+          break;
+        }
+        default: row[static_cast<std::size_t>(c)] = col_text(s.s, c);
+      }
+    }
+    out.push_back(std::move(row));
+  }
+  if (rc != SQLITE_DONE) {
+    last_error_ = sqlite3_errmsg(db_);
+    return make_error_code(errc::store_read_failed);
+  }
+  return out;
+}
+
+result<std::uint64_t> sqlite_store::execute(std::string_view sql,
+                                            std::span<const sql_param> params) {
+  if (!st_) {
+    last_error_ = "store opened read-only";
+    return make_error_code(errc::store_write_failed);
+  }
+  stmt s;
+  const std::string text(sql);
+  if (!s.prepare(db_, text.c_str())) {
+    last_error_ = sqlite3_errmsg(db_);
+    return make_error_code(errc::store_write_failed);
+  }
+  bind_params(s, params);
+  if (sqlite3_step(s.s) != SQLITE_DONE) {
+    last_error_ = sqlite3_errmsg(db_);
+    return make_error_code(errc::store_write_failed);
+  }
+  return static_cast<std::uint64_t>(sqlite3_changes64(db_));
 }
 
 }  // namespace semilab::central

@@ -235,3 +235,67 @@ TEST_CASE("backup: the PostgreSQL store is refused with a pointer to pg_dump") {
   CHECK(e.find("pg_dump") != std::string::npos);
   CHECK(e.find("secret") == std::string::npos);
 }
+
+TEST_CASE("admin: retention job applies the [retention] policy and reports per class") {
+  temp_dir d;
+  auto s = filled(d, 2);  // 100 telemetry records received now, 1 quarantined frame
+  auto cfg = config_for(d);
+  capture out, err;
+  // Nothing is old enough: nothing goes.
+  cfg.retention.telemetry_days = 1;
+  CHECK(run_retention(cfg, out.f, err.f) == kExitOk);
+  CHECK(out.text().find("telemetry 0,") != std::string::npos);
+  CHECK(*s->record_count() == 100);
+  // Age everything by two days (received_ns is the receipt time), then run again.
+  char* msg = nullptr;
+  REQUIRE(sqlite3_exec(s->native_handle(),
+                       "UPDATE records SET received_ns = received_ns - 2 * 86400000000000 "
+                       "WHERE record_seq <= 50",
+                       nullptr, nullptr, &msg) == SQLITE_OK);
+  capture out2, err2;
+  CHECK(run_retention(cfg, out2.f, err2.f) == kExitOk);
+  CHECK(out2.text().find("telemetry 50,") != std::string::npos);
+  CHECK(*s->record_count() == 50);
+  CHECK(*s->quarantine_count() == 1);  // 90 days by default
+  // A store that cannot be opened: runtime error, said on stderr.
+  auto bad = cfg;
+  bad.central.data_dir = d.file("missing/dir");
+  capture out3, err3;
+  CHECK(run_retention(bad, out3.f, err3.f) == kExitRuntime);
+  CHECK_FALSE(err3.text().empty());
+}
+
+TEST_CASE("admin: tokens create prints the token once; list shows no secret; revoke by id") {
+  temp_dir d;
+  auto cfg = config_for(d);
+  cfg.central.data_dir = d.file("fresh");  // created by `tokens create`
+  capture out, err;
+  REQUIRE(run_tokens_create(cfg, "engineer", "line-3", out.f, err.f) == kExitOk);
+  const std::string token = out.text();
+  REQUIRE(token.starts_with("slc_"));
+  CHECK(token.size() == 4 + 12 + 1 + 64 + 1);  // and the newline
+  const std::string id = token.substr(4, 12);
+  CHECK(err.text().find(id) != std::string::npos);
+  capture bad_out, bad_err;
+  CHECK(run_tokens_create(cfg, "root", "x", bad_out.f, bad_err.f) == kExitUsage);
+
+  capture lo, le;
+  REQUIRE(run_tokens_list(cfg, false, lo.f, le.f) == kExitOk);
+  const auto listed = lo.text();
+  CHECK(listed.find(id) != std::string::npos);
+  CHECK(listed.find("engineer") != std::string::npos);
+  CHECK(listed.find("line-3") != std::string::npos);
+  CHECK(listed.find(token.substr(17, 64)) == std::string::npos);
+
+  capture ro, re;
+  CHECK(run_tokens_revoke(cfg, id, ro.f, re.f) == kExitOk);
+  capture ro2, re2;
+  CHECK(run_tokens_revoke(cfg, id, ro2.f, re2.f) == kExitRuntime);  // nothing valid left
+  CHECK(re2.text().find("no valid token") != std::string::npos);
+  capture lo2, le2;
+  REQUIRE(run_tokens_list(cfg, false, lo2.f, le2.f) == kExitOk);
+  CHECK(lo2.text().find(id) == std::string::npos);
+  capture lo3, le3;
+  REQUIRE(run_tokens_list(cfg, true, lo3.f, le3.f) == kExitOk);
+  CHECK(lo3.text().find(id) != std::string::npos);
+}

@@ -197,3 +197,179 @@ TEST_CASE("api: readyz follows the store and MQTT; metrics in Prometheus text") 
   CHECK(m.find("semilab_central_agent_last_batch_timestamp_seconds{agent=\"agent-01\",site=\"lab1\"} ") !=
         std::string::npos);
 }
+
+TEST_CASE("api: /api/v1/spc charts a stored parameter (NIST §6.3.2.2 data) over the store") {
+  central_test::temp_dir d;
+  std::string err;
+  auto w = sqlite_store::open(store_options{d.file("central.db")}, err);
+  REQUIRE(w.has_value());
+  // The NIST flow-rate example as measurements of instrument "fm1", channel "flow", with a
+  // text value and another channel interleaved (both must be left out of the chart).
+  const double flow[] = {49.6, 47.6, 49.9, 51.3, 47.8, 51.2, 52.6, 52.4, 53.6, 52.1};
+  sc::batch b;
+  b.agent_id = "agent-01";
+  b.store_epoch = 9;
+  b.batch_id = 1;
+  std::uint64_t seq = 0;
+  const std::int64_t t0 = 1'764'250'001'000'000'000;
+  for (int i = 0; i < 10; ++i) {
+    sc::record r;
+    r.seq = ++seq;
+    r.ts_ns = t0 + i * 1'000'000'000ll;
+    r.instrument = "fm1";
+    r.channel = "flow";
+    r.unit = "L/min";
+    r.val = i == 4 ? sc::value(sc::decimal{478, -1}) : sc::value(flow[i]);
+    b.records.push_back(r);
+    r.seq = ++seq;
+    r.channel = "temp";
+    r.val = 100.0;
+    b.records.push_back(r);
+  }
+  sc::record txt;
+  txt.seq = ++seq;
+  txt.ts_ns = t0 + 500;
+  txt.instrument = "fm1";
+  txt.channel = "flow";
+  txt.val = std::string("OVERFLOW");
+  b.records.push_back(txt);
+  auto bytes = central_test::encode(b);
+  sc::frame_decoder dec;
+  auto f = dec.decode(std::span(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()));
+  REQUIRE(f.has_value());
+  sc::agent_topic_parts t{"lab1", "agent-01", sc::agent_topic_kind::batch};
+  REQUIRE((*w)->store_batch(t, *f, bytes.size(), "c").has_value());
+  auto r = sqlite_store::open(store_options{d.file("central.db"), open_mode::read_only}, err);
+  REQUIRE(r.has_value());
+  api a(api_sources{r->get(), {}, {}, "central-x"});
+
+  auto res = a.handle("GET", "/api/v1/spc?parameter=flow&instrument=fm1&lsl=44&usl=58");
+  REQUIRE_MESSAGE(res.status == 200, res.body);
+  auto v = json::parse(res.body);
+  CHECK(v.at("chart").as_string() == "imr");
+  CHECK(v.at("values").to_number<std::int64_t>() == 10);
+  CHECK(v.at("truncated").as_bool() == false);
+  CHECK(v.at("center").at("ucl").as_double() == doctest::Approx(55.8041).epsilon(1e-6));
+  CHECK(v.at("center").at("lcl").as_double() == doctest::Approx(45.8159).epsilon(1e-6));
+  CHECK(v.at("dispersion").at("name").as_string() == "MR");
+  CHECK(v.at("dispersion").at("cl").as_double() == doctest::Approx(1.8778).epsilon(1e-4));
+  auto& pts = v.at("points").as_array();
+  REQUIRE(pts.size() == 10);
+  CHECK(pts[0].at("dispersion").is_null());
+  CHECK(pts[1].at("dispersion").as_double() == doctest::Approx(2.0));
+  CHECK(pts[9].at("ts_ns").as_string() == std::to_string(t0 + 9'000'000'000ll));
+  CHECK(v.at("violations").as_array().empty());
+  auto& cap = v.at("capability").as_object();
+  // Cp = (58 − 44) / (6 · MR̄/1.128)
+  CHECK(cap.at("cp").as_double() == doctest::Approx(14.0 / (6 * (16.9 / 9) / 1.128)));
+  CHECK(cap.at("cpk").is_double());
+
+  // The path form; a subgroup chart; only the first max_points values.
+  res = a.handle("GET", "/api/v1/spc/flow?chart=xbar_r&subgroup=2&max_points=8");
+  REQUIRE_MESSAGE(res.status == 200, res.body);
+  v = json::parse(res.body);
+  CHECK(v.at("truncated").as_bool());
+  CHECK(v.at("points").as_array().size() == 4);
+  CHECK(v.at("dispersion").at("name").as_string() == "R");
+  CHECK(v.at("capability").at("cp").is_null());
+
+  CHECK(a.handle("GET", "/api/v1/spc?parameter=flow&chart=xbar_r&subgroup=101").status == 400);
+  auto big = a.handle("GET", "/api/v1/spc?parameter=flow&chart=xbar_r&subgroup=30");
+  CHECK(big.status == 422);
+  CHECK(big.body.find("xbar_s") != std::string::npos);
+  CHECK(a.handle("GET", "/api/v1/spc?parameter=flow&chart=xbar_r&subgroup=20").status == 422);
+  CHECK(a.handle("GET", "/api/v1/spc?parameter=nothing").status == 422);
+  CHECK(a.handle("GET", "/api/v1/spc").status == 400);
+  CHECK(a.handle("GET", "/api/v1/spc?parameter=flow&chart=p").status == 400);
+  CHECK(a.handle("GET", "/api/v1/spc?parameter=flow&lsl=5&usl=1").status == 400);
+  CHECK(a.handle("GET", "/api/v1/spc?parameter=flow&usl=abc").status == 400);
+}
+
+TEST_CASE("api: instruments, daily, runs, run detail, results and gaps") {
+  central_test::temp_dir d;
+  std::string err;
+  auto w = sqlite_store::open(store_options{d.file("central.db")}, err);
+  REQUIRE(w.has_value());
+  sc::batch b;
+  b.agent_id = "agent-01";
+  b.store_epoch = 4;
+  b.batch_id = 1;
+  const std::int64_t t0 = 20'400ll * 86'400'000'000'000;  // a UTC midnight
+  auto rec = [&](std::uint64_t seq, sc::record_class cls, std::string ch, std::string run) {
+    sc::record r;
+    r.seq = seq;
+    r.cls = cls;
+    r.ts_ns = t0 + static_cast<std::int64_t>(seq) * 1'000'000'000;
+    r.instrument = "smu1";
+    r.channel = std::move(ch);
+    r.unit = "V";
+    r.val = 0.5 * static_cast<double>(seq);
+    r.run_id = std::move(run);
+    return r;
+  };
+  using rc = sc::record_class;
+  b.records = {rec(1, rc::telemetry, "curr", "run-9"), rec(2, rc::run_result, "vth", "run-9"),
+               rec(3, rc::run_result, "gm", "run-9"), rec(6, rc::run_result, "vth", "run-10")};
+  auto bytes = central_test::encode(b);
+  sc::frame_decoder dec;
+  auto f = dec.decode(std::span(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()));
+  REQUIRE(f.has_value());
+  sc::agent_topic_parts t{"lab1", "agent-01", sc::agent_topic_kind::batch};
+  REQUIRE((*w)->store_batch(t, *f, bytes.size(), "c").has_value());
+  auto r = sqlite_store::open(store_options{d.file("central.db"), open_mode::read_only}, err);
+  REQUIRE(r.has_value());
+  api a(api_sources{r->get(), {}, {}, "central-x"});
+
+  auto v = json::parse(a.handle("GET", "/api/v1/instruments").body);
+  REQUIRE(v.at("instruments").as_array().size() == 1);
+  CHECK(v.at("instruments").at(0).at("records").to_number<int>() == 4);
+  CHECK(v.at("instruments").at(0).at("calibration_due_ns").is_null());
+
+  v = json::parse(a.handle("GET", "/api/v1/daily?instrument=smu1&from_day=20400&to_day=20400").body);
+  REQUIRE(v.at("daily").as_array().size() == 1);
+  auto& day = v.at("daily").at(0);
+  CHECK(day.at("measurements").to_number<int>() == 1);
+  CHECK(day.at("results").to_number<int>() == 3);
+  CHECK(day.at("runs").to_number<int>() == 2);
+  CHECK(day.at("active_minutes").to_number<int>() == 1);
+  CHECK(day.at("utilisation").as_double() == doctest::Approx(1.0 / 1440));
+
+  v = json::parse(a.handle("GET", "/api/v1/runs?instrument=smu1").body);
+  REQUIRE(v.at("runs").as_array().size() == 2);
+  CHECK(v.at("runs").at(0).at("run_id").as_string() == "run-9");
+  CHECK(v.at("runs").at(0).at("results").to_number<int>() == 2);
+
+  auto res = a.handle("GET", "/api/v1/runs/run-9");
+  REQUIRE_MESSAGE(res.status == 200, res.body);
+  v = json::parse(res.body);
+  CHECK(v.at("records").to_number<int>() == 3);
+  CHECK(v.at("records_list").as_array().size() == 3);
+  CHECK(v.at("records_list").at(1).at("channel").as_string() == "vth");
+  CHECK(a.handle("GET", "/api/v1/runs/run-77").status == 404);
+
+  v = json::parse(a.handle("GET", "/api/v1/results?parameter=vth").body);
+  REQUIRE(v.at("results").as_array().size() == 2);
+  CHECK(v.at("results").at(0).at("parameter").as_string() == "vth");
+  CHECK(v.at("results").at(0).at("value").as_double() == doctest::Approx(1.0));
+  CHECK(v.at("results").at(0).at("uncertainty").is_null());
+  v = json::parse(a.handle("GET", "/api/v1/results?run=run-10").body);
+  REQUIRE(v.at("results").as_array().size() == 1);
+  CHECK(v.at("results").at(0).at("run_id").as_string() == "run-10");
+  // Keyset pages: 3 results, pages of 2.
+  v = json::parse(a.handle("GET", "/api/v1/results?limit=2").body);
+  REQUIRE(v.at("results").as_array().size() == 2);
+  REQUIRE(v.at("next").is_string());
+  v = json::parse(a.handle("GET", "/api/v1/results?limit=2&after=" +
+                                      std::string(v.at("next").as_string())).body);
+  CHECK(v.at("results").as_array().size() == 1);
+  CHECK(v.at("next").is_null());
+  CHECK(a.handle("GET", "/api/v1/results?colour=1").status == 400);
+  CHECK(a.handle("GET", "/api/v1/daily?limit=0").status == 400);
+
+  v = json::parse(a.handle("GET", "/api/v1/gaps").body);
+  REQUIRE(v.at("gaps").as_array().size() == 1);  // seqs 4-5
+  CHECK(v.at("gaps").at(0).at("first").as_string() == "4");
+  CHECK(v.at("gaps").at(0).at("last").as_string() == "5");
+  CHECK_FALSE(v.at("gaps").at(0).at("explained").as_bool());
+  CHECK(v.at("unexplained").to_number<int>() == 1);
+}

@@ -129,3 +129,33 @@ TEST_CASE("config: [store] backend and url") {
   REQUIRE(e.has_value());
   CHECK(e->message.find("url") != std::string::npos);
 }
+
+TEST_CASE("config: [auth] and the response cache; anonymous auto follows the listen address") {
+  central_test::temp_dir d;
+  central_config c;
+  REQUIRE_FALSE(load_text(d, "", c).has_value());
+  CHECK(c.auth.anonymous == "auto");
+  CHECK_FALSE(c.auth.metrics_public);
+  CHECK(c.auth.rate_per_s == 100);
+  CHECK(c.http.cache_ttl_ms == 1000);
+  CHECK(anonymous_is_viewer(c));  // 127.0.0.1:8080
+  c.http.listen = "0.0.0.0:8080";
+  CHECK_FALSE(anonymous_is_viewer(c));
+  c.http.listen = "[::1]:8080";
+  CHECK(anonymous_is_viewer(c));
+  c.auth.anonymous = "none";
+  CHECK_FALSE(anonymous_is_viewer(c));
+
+  REQUIRE_FALSE(load_text(d,
+                          "[http]\nlisten = \"0.0.0.0:80\"\ncache_ttl_ms = 0\n"
+                          "[auth]\nanonymous = \"viewer\"\nmetrics_public = true\nrate_per_s = 0\n",
+                          c)
+                    .has_value());
+  CHECK(anonymous_is_viewer(c));
+  CHECK(c.auth.metrics_public);
+  CHECK(c.http.cache_ttl_ms == 0);
+  auto e = load_text(d, "[auth]\nanonymous = \"admin\"\n", c);
+  REQUIRE(e.has_value());
+  CHECK(e->message.find("auth.anonymous") != std::string::npos);
+  CHECK(config_reference().find("[auth]") != std::string::npos);
+}

@@ -61,7 +61,7 @@ TEST_CASE("http: GET /api/v1/agents over a real socket, keep-alive, 404, 405, cl
   o.timeout = std::chrono::seconds(5);
   auto srv = http_server::start(
       ioc.get_executor(), o,
-      [&](std::string_view m, std::string_view target) { return routes.handle(m, target); }, err);
+      [&](const http_request& req) { return routes.handle(req); }, err);
   REQUIRE_MESSAGE(srv.has_value(), err);
   auto port = (*srv)->port();
   REQUIRE(port != 0);

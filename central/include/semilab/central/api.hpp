@@ -11,21 +11,75 @@
 //                       last line "# next=CURSOR" when there may be more). Pass the cursor
 //                       back as after=CURSOR for the next page.
 //                       limit 1..10000 (default 100); from_ns inclusive, to_ns exclusive.
+//   GET /api/v1/spc?parameter=&chart=imr|xbar_r|xbar_s&subgroup=&instrument=&agent=&from_ns=
+//                   &to_ns=&lsl=&usl=&max_points=    (also /api/v1/spc/{parameter}?...)
+//                       control chart of the numeric values of one parameter (measurement
+//                       channel) in time order: limits, points with the Western Electric /
+//                       Nelson rules they trip, capability against lsl/usl (src/spc.hpp).
+//                       chart default imr; subgroup default 5 (X̄ charts); max_points
+//                       1..100000 (default 10000): more values than that -> "truncated": true.
+//   GET /api/v1/instruments?agent=       instruments seen per agent (first/last seen, records,
+//                       identity and calibration_due_ns: null until the wire carries them)
+//   GET /api/v1/daily?agent=&instrument=&from_day=&to_day=&limit=   daily summaries per
+//                       instrument (UTC day numbers): measurements, results, events, runs,
+//                       active_minutes, utilisation = active_minutes / 1440
+//   GET /api/v1/runs?agent=&instrument=&from_ns=&to_ns=&limit=       runs by start time
+//   GET /api/v1/runs/{run_id}?agent=      one run and its records (results and curves)
+//   GET /api/v1/results?agent=&instrument=&run=&parameter=&from_ns=&to_ns=&limit=&after=
+//                       run_result records as results (parameter = channel); uncertainty and
+//                       method_version null until the wire carries them; keyset pages as for
+//                       measurements
+//   GET /api/v1/gaps?agent=&limit=        gaps in each agent's sequences, explained by drop
+//                       notices or flagged ("explained": false)
 //   GET /metrics        Prometheus text exposition (names in docs/OPERATIONS.md)
 //   GET /healthz        200 "ok" (the process answers)
 //   GET /readyz         200 when the store answers and MQTT is connected, else 503 with why
+//   GET /api/v1/quarantine?limit=&before=   frames rejected as invalid (no payloads; engineer)
+//   GET /api/v1/tokens?all=             API tokens without their secrets (admin)
+//   GET /api/v1/openapi.json            OpenAPI 3 document generated from the route table
 // Unknown path: 404 {"error":...}; known path, other method: 405 with Allow.
+//
+// Access (when api_sources::auth is set): every route declares its minimum role (routes());
+// /healthz, /readyz and /api/v1/openapi.json need none, /metrics needs viewer unless
+// metrics_public. A request without Authorization acts with the anonymous role; a missing,
+// unknown, revoked or malformed token where one is needed is 401 (WWW-Authenticate: Bearer), a
+// valid token whose role is too low 403. Then the caller's token bucket (per token id; per
+// address for anonymous callers): empty -> 429 with Retry-After. Then the response cache for
+// cacheable routes (key: path + query as sent; an entry lives `ttl` and dies with the next
+// ingest commit of this process).
+#include <semilab/central/auth.hpp>
 #include <semilab/central/http.hpp>
 #include <semilab/central/ingest.hpp>
 #include <semilab/central/storage.hpp>
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
+#include <list>
 #include <mutex>
+#include <optional>
+#include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 namespace semilab::central {
+
+// Access control of the API ([auth] in the configuration).
+struct api_auth {
+  role anonymous = role::none;  // role of a request without a token
+  bool metrics_public = false;  // /metrics without a token whatever `anonymous` is
+  double rate_per_s = 0;        // per caller; 0 = unlimited
+  double rate_burst = 1;
+  std::chrono::milliseconds token_refresh{5000};  // store re-read: revocations take this long
+};
+
+struct api_cache_options {
+  std::chrono::milliseconds ttl{0};  // 0 = no cache
+  std::size_t max_entries = 256;
+  std::size_t max_bytes = 32u << 20;
+};
 
 struct api_sources {
   storage* reader = nullptr;  // read-only connection; the api serialises its use
@@ -33,22 +87,107 @@ struct api_sources {
   std::function<bool()> mqtt_connected;       // optional
   std::string instance;
   std::function<std::int64_t()> clock = [] { return now_ns(); };  // for last_ack_age_s
+  std::optional<api_auth> auth;  // nullopt: no access control, no rate limit
+  api_cache_options cache;
+  // Monotonic nanoseconds: cache ages, token buckets, token refresh.
+  std::function<std::int64_t()> steady = [] {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  };
+};
+
+class api;
+
+// One parameter of a route, for the OpenAPI document.
+struct api_param {
+  std::string_view name;
+  bool in_path = false;
+  std::string_view type = "string";  // string | integer | number | boolean
+  std::string_view description;
+  bool required = false;
+  std::string_view example = {};
+};
+
+// The route table: the server dispatches on it and /api/v1/openapi.json is generated from it.
+struct api_route {
+  std::string_view path;  // OpenAPI path; at most one trailing {segment}
+  role min_role = role::viewer;
+  bool cacheable = false;
+  http_response (api::*fn)(std::string_view query) = nullptr;  // nullptr: /healthz
+  std::string_view summary;
+  std::string_view content_type = "application/json";
+  std::span<const api_param> params = {};
+  std::string_view path_key = {};     // {segment} is handed to fn as this query key
+  std::string_view fixed_query = {};  // appended to the query for path-parameter routes
+};
+
+struct api_http_stats {
+  std::uint64_t cache_hits = 0, cache_misses = 0, cache_entries = 0, rate_limited = 0,
+                unauthorized = 0, forbidden = 0;
 };
 
 class api {
  public:
-  explicit api(api_sources s) : src_(std::move(s)) {}
+  explicit api(api_sources s);
+  // method and target only: an anonymous request from nowhere (tests of the routes).
   http_response handle(std::string_view method, std::string_view target);
+  http_response handle(const http_request& req);
+
+  static std::span<const api_route> routes();
+  // The OpenAPI 3 document of routes() (what /api/v1/openapi.json serves).
+  std::string openapi_json() const;
+  api_http_stats http_stats() const;
 
  private:
   http_response agents(std::string_view query);
   http_response stats(std::string_view query);
   http_response measurements(std::string_view query);
+  http_response spc(std::string_view query);
+  http_response instruments(std::string_view query);
+  http_response daily(std::string_view query);
+  http_response runs(std::string_view query);
+  http_response results(std::string_view query);
+  http_response gaps(std::string_view query);
+  http_response quarantine(std::string_view query);
+  http_response tokens(std::string_view query);
   http_response metrics(std::string_view query);
   http_response ready(std::string_view query);
+  http_response openapi(std::string_view query);
+
+  // Runs a store call under the reader lock (a store is used by one thread at a time).
+  template <class F>
+  auto read(F&& f) {
+    std::lock_guard lock(reader_mutex_);
+    return f();
+  }
+  http_response store_failed(std::string_view what);  // logs, 503
+  // The role of a presented token (re-reading the store's tokens when due), nullopt if invalid.
+  std::optional<role> authenticate(const presented_token& t);
+  std::optional<http_response> cache_get(const std::string& key);
+  void cache_put(const std::string& key, const http_response& r);
 
   api_sources src_;
   std::mutex reader_mutex_;  // a store is used by one thread at a time
+
+  std::mutex auth_mutex_;  // guards tokens_, limiter_, tokens_at_ (taken before reader_mutex_)
+  token_table tokens_;
+  bool tokens_loaded_ = false;
+  std::int64_t tokens_at_ = 0;
+  rate_limiter limiter_;
+
+  struct cached {
+    http_response res;
+    std::int64_t at = 0;            // steady ns
+    std::uint64_t generation = 0;   // ingest commits when made
+    std::list<std::string>::iterator lru;
+  };
+  mutable std::mutex cache_mutex_;  // guards cache_, lru_, cache_bytes_
+  std::unordered_map<std::string, cached> cache_;
+  std::list<std::string> lru_;  // most recent first
+  std::size_t cache_bytes_ = 0;
+  std::atomic<std::uint64_t> hits_{0}, misses_{0}, rate_limited_{0}, unauthorized_{0},
+      forbidden_{0};
 };
 
 }  // namespace semilab::central

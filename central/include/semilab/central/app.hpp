@@ -45,5 +45,17 @@ int run_verify_backup(const std::string& file, std::FILE* out, std::FILE* err);
 // `semilab-central restore FILE`: verify, then replace the store database (service stopped).
 int run_restore(const central_config& cfg, const std::string& file, std::FILE* out,
                 std::FILE* err);
+// `semilab-central retention`: one pass of the [retention] policy on the store (safe beside a
+// running service: each delete is its own transaction). Prints the rows deleted per class.
+int run_retention(const central_config& cfg, std::FILE* out, std::FILE* err);
+
+// `semilab-central tokens create --role R --name N`: prints the new bearer token once (stdout,
+// one line) and its id on stderr. `tokens list [--all]`: id, role, name, created, revoked.
+// `tokens revoke ID|NAME`: exit 1 when no valid token matched. The store needs no running service.
+int run_tokens_create(const central_config& cfg, const std::string& role, const std::string& name,
+                      std::FILE* out, std::FILE* err);
+int run_tokens_list(const central_config& cfg, bool all, std::FILE* out, std::FILE* err);
+int run_tokens_revoke(const central_config& cfg, const std::string& id_or_name, std::FILE* out,
+                      std::FILE* err);
 
 }  // namespace semilab::central

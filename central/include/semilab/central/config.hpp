@@ -28,6 +28,18 @@ struct http_section {
   std::string listen = "127.0.0.1:8080";  // host:port, port 0 = any free port
   std::int64_t timeout_s = 30;             // per read/write operation
   std::int64_t body_limit_bytes = 8192;    // request bodies (the API is read-only)
+  std::int64_t cache_ttl_ms = 1000;        // response cache entry lifetime; 0 = no cache
+  std::int64_t cache_max_entries = 256;
+  std::int64_t cache_max_bytes = 32 << 20;
+};
+
+// Access to the HTTP API (central/include/semilab/central/auth.hpp, api.hpp).
+struct auth_section {
+  std::string anonymous = "auto";  // role without a token: auto | none | viewer
+  bool metrics_public = false;     // /metrics without a token
+  std::int64_t rate_per_s = 100;   // requests per second per token (or anonymous address); 0 = off
+  std::int64_t rate_burst = 200;
+  std::int64_t token_refresh_s = 5;  // tokens re-read from the store; revocation delay
 };
 
 struct ingest_section {
@@ -56,13 +68,28 @@ struct backup_section {
   std::int64_t max_age_days = 30;   // older backups deleted (0 = no age limit)
 };
 
+// Retention per record class (`semilab-central retention`): rows older than this, by the time
+// central received them, are deleted; 0 keeps them forever.
+struct retention_section {
+  std::int64_t telemetry_days = 0;
+  std::int64_t event_days = 0;
+  std::int64_t run_result_days = 0;
+  std::int64_t blob_days = 0;
+  std::int64_t quarantine_days = 90;
+  std::int64_t batch_ledger_days = 0;
+  std::int64_t summary_days = 0;           // daily summaries (by their day)
+  std::int64_t activity_minutes_days = 35;  // minute marks behind active_minutes
+};
+
 struct central_config {
   central_section central;
   mqtt_section mqtt;
   http_section http;
+  auth_section auth;
   ingest_section ingest;
   store_section store;
   backup_section backup;
+  retention_section retention;
 };
 
 // "central-<hostname>" reduced to the id alphabet, or "central-1" when that is not a valid id.
@@ -75,6 +102,10 @@ struct config_error {
 // Loads and validates a TOML file. Unknown tables or keys, wrong types and out-of-range values
 // are errors naming file, line and key. Fills defaults for absent keys.
 std::optional<config_error> load_config(const std::string& file, central_config& out);
+
+// The anonymous role in effect: "auto" is viewer when [http] listen is a loopback address and
+// none otherwise; "none" and "viewer" are themselves.
+bool anonymous_is_viewer(const central_config& cfg);
 
 // Markdown reference of every option (the body of docs/central-config.md).
 std::string config_reference();

@@ -12,6 +12,8 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace semilab::central {
 
@@ -20,6 +22,15 @@ struct http_response {
   std::string content_type = "application/json";
   std::string body;
   std::string allow;  // Allow header, for 405
+  std::vector<std::pair<std::string, std::string>> headers = {};  // more (WWW-Authenticate, ...)
+};
+
+// What a handler sees of a request (no body: the API is read-only).
+struct http_request {
+  std::string_view method;
+  std::string_view target;         // path and query as sent
+  std::string_view authorization;  // Authorization header, "" when absent
+  std::string remote;              // peer address, e.g. "127.0.0.1"
 };
 
 struct http_options {
@@ -32,7 +43,7 @@ class http_server {
  public:
   // Runs on the connection's strand; must not block for long. An exception it throws becomes a
   // 500 response (it never leaves the Asio handler).
-  using handler = std::function<http_response(std::string_view method, std::string_view target)>;
+  using handler = std::function<http_response(const http_request& req)>;
 
   // Binds and starts accepting on `ex` (a strand per connection is made from it).
   // errc::bad_listen_address or errc::listen_failed; `error` names the cause.

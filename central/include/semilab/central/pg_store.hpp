@@ -46,6 +46,8 @@ class pg_store final : public storage {
   result<std::optional<quarantine_row>> quarantine_get(std::int64_t id) override;
   result<std::vector<measurement_row>> measurements(const measurement_query& q) override;
   boost::system::error_code ping() override;
+  result<sql_rows> query(std::string_view sql, std::span<const sql_param> params) override;
+  result<std::uint64_t> execute(std::string_view sql, std::span<const sql_param> params) override;
 
   pg_conn* native_handle() const noexcept { return conn_; }
 

@@ -128,6 +128,65 @@ struct sql_param {
 std::string measurement_sql(const measurement_query& q, std::vector<sql_param>& params,
                             bool dollar_placeholders);
 
+// A cell of a generic query result: NULL, or the value as text (integers in decimal, doubles in
+// their shortest round-trip form, text as is).
+using sql_cell = std::optional<std::string>;
+using sql_rows = std::vector<std::vector<sql_cell>>;
+
+// ---- The data model over the records (0003_data_model.sql), read through storage::query ----
+
+struct instrument_row {
+  std::string agent_id, instrument;
+  std::int64_t first_seen_ns = 0, last_seen_ns = 0;
+  std::uint64_t records = 0;
+  std::optional<std::string> identity;
+  std::optional<std::int64_t> calibration_due_ns;
+};
+
+struct daily_row {
+  std::string agent_id, instrument;
+  std::int64_t day = 0;  // UTC days since 1970-01-01
+  std::uint64_t measurements = 0, results = 0, events = 0, runs = 0, active_minutes = 0;
+  double utilisation() const noexcept { return static_cast<double>(active_minutes) / 1440.0; }
+};
+struct daily_query {
+  std::string agent_id, instrument;  // "" = any
+  std::int64_t from_day = INT64_MIN, to_day = INT64_MAX;  // inclusive
+  std::size_t limit = 1000;
+};
+
+struct run_row {
+  std::string agent_id, run_id, instrument;
+  std::int64_t first_ts_ns = 0, last_ts_ns = 0;
+  std::uint64_t records = 0, results = 0;
+};
+struct run_query {
+  std::string agent_id, instrument, run_id;  // "" = any
+  std::int64_t from_ns = INT64_MIN, to_ns = INT64_MAX;  // first_ts_ns range, to exclusive
+  std::size_t limit = 100;
+};
+
+// A sequence gap of one agent's store epoch: seqs first..last are not in the store. `explained`
+// when drop notices (schemas/drop_notice.hpp: event records of instrument "agent", channel
+// "drop_notice") name ranges covering the whole gap; `reason` is theirs.
+struct gap_row {
+  std::string agent_id;
+  std::uint64_t store_epoch = 0, first = 0, last = 0;
+  bool explained = false;
+  std::string reason;  // of the covering notice(s)
+};
+
+// Rows deleted by one retention pass, per record class and table.
+struct retention_policy {
+  std::int64_t telemetry_days = 0, event_days = 0, run_result_days = 0, blob_days = 0;
+  std::int64_t quarantine_days = 0, batch_ledger_days = 0, summary_days = 0,
+               activity_minutes_days = 0;  // 0 = keep forever
+};
+struct retention_report {
+  std::uint64_t records[4] = {0, 0, 0, 0};  // by schemas::record_class
+  std::uint64_t quarantine = 0, batches = 0, summaries = 0, minutes = 0;
+};
+
 enum class storage_backend { sqlite, postgresql };
 
 // What open_storage needs. `sqlite_path` is used by the SQLite backend, `url` by PostgreSQL.
@@ -187,6 +246,23 @@ class storage {
   virtual result<std::vector<measurement_row>> measurements(const measurement_query& q) = 0;
   // A cheap round trip to the database (readiness).
   virtual boost::system::error_code ping() = 0;
+
+  // Generic statements for the data-model queries below (portable SQL; `?N` placeholders are
+  // rewritten to `$N` for PostgreSQL). query: one read statement. execute: one write statement
+  // in its own transaction, returning the rows changed (read_write stores only).
+  virtual result<sql_rows> query(std::string_view sql, std::span<const sql_param> params) = 0;
+  virtual result<std::uint64_t> execute(std::string_view sql,
+                                        std::span<const sql_param> params) = 0;
+
+  // The data model, the same code for both backends (storage.cpp).
+  result<std::vector<instrument_row>> instruments(std::string_view agent_id = {});
+  result<std::vector<daily_row>> daily(const daily_query& q);
+  result<std::vector<run_row>> runs(const run_query& q);
+  // Gaps in every (agent, epoch) sequence among the records still held (agent "" = all), and
+  // whether drop notices explain them. Gaps cut by retention are not told apart.
+  result<std::vector<gap_row>> gaps(std::string_view agent_id, std::size_t limit = 1000);
+  // Deletes what the policy says is too old at `now_ns`; one statement per class/table.
+  result<retention_report> apply_retention(const retention_policy& p, std::int64_t now_ns);
 
   const std::string& last_error() const noexcept { return last_error_; }
 
