@@ -89,14 +89,15 @@ struct scpi_session::impl : std::enable_shared_from_this<impl> {
     busy_ = true;
     abort_reason_.clear();
     ++gen_;
-    queue_.front().started = clock::now();
+    const auto now = clock::now();
+    queue_.front().started = now;
     queue_.front().started_wall = std::chrono::system_clock::now();
     if (!transport_) return post_finish(unusable_);
     if (transport_->ready_now()) {
-      arm(queue_.front().timeout);
+      arm(queue_.front().timeout, now);
       return exchange();
     }
-    if (!transport_->is_open() && opt_.backoff && clock::now() < next_connect_) {
+    if (!transport_->is_open() && opt_.backoff && now < next_connect_) {
       // No I/O: complete from the executor (never from inside the caller). The deadline still
       // belongs to this op, so a timer left armed by the previous op cannot misfire on it.
       ++stats_.backoff_rejects;
@@ -141,8 +142,8 @@ struct scpi_session::impl : std::enable_shared_from_this<impl> {
   // re-arms the timer when it would fire too late (or is not armed); a timer that fires before
   // the current deadline re-arms itself. So a chain of fast queries costs no timer system call
   // per query, and a deadline is never missed: the armed expiry is always <= deadline_.
-  void arm(std::chrono::milliseconds d) {
-    deadline_ = clock::now() + d;
+  void arm(std::chrono::milliseconds d, clock::time_point now = clock::now()) {
+    deadline_ = now + d;
     if (timer_armed_ && timer_expiry_ <= deadline_) return;
     start_timer(deadline_);
   }
@@ -205,26 +206,28 @@ struct scpi_session::impl : std::enable_shared_from_this<impl> {
     if (!busy_) stop_timer();
   }
 
+  // The ring's slots are reused in place: once it is full, recording costs no allocation.
   void record(const op& done, error_code ec, std::size_t bytes_in) {
     if (opt_.history == 0) return;
-    transaction t;
+    transaction* slot = nullptr;
+    if (ring_.size() < opt_.history) {
+      slot = &ring_.emplace_back();  // growing: ring_next_ stays 0, the oldest is ring_[0]
+    } else {
+      slot = &ring_[ring_next_];
+      ring_next_ = (ring_next_ + 1) % opt_.history;
+    }
+    transaction& t = *slot;
     t.time = done.started_wall;
     switch (done.what) {
       case kind::write:
-      case kind::query: t.command = done.cmd.substr(0, 64); break;
-      case kind::read_stb: t.command = "(read status byte)"; break;
-      case kind::clear: t.command = "(device clear)"; break;
+      case kind::query: t.command.assign(done.cmd, 0, 64); break;
+      case kind::read_stb: t.command.assign("(read status byte)"); break;
+      case kind::clear: t.command.assign("(device clear)"); break;
     }
     t.bytes_out = done.what == kind::write || done.what == kind::query ? done.cmd.size() + 1 : 0;
     t.bytes_in = bytes_in;
     t.duration = std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - done.started);
     t.outcome = ec;
-    if (ring_.size() < opt_.history) {
-      ring_.push_back(std::move(t));
-    } else {
-      ring_[ring_next_] = std::move(t);
-      ring_next_ = (ring_next_ + 1) % opt_.history;
-    }
   }
 
   void cancel() {

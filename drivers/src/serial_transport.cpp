@@ -36,7 +36,10 @@ class serial_transport final : public transport {
         opt_(opt),
         port_(ex_),
         quiet_(ex_),
-        link_(std::make_shared<stream_link<asio::serial_port>>(ex_, port_, opt_, false)) {}
+        link_(std::make_shared<stream_link<asio::serial_port>>(
+            ex_, port_, opt_, false, [this, alive = alive_](error_code ec, bool stray) {
+              if (*alive) observe(ec, stray);
+            })) {}
 
   ~serial_transport() override {
     close();
@@ -57,16 +60,7 @@ class serial_transport final : public transport {
   }
 
   void async_exchange(std::string_view message, bool read_reply, reply_handler h) override {
-    link_->exchange(message, read_reply, [this, alive = alive_, h = std::move(h)](
-                                             error_code ec, std::string reply) {
-      if (*alive && (ec || link_->stray())) {
-        if (!ec) ++self_resyncs_;
-        dirty_ = true;
-        // A vanished adapter (unplugged USB-serial) is reopened by the next async_ready().
-        if (ec && ec != asio::error::operation_aborted) close_port();
-      }
-      h(ec, std::move(reply));
-    });
+    link_->exchange(message, read_reply, std::move(h));
   }
 
   void interrupt() override {
@@ -134,6 +128,14 @@ class serial_transport final : public transport {
     return {};
   }
 
+  void observe(error_code ec, bool stray) {
+    if (!ec && !stray) return;
+    if (!ec) ++self_resyncs_;
+    dirty_ = true;
+    // A vanished adapter (unplugged USB-serial) is reopened by the next async_ready().
+    if (ec && ec != asio::error::operation_aborted) close_port();
+  }
+
   void close_port() {
     error_code ignored;
     port_.close(ignored);
@@ -187,8 +189,8 @@ class serial_transport final : public transport {
   transport_options opt_;
   asio::serial_port port_;
   asio::steady_timer quiet_;
-  std::shared_ptr<stream_link<asio::serial_port>> link_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  std::shared_ptr<stream_link<asio::serial_port>> link_;
   std::array<char, 4096> scratch_{};
   bool dirty_ = false;
   std::chrono::steady_clock::time_point drain_started_{};

@@ -15,6 +15,7 @@
 #include <boost/asio/write.hpp>
 
 #include <algorithm>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,9 +25,17 @@ namespace semilab::drivers::detail {
 template <class Stream>
 class stream_link : public std::enable_shared_from_this<stream_link<Stream>> {
  public:
+  // `observer` sees every outcome (error, or success with or without stray bytes) before the
+  // exchange's handler runs: the transport keeps its dirty/clean state there, with no wrapper
+  // around each handler.
+  using observer = std::function<void(boost::system::error_code ec, bool stray)>;
   stream_link(boost::asio::any_io_executor ex, Stream& stream, const transport_options& opt,
-              bool try_write_first)
-      : ex_(std::move(ex)), stream_(stream), opt_(opt), write_first_(try_write_first) {}
+              bool try_write_first, observer obs)
+      : ex_(std::move(ex)),
+        stream_(stream),
+        opt_(opt),
+        write_first_(try_write_first),
+        observer_(std::move(obs)) {}
 
   // Bytes left in the buffer after a reply: the stream is out of step (the caller resyncs).
   [[nodiscard]] bool stray() const noexcept { return stray_; }
@@ -82,15 +91,21 @@ class stream_link : public std::enable_shared_from_this<stream_link<Stream>> {
     }
     // Read into a persistent chunk, then append what arrived: growing rbuf_ by a whole chunk per
     // read would zero-fill 64 KiB for every short reply.
-    std::size_t room = opt_.max_reply_bytes + 2 - std::min(rbuf_.size(), opt_.max_reply_bytes + 1);
-    std::size_t chunk = std::min(room, chunk_.size());
-    stream_.async_read_some(boost::asio::buffer(chunk_.data(), chunk),
+    // async_read_some first tries a speculative recv (one wasted system call right after the
+    // command went out), but async_wait would cost more: Asio re-arms the descriptor with
+    // epoll_ctl for every non-speculative wait.
+    stream_.async_read_some(chunk_buffer(),
                             [self = this->shared_from_this()](boost::system::error_code ec,
                                                               std::size_t n) {
                               if (ec) return self->done(ec, {});
                               self->rbuf_.append(self->chunk_.data(), n);
                               self->read();
                             });
+  }
+
+  boost::asio::mutable_buffer chunk_buffer() {
+    std::size_t room = opt_.max_reply_bytes + 2 - std::min(rbuf_.size(), opt_.max_reply_bytes + 1);
+    return boost::asio::buffer(chunk_.data(), std::min(room, chunk_.size()));
   }
 
   void deliver() {
@@ -105,6 +120,7 @@ class stream_link : public std::enable_shared_from_this<stream_link<Stream>> {
 
   void done(boost::system::error_code ec, std::string reply) {
     if (ec) rbuf_.clear();
+    observer_(ec, stray_);
     auto h = std::move(handler_);
     handler_ = nullptr;
     h(ec, std::move(reply));
@@ -114,6 +130,7 @@ class stream_link : public std::enable_shared_from_this<stream_link<Stream>> {
   Stream& stream_;
   transport_options opt_;
   bool write_first_;
+  observer observer_;
   bool read_reply_ = false;
   bool stray_ = false;
   std::string wire_;

@@ -17,6 +17,8 @@ namespace asio = boost::asio;
 using boost::system::error_code;
 using tcp = asio::ip::tcp;
 
+constexpr auto kFreshReply = std::chrono::microseconds(500);
+
 class tcp_transport final : public transport {
  public:
   tcp_transport(asio::any_io_executor ex, tcp_socket_resource res, const transport_options& opt)
@@ -25,14 +27,24 @@ class tcp_transport final : public transport {
         opt_(opt),
         resolver_(ex_),
         socket_(ex_),
-        link_(std::make_shared<stream_link<tcp::socket>>(ex_, socket_, opt_, true)) {}
+        link_(std::make_shared<stream_link<tcp::socket>>(
+            ex_, socket_, opt_, true, [this, alive = alive_](error_code ec, bool stray) {
+              if (*alive) observe(ec, stray);
+            })) {}
 
   ~tcp_transport() override {
     close();
     *alive_ = false;
   }
 
-  bool ready_now() noexcept override { return socket_.is_open() && !dirty_ && peer_idle(); }
+  // A connection that delivered a clean reply moments ago is not peeked again: the peek guards
+  // against what happens while a link sits idle (the instrument closed it, or sent something
+  // unsolicited); a chain of queries issued from completion handlers skips a system call each.
+  bool ready_now() noexcept override {
+    if (!socket_.is_open() || dirty_) return false;
+    if (std::chrono::steady_clock::now() - last_clean_ < kFreshReply) return true;
+    return peer_idle();
+  }
 
   void async_ready(handler h) override {
     if (socket_.is_open() && !dirty_) {
@@ -65,14 +77,7 @@ class tcp_transport final : public transport {
   }
 
   void async_exchange(std::string_view message, bool read_reply, reply_handler h) override {
-    link_->exchange(message, read_reply, [this, alive = alive_, h = std::move(h)](
-                                             error_code ec, std::string reply) {
-      if (*alive && (ec || link_->stray())) {
-        if (!ec) ++self_resyncs_;
-        dirty_ = true;
-      }
-      h(ec, std::move(reply));
-    });
+    link_->exchange(message, read_reply, std::move(h));
   }
 
   void interrupt() override {
@@ -124,6 +129,15 @@ class tcp_transport final : public transport {
     return false;
   }
 
+  void observe(error_code ec, bool stray) {
+    if (ec || stray) {
+      if (!ec) ++self_resyncs_;
+      dirty_ = true;
+    } else {
+      last_clean_ = std::chrono::steady_clock::now();
+    }
+  }
+
   void close_socket() {
     error_code ignored;
     socket_.close(ignored);
@@ -135,11 +149,12 @@ class tcp_transport final : public transport {
   transport_options opt_;
   tcp::resolver resolver_;
   tcp::socket socket_;
-  std::shared_ptr<stream_link<tcp::socket>> link_;
   // Handlers of Asio operations may run after this transport is gone (the session keeps its
   // impl alive, not the transport): they check this flag before touching members.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  std::shared_ptr<stream_link<tcp::socket>> link_;
   bool dirty_ = false;
+  std::chrono::steady_clock::time_point last_clean_{};
   std::uint64_t self_resyncs_ = 0;
   std::uint64_t opens_ = 0;
 
