@@ -20,6 +20,18 @@ void e4980a::reset() {
   bias_on_ = false;
   init_cont_ = true;
   triggered_ = false;
+  list_page_ = false;
+  list_bias_.clear();
+  aperture_ = std::chrono::milliseconds{20};
+  averages_ = 1;
+  list_result_.clear();
+  list_ready_ = false;
+}
+
+std::chrono::milliseconds e4980a::pending_time() {
+  auto now = std::chrono::steady_clock::now();
+  return list_done_at_ > now ? std::chrono::ceil<std::chrono::milliseconds>(list_done_at_ - now)
+                             : std::chrono::milliseconds{0};
 }
 
 std::string e4980a::format_error(int code, std::string_view text) const {
@@ -97,8 +109,10 @@ bool e4980a::function_values(std::string_view f, std::complex<double> z, double 
   return true;
 }
 
-std::string e4980a::fetch() {
-  auto z = impedance(freq_, bias_on_ ? bias_ : 0.0);
+std::string e4980a::fetch() { return fetch_at(bias_on_ ? bias_ : 0.0); }
+
+std::string e4980a::fetch_at(double bias) {
+  auto z = impedance(freq_, bias);
   double a = 0, b = 0;
   (void)function_values(function_, z, freq_, a, b);  // function_ is always one of kFunctions
   int status = 0;
@@ -177,7 +191,80 @@ scpi_instrument::outcome e4980a::handle(const scpi_command& cmd,
   }
   if (is(":INITiate[:IMMediate]", false) || is(":TRIGger[:IMMediate]", false) ||
       is("*TRG", false)) {
-    if (expect_args(cmd, 0)) triggered_ = true;
+    if (!expect_args(cmd, 0)) return outcome::done;
+    triggered_ = true;
+    if (list_page_ && !list_bias_.empty()) {
+      // The whole list in one trigger (SEQ); results are ready when the time has passed.
+      list_result_.clear();
+      for (double b : list_bias_) {
+        if (!list_result_.empty()) list_result_.push_back(',');
+        list_result_ += fetch_at(bias_on_ ? b : 0.0) + ",+0";
+      }
+      list_ready_ = true;
+      list_done_at_ = std::chrono::steady_clock::now() +
+                      aperture_ * static_cast<std::int64_t>(averages_ * list_bias_.size());
+    }
+    return outcome::done;
+  }
+  if (is(":DISPlay:PAGE", false)) {
+    if (!expect_args(cmd, 1)) return outcome::done;
+    std::string p = upper_ascii(cmd.args[0]);
+    if (p == "LIST") list_page_ = true;
+    else if (p == "MEAS" || p == "MEASUREMENT" || p == "BNUM" || p == "BCO" || p == "LSET" ||
+             p == "MSET" || p == "CSET" || p == "LTAB" || p == "SYST")
+      list_page_ = false;
+    else push_error(-224, "Illegal parameter value");
+    return outcome::done;
+  }
+  if (is(":LIST:MODE", false)) {
+    if (!expect_args(cmd, 1)) return outcome::done;
+    std::string m = upper_ascii(cmd.args[0]);
+    if (m != "SEQ" && m != "SEQUENCE" && m != "STEP") push_error(-224, "Illegal parameter value");
+    return outcome::done;
+  }
+  if (is(":LIST:BIAS:VOLTage", false)) {
+    if (cmd.args.empty() || cmd.args.size() > 201) {
+      push_error(cmd.args.empty() ? -109 : -108,
+                 cmd.args.empty() ? "Missing parameter" : "Parameter not allowed");
+      return outcome::done;
+    }
+    std::vector<double> values;
+    for (const auto& a : cmd.args) {
+      scpi_command one;
+      one.args = {a};
+      auto v = number_arg(one, -40.0, 40.0, 0.0);
+      if (!v) return outcome::done;
+      values.push_back(*v);
+    }
+    list_bias_ = std::move(values);
+    list_ready_ = false;
+    return outcome::done;
+  }
+  if (is(":APERture", false)) {
+    if (cmd.args.empty() || cmd.args.size() > 2) {
+      push_error(cmd.args.empty() ? -109 : -108,
+                 cmd.args.empty() ? "Missing parameter" : "Parameter not allowed");
+      return outcome::done;
+    }
+    std::string a = upper_ascii(cmd.args[0]);
+    std::chrono::milliseconds t{0};
+    if (a == "SHOR" || a == "SHORT") t = std::chrono::milliseconds{5};
+    else if (a == "MED" || a == "MEDIUM") t = std::chrono::milliseconds{20};
+    else if (a == "LONG") t = std::chrono::milliseconds{100};
+    else {
+      push_error(-224, "Illegal parameter value");
+      return outcome::done;
+    }
+    unsigned avg = 1;
+    if (cmd.args.size() == 2) {
+      scpi_command one;
+      one.args = {cmd.args[1]};
+      auto v = number_arg(one, 1, 256, 1);
+      if (!v) return outcome::done;
+      avg = static_cast<unsigned>(*v);
+    }
+    aperture_ = t;
+    averages_ = avg;
     return outcome::done;
   }
   if (is(":TRIGger:SOURce", false)) {
@@ -189,6 +276,15 @@ scpi_instrument::outcome e4980a::handle(const scpi_command& cmd,
   }
   if (is(":FETCh[:IMPedance][:FORMatted]", true)) {
     if (!expect_args(cmd, 0)) return outcome::done;
+    if (list_page_) {
+      if (!list_ready_) {
+        push_error(-230, "Data corrupt or stale");
+        return outcome::done;
+      }
+      hold_reply(pending_time());  // a fetch before the list finished waits for it
+      reply = list_result_;
+      return outcome::done;
+    }
     if (!init_cont_ && !triggered_) {
       push_error(-230, "Data corrupt or stale");
       return outcome::done;

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cctype>
 #include <cstdio>
+#include <utility>
 
 namespace semilab::sim {
 namespace {
@@ -69,6 +70,10 @@ void scpi_instrument::power_on() {
 }
 
 void scpi_instrument::inject_error(int code) { push_error(code, standard_error_text(code)); }
+
+std::chrono::milliseconds scpi_instrument::take_reply_hold() {
+  return std::exchange(hold_, std::chrono::milliseconds{0});
+}
 
 std::span<const sim_model_entry> sim_models() noexcept { return kSimModels; }
 
@@ -177,13 +182,17 @@ std::optional<std::string> scpi_instrument::execute(const scpi_command& cmd) {
     }
     return std::nullopt;
   }
-  if (is("*OPC", true)) return no_args() ? std::optional<std::string>("1") : std::nullopt;
+  if (is("*OPC", true)) {
+    if (!no_args()) return std::nullopt;
+    hold_reply(pending_time());
+    return std::optional<std::string>("1");
+  }
   if (is("*OPC", false)) {
     if (no_args()) esr_ |= 1u;
     return std::nullopt;
   }
   if (is("*WAI", false)) {
-    no_args();
+    if (no_args()) hold_reply(pending_time());
     return std::nullopt;
   }
   if (is("*ESR", true)) {

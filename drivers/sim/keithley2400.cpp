@@ -8,6 +8,19 @@ namespace semilab::sim {
 keithley2400::keithley2400(std::uint64_t seed) : rng_(seed) {}
 
 void keithley2400::reset() {
+  sweep_.running = false;
+  if (output_) log_.output(false, volts_);
+  nplc_ = 1.0;
+  range_ = 0;
+  mode_ = source_mode::fixed;
+  start_ = stop_ = 0;
+  points_ = 2500;
+  log_spacing_ = false;
+  list_.clear();
+  trigger_count_ = 1;
+  source_delay_ = 0;
+  samples_.clear();
+  have_samples_ = false;
   source_voltage_mode_ = true;
   output_ = false;
   volts_ = 0;
@@ -23,6 +36,80 @@ double keithley2400::noisy(double v) {
   return v + noise(rng_);
 }
 
+std::chrono::milliseconds keithley2400::pending_time() {
+  advance();
+  return sweep_.remaining(std::chrono::steady_clock::now());
+}
+
+void keithley2400::set_output(bool on) {
+  advance();
+  if (!on) sweep_.running = false;  // output off aborts a running sweep
+  if (on != output_) log_.output(on, source_voltage_mode_ ? volts_ : amps_);
+  output_ = on;
+}
+
+void keithley2400::advance() {
+  if (!sweep_.running) return;
+  auto n = sweep_.due(std::chrono::steady_clock::now());
+  for (std::size_t k = 0; k < n; ++k) {
+    double v = sweep_.levels[sweep_.done];
+    (source_voltage_mode_ ? volts_ : amps_) = v;
+    log_.level(v, output_);
+    samples_.push_back(read());
+    ++sweep_.done;
+  }
+  if (sweep_.done == sweep_.levels.size()) sweep_.running = false;
+}
+
+bool keithley2400::start_sweep() {
+  if (sweep_.running) {
+    push_error(-213, "Init ignored");
+    return false;
+  }
+  if (!output_) {
+    push_error(803, "Output disabled");
+    return false;
+  }
+  std::vector<double> levels;
+  if (mode_ == source_mode::fixed) {
+    levels.assign(trigger_count_, source_voltage_mode_ ? volts_ : amps_);
+  } else if (mode_ == source_mode::list) {
+    levels = list_;
+  } else {
+    for (unsigned k = 0; k < points_; ++k) {
+      double x = points_ == 1 ? 0.0 : static_cast<double>(k) / (points_ - 1);
+      if (log_spacing_ && start_ > 0 && stop_ > 0)
+        levels.push_back(start_ * std::pow(stop_ / start_, x));
+      else
+        levels.push_back(k + 1 == points_ ? stop_ : start_ + (stop_ - start_) * x);
+    }
+  }
+  if (levels.empty() || levels.size() != trigger_count_) {
+    push_error(-221, "Settings conflict");  // the trigger count must equal the sweep points
+    return false;
+  }
+  samples_.clear();
+  have_samples_ = true;
+  auto per = std::chrono::duration<double>(source_delay_ + nplc_ / 50.0);
+  sweep_.start(std::move(levels), std::chrono::duration_cast<std::chrono::nanoseconds>(per));
+  return true;
+}
+
+std::string keithley2400::fetch() {
+  // A fetch during a sweep waits for its end: finish it now and hold the reply until then.
+  if (sweep_.running) {
+    hold_reply(sweep_.remaining(std::chrono::steady_clock::now()));
+    sweep_.per_point = std::chrono::nanoseconds{0};
+    advance();
+  }
+  std::string out;
+  for (const auto& r : samples_) {
+    if (!out.empty()) out.push_back(',');
+    out += r;
+  }
+  return out;
+}
+
 std::string keithley2400::read() {
   double v = 0;
   double i = 0;
@@ -30,25 +117,30 @@ std::string keithley2400::read() {
       source_voltage_mode_ ? (kStatVoltSource | kStatCurrMeas) : (kStatCurrSource | kStatVoltMeas);
   if (output_) {
     if (source_voltage_mode_) {
-      i = keithley2450::diode_current(volts_);
+      i = dut_current(dut_, volts_);
       v = volts_;
       if (std::fabs(i) >= icomp_) {
         status |= kStatCompliance;
         i = std::copysign(icomp_, i);
-        v = std::clamp(keithley2450::diode_voltage(i), -std::fabs(volts_), std::fabs(volts_));
+        v = std::clamp(dut_voltage(dut_, i), -std::fabs(volts_), std::fabs(volts_));
       }
     } else {
       i = amps_;
-      v = keithley2450::diode_voltage(amps_);
+      v = dut_voltage(dut_, amps_);
       if (std::fabs(v) >= vcomp_) {
         status |= kStatCompliance;
         v = std::copysign(vcomp_, v);
-        i = keithley2450::diode_current(v);
+        i = dut_current(dut_, v);
       }
     }
   }
   v = noisy(v);
   i = noisy(i);
+  double& measured = source_voltage_mode_ ? i : v;
+  if (range_ > 0 && std::fabs(measured) > 1.05 * range_) {
+    measured = 9.9e37;
+    status |= kStatOverflow;
+  }
   clock_s_ += 0.0215;  // one reading at 1 PLC with auto-zero, roughly
   std::string out;
   auto add = [&](unsigned bit, double value) {
@@ -69,6 +161,96 @@ scpi_instrument::outcome keithley2400::handle(const scpi_command& cmd,
   auto is = [&](std::string_view pattern, bool query) {
     return cmd.query == query && header_matches(cmd, pattern);
   };
+  advance();
+  log_.command(cmd.text, output_);
+  if (is(":SYSTem:DUT", false)) {
+    if (!expect_args(cmd, 1)) return outcome::done;
+    if (!parse_dut(cmd.args[0], dut_)) push_error(-224, "Illegal parameter value");
+    return outcome::done;
+  }
+  if (is("[:SOURce]:VOLTage:MODE", false) || is("[:SOURce]:CURRent:MODE", false)) {
+    if (!expect_args(cmd, 1)) return outcome::done;
+    std::string a = upper_ascii(cmd.args[0]);
+    if (a == "FIX" || a == "FIXED") mode_ = source_mode::fixed;
+    else if (a == "SWE" || a == "SWEEP") mode_ = source_mode::sweep;
+    else if (a == "LIST") mode_ = source_mode::list;
+    else push_error(-224, "Illegal parameter value");
+    return outcome::done;
+  }
+  if (is("[:SOURce]:VOLTage:STARt", false) || is("[:SOURce]:CURRent:STARt", false)) {
+    if (auto v = number_arg(cmd, -kMaxVolts, kMaxVolts, 0.0)) start_ = *v;
+    return outcome::done;
+  }
+  if (is("[:SOURce]:VOLTage:STOP", false) || is("[:SOURce]:CURRent:STOP", false)) {
+    if (auto v = number_arg(cmd, -kMaxVolts, kMaxVolts, 0.0)) stop_ = *v;
+    return outcome::done;
+  }
+  if (is("[:SOURce]:SWEep:POINts", false)) {
+    if (auto v = number_arg(cmd, 2, 2500, 2500)) points_ = static_cast<unsigned>(*v);
+    return outcome::done;
+  }
+  if (is("[:SOURce]:SWEep:SPACing", false)) {
+    if (!expect_args(cmd, 1)) return outcome::done;
+    std::string a = upper_ascii(cmd.args[0]);
+    if (a == "LIN" || a == "LINEAR") log_spacing_ = false;
+    else if (a == "LOG" || a == "LOGARITHMIC") log_spacing_ = true;
+    else push_error(-224, "Illegal parameter value");
+    return outcome::done;
+  }
+  if (is("[:SOURce]:LIST:VOLTage", false) || is("[:SOURce]:LIST:CURRent", false)) {
+    if (cmd.args.empty() || cmd.args.size() > 100) {
+      push_error(cmd.args.empty() ? -109 : -108,
+                 cmd.args.empty() ? "Missing parameter" : "Parameter not allowed");
+      return outcome::done;
+    }
+    std::vector<double> values;
+    for (const auto& a : cmd.args) {
+      scpi_command one;
+      one.args = {a};
+      auto v = number_arg(one, -kMaxVolts, kMaxVolts, 0.0);
+      if (!v) return outcome::done;
+      values.push_back(*v);
+    }
+    list_ = std::move(values);
+    return outcome::done;
+  }
+  if (is(":TRIGger:COUNt", false)) {
+    if (auto v = number_arg(cmd, 1, 2500, 1)) trigger_count_ = static_cast<unsigned>(*v);
+    return outcome::done;
+  }
+  if (is("[:SOURce]:DELay", false)) {
+    if (auto v = number_arg(cmd, 0, 9999.999, 0)) source_delay_ = *v;
+    return outcome::done;
+  }
+  if (is(":INITiate[:IMMediate]", false)) {
+    if (expect_args(cmd, 0)) start_sweep();
+    return outcome::done;
+  }
+  if (is(":ABORt", false)) {
+    if (expect_args(cmd, 0)) sweep_.running = false;
+    return outcome::done;
+  }
+  if (is(":FETCh", true)) {
+    if (!expect_args(cmd, 0)) return outcome::done;
+    if (!have_samples_) {
+      push_error(-230, "Data corrupt or stale");
+      return outcome::done;
+    }
+    reply = fetch();
+    return outcome::done;
+  }
+  if (is("[:SENSe]:CURRent[:DC]:NPLCycles", false) || is("[:SENSe]:VOLTage[:DC]:NPLCycles", false)) {
+    if (auto v = number_arg(cmd, 0.01, 10.0, 1.0)) nplc_ = *v;
+    return outcome::done;
+  }
+  if (is("[:SENSe]:CURRent[:DC]:RANGe[:UPPer]", false) || is("[:SENSe]:VOLTage[:DC]:RANGe[:UPPer]", false)) {
+    if (auto v = number_arg(cmd, 1e-8, kMaxVolts, 1e-4)) range_ = *v;
+    return outcome::done;
+  }
+  if (is("[:SENSe]:CURRent[:DC]:RANGe:AUTO", false) || is("[:SENSe]:VOLTage[:DC]:RANGe:AUTO", false)) {
+    if (auto on = bool_arg(cmd); on && *on) range_ = 0;
+    return outcome::done;
+  }
   if (is(":SOURce:FUNCtion[:MODE]", true)) {
     if (expect_args(cmd, 0)) reply = source_voltage_mode_ ? "VOLT" : "CURR";
     return outcome::done;
@@ -89,7 +271,10 @@ scpi_instrument::outcome keithley2400::handle(const scpi_command& cmd,
     return outcome::done;
   }
   if (is("[:SOURce]:VOLTage[:LEVel][:IMMediate][:AMPLitude]", false)) {
-    if (auto v = number_arg(cmd, -kMaxVolts, kMaxVolts, 0.0)) volts_ = *v;
+    if (auto v = number_arg(cmd, -kMaxVolts, kMaxVolts, 0.0)) {
+      volts_ = *v;
+      if (source_voltage_mode_) log_.level(*v, output_);
+    }
     return outcome::done;
   }
   if (is("[:SOURce]:CURRent[:LEVel][:IMMediate][:AMPLitude]", true)) {
@@ -97,7 +282,10 @@ scpi_instrument::outcome keithley2400::handle(const scpi_command& cmd,
     return outcome::done;
   }
   if (is("[:SOURce]:CURRent[:LEVel][:IMMediate][:AMPLitude]", false)) {
-    if (auto v = number_arg(cmd, -kMaxAmps, kMaxAmps, 0.0)) amps_ = *v;
+    if (auto v = number_arg(cmd, -kMaxAmps, kMaxAmps, 0.0)) {
+      amps_ = *v;
+      if (!source_voltage_mode_) log_.level(*v, output_);
+    }
     return outcome::done;
   }
   if (is("[:SENSe]:CURRent[:DC]:PROTection[:LEVel]", true)) {
@@ -177,10 +365,21 @@ scpi_instrument::outcome keithley2400::handle(const scpi_command& cmd,
     return outcome::done;
   }
   if (is(":OUTPut[:STATe]", false)) {
-    if (auto on = bool_arg(cmd)) output_ = *on;
+    if (auto on = bool_arg(cmd)) set_output(*on);
     return outcome::done;
   }
-  if (is(":READ", true) || is(":MEASure", true) || is(":MEASure:CURRent[:DC]", true)) {
+  // :READ? = :INIT + :FETC?: one reading in fixed mode with a trigger count of 1, the whole
+  // sweep otherwise (the reply held until the sweep would have ended).
+  if (is(":READ", true)) {
+    if (!expect_args(cmd, 0)) return outcome::done;
+    if (mode_ == source_mode::fixed && trigger_count_ == 1) {
+      reply = read();  // (the real 2400 refuses with the output off; see DEVICES.md)
+      return outcome::done;
+    }
+    if (start_sweep()) reply = fetch();
+    return outcome::done;
+  }
+  if (is(":MEASure", true) || is(":MEASure:CURRent[:DC]", true)) {
     if (expect_args(cmd, 0)) reply = read();
     return outcome::done;
   }

@@ -1,7 +1,9 @@
 #include <semilab/sim/keithley2450.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
+#include <optional>
 
 namespace semilab::sim {
 namespace {
@@ -35,7 +37,26 @@ double keithley2450::diode_voltage(double amps) noexcept {
   return kNVt * std::log1p(amps / kSaturationCurrent) + amps * kSeriesResistance;
 }
 
+namespace {
+std::optional<double> plain_number(std::string_view s) {
+  if (!s.empty() && s.front() == '+') s.remove_prefix(1);
+  double v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || ec != std::errc{} || p != s.data() + s.size() || !std::isfinite(v))
+    return std::nullopt;
+  return v;
+}
+}  // namespace
+
 void keithley2450::reset() {
+  if (sweep_.running) stop_sweep();
+  if (output_) log_.output(false, volts_);
+  nplc_ = 1.0;
+  range_ = 0;
+  list_.clear();
+  sweep_levels_.clear();
+  sweep_delay_ = 0;
+  buffer_.clear();
   source_voltage_mode_ = true;
   sense_current_ = true;
   output_ = false;
@@ -51,6 +72,126 @@ double keithley2450::noisy(double v) {
   return v + noise(rng_);
 }
 
+std::chrono::milliseconds keithley2450::pending_time() {
+  advance();
+  return sweep_.remaining(std::chrono::steady_clock::now());
+}
+
+void keithley2450::set_output(bool on) {
+  advance();
+  if (!on && sweep_.running) stop_sweep();  // output off aborts a running sweep
+  if (on != output_) log_.output(on, source_voltage_mode_ ? volts_ : amps_);
+  output_ = on;
+}
+
+void keithley2450::apply_level(double v) {
+  (source_voltage_mode_ ? volts_ : amps_) = v;
+  log_.level(v, output_);
+}
+
+void keithley2450::stop_sweep() { sweep_.running = false; }
+
+void keithley2450::advance() {
+  if (!sweep_.running) return;
+  auto n = sweep_.due(std::chrono::steady_clock::now());
+  for (std::size_t k = 0; k < n; ++k) {
+    apply_level(sweep_.levels[sweep_.done]);
+    buffer_.push_back(take_reading());
+    ++sweep_.done;
+  }
+  if (sweep_.done == sweep_.levels.size()) sweep_.running = false;
+}
+
+keithley2450::buffer_entry keithley2450::take_reading() {
+  buffer_entry e;
+  e.source = source_voltage_mode_ ? volts_ : amps_;
+  e.reading = measure(sense_current_);
+  e.rel = std::chrono::duration<double>(std::chrono::steady_clock::now() - buffer_t0_).count();
+  return e;
+}
+
+bool keithley2450::format_entries(const std::vector<buffer_entry>& entries, std::size_t first,
+                                  std::size_t count, const std::vector<std::string>& elements,
+                                  std::string& out) {
+  std::vector<std::string> names;
+  for (const auto& el : elements) {
+    std::string a = upper_ascii(el);
+    if (a == "READ" || a == "READING") a = "READ";
+    else if (a == "SOUR" || a == "SOURCE") a = "SOUR";
+    else if (a == "REL" || a == "RELATIVE") a = "REL";
+    else {
+      push_error(-224, "Illegal parameter value");
+      return false;
+    }
+    names.push_back(a);
+  }
+  if (names.empty()) names.push_back("READ");
+  out.clear();
+  for (std::size_t i = first; i < first + count; ++i) {
+    for (const auto& n : names) {
+      if (!out.empty()) out.push_back(',');
+      const auto& e = entries[i];
+      out += format_nr3(n == "READ" ? e.reading : n == "SOUR" ? e.source : e.rel);
+    }
+  }
+  return true;
+}
+
+bool keithley2450::configure_sweep(const scpi_command& cmd, bool list) {
+  auto num = [&](std::size_t i) { return plain_number(cmd.args[i]); };
+  double max = source_voltage_mode_ ? kMaxVolts : kMaxAmps;
+  std::vector<double> levels;
+  std::size_t delay_arg = 0;
+  if (!list) {
+    if (cmd.args.size() < 3 || cmd.args.size() > 9) {
+      push_error(cmd.args.size() < 3 ? -109 : -108,
+                 cmd.args.size() < 3 ? "Missing parameter" : "Parameter not allowed");
+      return false;
+    }
+    auto start = num(0), stop = num(1), points = num(2);
+    if (!start || !stop || !points) {
+      push_error(-104, "Data type error");
+      return false;
+    }
+    if (std::fabs(*start) > max || std::fabs(*stop) > max || *points < 2 || *points > 100000 ||
+        *points != std::floor(*points)) {
+      push_error(-222, "Parameter data out of range");
+      return false;
+    }
+    auto n = static_cast<std::size_t>(*points);
+    for (std::size_t k = 0; k < n; ++k)
+      levels.push_back(k + 1 == n ? *stop
+                                  : *start + (*stop - *start) * static_cast<double>(k) /
+                                                 static_cast<double>(n - 1));
+    delay_arg = 3;
+  } else {
+    if (cmd.args.empty() || cmd.args.size() > 5) {
+      push_error(cmd.args.empty() ? -109 : -108,
+                 cmd.args.empty() ? "Missing parameter" : "Parameter not allowed");
+      return false;
+    }
+    auto index = num(0);
+    if (!index || *index < 1 || *index > static_cast<double>(list_.size())) {
+      push_error(-222, "Parameter data out of range");
+      return false;
+    }
+    levels.assign(list_.begin() + static_cast<std::ptrdiff_t>(*index) - 1, list_.end());
+    delay_arg = 1;
+  }
+  double delay = 0;
+  if (cmd.args.size() > delay_arg) {
+    auto d = num(delay_arg);
+    if (!d || *d < 0 || *d > 1e4) {
+      push_error(-222, "Parameter data out of range");
+      return false;
+    }
+    delay = *d;
+  }
+  sweep_levels_ = std::move(levels);
+  sweep_delay_ = delay;
+  return true;
+}
+
 double keithley2450::measure(bool want_current) {
   if (!output_) {
     tripped_ = false;
@@ -59,25 +200,27 @@ double keithley2450::measure(bool want_current) {
   double v = 0;
   double i = 0;
   if (source_voltage_mode_) {
-    i = diode_current(volts_);
+    i = dut_current(dut_, volts_);
     tripped_ = std::fabs(i) >= ilim_;
     if (tripped_) {
       i = std::copysign(ilim_, i);  // the source drops its voltage to hold the limit
-      v = std::clamp(diode_voltage(i), -std::fabs(volts_), std::fabs(volts_));
+      v = std::clamp(dut_voltage(dut_, i), -std::fabs(volts_), std::fabs(volts_));
     } else {
       v = volts_;
     }
   } else {
-    v = diode_voltage(amps_);
+    v = dut_voltage(dut_, amps_);
     tripped_ = std::fabs(v) >= vlim_;
     if (tripped_) {
       v = std::copysign(vlim_, v);
-      i = diode_current(v);
+      i = dut_current(dut_, v);
     } else {
       i = amps_;
     }
   }
-  return noisy(want_current ? i : v);
+  double out = noisy(want_current ? i : v);
+  if (range_ > 0 && std::fabs(out) > 1.05 * range_) return 9.9e37;  // over-range
+  return out;
 }
 
 scpi_instrument::outcome keithley2450::handle(const scpi_command& cmd,
@@ -85,6 +228,121 @@ scpi_instrument::outcome keithley2450::handle(const scpi_command& cmd,
   auto is = [&](std::string_view pattern, bool query) {
     return cmd.query == query && header_matches(cmd, pattern);
   };
+  advance();
+  log_.command(cmd.text, output_);
+  if (is(":SYSTem:DUT", false)) {
+    if (!expect_args(cmd, 1)) return outcome::done;
+    if (!parse_dut(cmd.args[0], dut_)) push_error(-224, "Illegal parameter value");
+    return outcome::done;
+  }
+  if (is(":SOURce:SWEep:VOLTage:LINear", false) || is(":SOURce:SWEep:CURRent:LINear", false) ||
+      is(":SOURce:SWEep:VOLTage:LIST", false) || is(":SOURce:SWEep:CURRent:LIST", false)) {
+    bool volt = header_matches(cmd, ":SOURce:SWEep:VOLTage:LINear") ||
+                header_matches(cmd, ":SOURce:SWEep:VOLTage:LIST");
+    if (volt != source_voltage_mode_) {
+      push_error(-221, "Settings conflict");
+      return outcome::done;
+    }
+    configure_sweep(cmd, header_matches(cmd, ":SOURce:SWEep:VOLTage:LIST") ||
+                             header_matches(cmd, ":SOURce:SWEep:CURRent:LIST"));
+    return outcome::done;
+  }
+  if (is("[:SOURce]:LIST:VOLTage", false) || is("[:SOURce]:LIST:CURRent", false) ||
+      is("[:SOURce]:LIST:VOLTage:APPend", false) || is("[:SOURce]:LIST:CURRent:APPend", false)) {
+    bool append = cmd.nodes.back() == "APP" || cmd.nodes.back() == "APPEND";
+    if (cmd.args.empty() || cmd.args.size() > 100) {
+      push_error(cmd.args.empty() ? -109 : -108,
+                 cmd.args.empty() ? "Missing parameter" : "Parameter not allowed");
+      return outcome::done;
+    }
+    std::vector<double> values;
+    for (const auto& a : cmd.args) {
+      auto v = plain_number(a);
+      if (!v || std::fabs(*v) > kMaxVolts) {
+        push_error(v ? -222 : -104, v ? "Parameter data out of range" : "Data type error");
+        return outcome::done;
+      }
+      values.push_back(*v);
+    }
+    if (!append) list_.clear();
+    list_.insert(list_.end(), values.begin(), values.end());
+    return outcome::done;
+  }
+  if (is(":INITiate[:IMMediate]", false)) {
+    if (!expect_args(cmd, 0)) return outcome::done;
+    if (sweep_.running) {
+      push_error(-221, "Settings conflict");  // trigger model already running
+      return outcome::done;
+    }
+    if (!output_) {
+      push_error(-221, "Settings conflict");
+      return outcome::done;
+    }
+    auto per = std::chrono::duration<double>(sweep_delay_ + nplc_ / 50.0);
+    std::vector<double> levels =
+        sweep_levels_.empty() ? std::vector<double>{source_voltage_mode_ ? volts_ : amps_}
+                              : sweep_levels_;
+    sweep_.start(std::move(levels),
+                 std::chrono::duration_cast<std::chrono::nanoseconds>(per));
+    return outcome::done;
+  }
+  if (is(":ABORt", false)) {
+    if (expect_args(cmd, 0)) stop_sweep();
+    return outcome::done;
+  }
+  if (is(":TRACe:ACTual", true)) {
+    if (cmd.args.size() <= 1) reply = std::to_string(buffer_.size());
+    else push_error(-108, "Parameter not allowed");
+    return outcome::done;
+  }
+  if (is(":TRACe:CLEar", false)) {
+    if (cmd.args.size() > 1) {
+      push_error(-108, "Parameter not allowed");
+      return outcome::done;
+    }
+    buffer_.clear();
+    buffer_t0_ = std::chrono::steady_clock::now();
+    return outcome::done;
+  }
+  if (is(":TRACe:DATA", true)) {
+    if (cmd.args.size() < 2) {
+      push_error(-109, "Missing parameter");
+      return outcome::done;
+    }
+    auto first = plain_number(cmd.args[0]), last = plain_number(cmd.args[1]);
+    if (!first || !last || *first < 1 || *last < *first ||
+        *last > static_cast<double>(buffer_.size())) {
+      push_error(-222, "Parameter data out of range");
+      return outcome::done;
+    }
+    if (cmd.args.size() > 2 && upper_ascii(unquote(cmd.args[2])) != "DEFBUFFER1") {
+      push_error(-224, "Illegal parameter value");
+      return outcome::done;
+    }
+    std::vector<std::string> elements(cmd.args.begin() + std::min<std::ptrdiff_t>(3, static_cast<std::ptrdiff_t>(cmd.args.size())),
+                                      cmd.args.end());
+    std::string out;
+    auto f = static_cast<std::size_t>(*first);
+    if (format_entries(buffer_, f - 1, static_cast<std::size_t>(*last) - f + 1, elements, out))
+      reply = std::move(out);
+    return outcome::done;
+  }
+  if (is("[:SENSe]:CURRent[:DC]:NPLCycles", false) || is("[:SENSe]:VOLTage[:DC]:NPLCycles", false)) {
+    if (auto v = number_arg(cmd, 0.01, 10.0, 1.0)) nplc_ = *v;
+    return outcome::done;
+  }
+  if (is("[:SENSe]:CURRent[:DC]:NPLCycles", true) || is("[:SENSe]:VOLTage[:DC]:NPLCycles", true)) {
+    if (expect_args(cmd, 0)) reply = format_nr3(nplc_);
+    return outcome::done;
+  }
+  if (is("[:SENSe]:CURRent[:DC]:RANGe[:UPPer]", false) || is("[:SENSe]:VOLTage[:DC]:RANGe[:UPPer]", false)) {
+    if (auto v = number_arg(cmd, 1e-8, kMaxVolts, 1e-4)) range_ = *v;
+    return outcome::done;
+  }
+  if (is("[:SENSe]:CURRent[:DC]:RANGe:AUTO", false) || is("[:SENSe]:VOLTage[:DC]:RANGe:AUTO", false)) {
+    if (auto on = bool_arg(cmd); on && *on) range_ = 0;
+    return outcome::done;
+  }
   // SOURce is required for FUNCtion: a bare :FUNC belongs to SENSe (the default root).
   if (is(":SOURce:FUNCtion[:MODE]", true)) {
     if (expect_args(cmd, 0)) reply = source_voltage_mode_ ? "VOLT" : "CURR";
@@ -103,7 +361,10 @@ scpi_instrument::outcome keithley2450::handle(const scpi_command& cmd,
     return outcome::done;
   }
   if (is("[:SOURce]:VOLTage[:LEVel][:IMMediate][:AMPLitude]", false)) {
-    if (auto v = number_arg(cmd, -kMaxVolts, kMaxVolts, 0.0)) volts_ = *v;
+    if (auto v = number_arg(cmd, -kMaxVolts, kMaxVolts, 0.0)) {
+      volts_ = *v;
+      if (source_voltage_mode_) log_.level(*v, output_);
+    }
     return outcome::done;
   }
   if (is("[:SOURce]:VOLTage:ILIMit[:LEVel]", true)) {
@@ -124,7 +385,10 @@ scpi_instrument::outcome keithley2450::handle(const scpi_command& cmd,
     return outcome::done;
   }
   if (is("[:SOURce]:CURRent[:LEVel][:IMMediate][:AMPLitude]", false)) {
-    if (auto v = number_arg(cmd, -kMaxAmps, kMaxAmps, 0.0)) amps_ = *v;
+    if (auto v = number_arg(cmd, -kMaxAmps, kMaxAmps, 0.0)) {
+      amps_ = *v;
+      if (!source_voltage_mode_) log_.level(*v, output_);
+    }
     return outcome::done;
   }
   if (is("[:SOURce]:CURRent:VLIMit[:LEVel]", true)) {
@@ -152,11 +416,23 @@ scpi_instrument::outcome keithley2450::handle(const scpi_command& cmd,
     return outcome::done;
   }
   if (is(":OUTPut[:STATe]", false)) {
-    if (auto on = bool_arg(cmd)) output_ = *on;
+    if (auto on = bool_arg(cmd)) set_output(*on);
     return outcome::done;
   }
-  // :READ? takes optional buffer name and elements on the instrument; they are ignored here.
-  if (is(":READ", true) || is(":MEASure", true)) {
+  // :READ? ["<buffer>"[,<elements>]]: one new reading into the buffer; without elements the
+  // reply is the reading alone.
+  if (is(":READ", true)) {
+    if (!cmd.args.empty() && upper_ascii(unquote(cmd.args[0])) != "DEFBUFFER1") {
+      push_error(-224, "Illegal parameter value");
+      return outcome::done;
+    }
+    buffer_.push_back(take_reading());
+    std::vector<std::string> elements(cmd.args.begin() + (cmd.args.empty() ? 0 : 1), cmd.args.end());
+    std::string out;
+    if (format_entries(buffer_, buffer_.size() - 1, 1, elements, out)) reply = std::move(out);
+    return outcome::done;
+  }
+  if (is(":MEASure", true)) {
     reply = format_nr3(measure(sense_current_));
     return outcome::done;
   }

@@ -130,8 +130,10 @@ class sim_server::connection : public std::enable_shared_from_this<connection> {
     if (server_.hanging()) return read_line();  // a hung instrument: nothing runs, nothing answers
     if (!line.empty() && line.back() == '\r') line.pop_back();
     auto reply = execute_line(*server_.instrument_, line);
+    auto hold = server_.instrument_->take_reply_hold();  // busy instrument (*OPC? in a sweep)
     if (!reply) return read_line();
     auto plan = server_.plan_reply();
+    plan.delay += hold;
     out_ = plan.garbage ? std::string(kGarbageReply) : std::move(*reply);
     out_.push_back('\n');
     drop_after_ = plan.drop_after;

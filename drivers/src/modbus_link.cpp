@@ -8,12 +8,14 @@
 #include <pthread.h>
 
 #include <algorithm>
+#include <span>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <system_error>
 #include <thread>
@@ -117,19 +119,85 @@ struct session::impl {
     if (!err.empty()) st.last_error = std::move(err);
   }
 
+  // Continuous polling (start_polling); guarded by mu except `schedule`, which only the worker
+  // touches once `polling` is seen.
+  bool polling = false;
+  std::uint64_t polling_gen = 0;  // bumped by start/stop: a running schedule is replaced
+  // Shared, so a poll takes a reference (one atomic increment) rather than a copy of the
+  // std::function (a heap allocation per poll), and stop/start may replace it meanwhile.
+  std::shared_ptr<const std::function<void(poll_result)>> poll_handler;
+  poll_schedule schedule;
+  std::uint64_t schedule_gen = 0;  // worker-only: generation `schedule` was built for
+  double base_interval_s = 1.0;
+  std::atomic<int> undelivered{0};
+  std::weak_ptr<impl> self;  // for handlers that outlive the session
+  static constexpr int kMaxUndelivered = 2;
+  std::map<std::vector<std::size_t>, std::vector<read_request>> plans;  // per due set
+
   void run() {
+    std::unique_lock lk(mu);
     for (;;) {
-      std::function<void()> job;
-      {
-        std::unique_lock lk(mu);
-        cv.wait(lk, [&] { return stopping || !jobs.empty(); });
-        if (stopping) break;
-        job = std::move(jobs.front());
+      if (stopping) break;
+      if (!jobs.empty()) {
+        auto job = std::move(jobs.front());
         jobs.pop_front();
+        lk.unlock();
+        job();
+        lk.lock();
+        continue;
       }
-      job();
+      if (polling && undelivered.load(std::memory_order_acquire) < kMaxUndelivered) {
+        if (schedule_gen != polling_gen) {
+          schedule = poll_schedule(*map, base_interval_s, clock::now());
+          schedule_gen = polling_gen;
+        }
+        auto due = schedule.next_due();
+        auto now = clock::now();
+        if (now >= due) {
+          auto handler = poll_handler;  // stop/start may replace it while we poll
+          lk.unlock();
+          poll_due(std::move(handler));
+          lk.lock();
+          continue;
+        }
+        // Link down between polls: reconnect in the background at the backoff's pace (at most
+        // 1 s apart), so the link is back within a second of the device's return even when the
+        // next poll is further away than that.
+        if (!ctx && next_attempt < due) {
+          if (now >= next_attempt) {
+            lk.unlock();
+            (void)ensure_connected();
+            lk.lock();
+            continue;
+          }
+          due = next_attempt;
+        }
+        cv.wait_until(lk, due);
+        continue;
+      }
+      cv.wait(lk);  // woken by a job, start/stop, a delivered result or stopping
     }
+    lk.unlock();
     close("link stopped");
+  }
+
+  void poll_due(std::shared_ptr<const std::function<void(poll_result)>> handler) {
+    auto which = schedule.take_due(clock::now());
+    if (which.empty()) return;
+    const bool fastest = schedule.last_had_fastest();
+    auto r = which.size() == map->points.size() ? do_poll({}) : do_poll(which);
+    r.fastest = fastest;
+    undelivered.fetch_add(1, std::memory_order_acq_rel);
+    boost::asio::post(ex, [w = self, h = std::move(handler), r = std::move(r)]() mutable {
+      (*h)(std::move(r));
+      if (auto p = w.lock())  // the session may be gone
+        if (p->undelivered.fetch_sub(1, std::memory_order_acq_rel) == kMaxUndelivered) p->wake();
+    });
+  }
+
+  void wake() {
+    { std::lock_guard lk(mu); }
+    cv.notify_one();
   }
 
   void close(const std::string& why) {
@@ -165,12 +233,52 @@ struct session::impl {
       modbus_free(c);
       return fail_connect(where + ": connect failed: " + errno_text(e));
     }
+    if (auto* rtu = std::get_if<modbus_rtu_resource>(&res)) {
+      // After modbus_connect: the ioctls need the open port (libmodbus #283).
+      if (auto e = apply_rs485(c, *rtu)) {
+        modbus_close(c);
+        modbus_free(c);
+        auto err = fail_connect(std::move(e->message));
+        err.code = e->code;
+        return err;
+      }
+    }
     ctx = c;
     backoff_s = 0;
     {
       std::lock_guard lk(mu);
       ++st.connects;
       st.connected = true;
+    }
+    return std::nullopt;
+  }
+
+  // RS-485 options of an RTU resource. A port that cannot do what was asked is an error naming
+  // the device and the option (not_supported: retrying will not help, the configuration must
+  // change), never silently ignored.
+  std::optional<error_info> apply_rs485(modbus_t* c, const modbus_rtu_resource& r) const {
+    if (r.rs485 && modbus_rtu_set_serial_mode(c, MODBUS_RTU_RS485) == -1) {
+      int e = errno;
+      return drivers::make_error(
+          drivers::errc::not_supported,
+          where + ": rs485=1: " + r.device + " cannot switch to RS-485 mode (ioctl TIOCSRS485: " +
+              errno_text(e) +
+              "); not an RS-485 port: use rts=up|down for RTS driven around each request, or "
+              "an adapter with automatic direction control");
+    }
+    if (r.rts != modbus_rtu_resource::rts_mode::none &&
+        modbus_rtu_set_rts(c, r.rts == modbus_rtu_resource::rts_mode::up ? MODBUS_RTU_RTS_UP
+                                                                         : MODBUS_RTU_RTS_DOWN) == -1) {
+      int e = errno;
+      return drivers::make_error(drivers::errc::not_supported,
+                                 where + ": rts=" + (r.rts == modbus_rtu_resource::rts_mode::up ? "up" : "down") +
+                                     ": " + r.device + " cannot drive RTS: " + errno_text(e));
+    }
+    if (r.rts_delay_us && modbus_rtu_set_rts_delay(c, static_cast<int>(*r.rts_delay_us)) == -1) {
+      int e = errno;
+      return drivers::make_error(drivers::errc::not_supported,
+                                 where + ": rts_delay=" + std::to_string(*r.rts_delay_us) + ": " +
+                                     r.device + ": " + errno_text(e));
     }
     return std::nullopt;
   }
@@ -211,41 +319,60 @@ struct session::impl {
     return make_error(kind, msg);
   }
 
-  result<std::vector<std::uint16_t>> read(const read_request& r) {
+  // Worker-owned reply buffers: a poll allocates nothing per request. A span returned by read()
+  // is valid until the next read().
+  std::vector<std::uint16_t> regs_buf = std::vector<std::uint16_t>(2000);
+  std::vector<std::uint8_t> bits_buf = std::vector<std::uint8_t>(2000);
+  std::vector<std::optional<result<value>>> got_buf;  // do_poll's per-point results
+
+  result<std::span<const std::uint16_t>> read(const read_request& r) {
     count(&link_stats::requests);
-    std::vector<std::uint16_t> regs(r.count);
     int n = -1;
     if (is_bit_table(r.tab)) {
-      std::vector<std::uint8_t> bits(r.count);
-      n = r.tab == table::coil ? modbus_read_bits(ctx, r.start, r.count, bits.data())
-                               : modbus_read_input_bits(ctx, r.start, r.count, bits.data());
-      if (n == r.count) std::copy(bits.begin(), bits.end(), regs.begin());
+      n = r.tab == table::coil ? modbus_read_bits(ctx, r.start, r.count, bits_buf.data())
+                               : modbus_read_input_bits(ctx, r.start, r.count, bits_buf.data());
+      if (n == r.count) std::copy_n(bits_buf.begin(), r.count, regs_buf.begin());
     } else {
-      n = r.tab == table::holding ? modbus_read_registers(ctx, r.start, r.count, regs.data())
-                                  : modbus_read_input_registers(ctx, r.start, r.count, regs.data());
+      n = r.tab == table::holding ? modbus_read_registers(ctx, r.start, r.count, regs_buf.data())
+                                  : modbus_read_input_registers(ctx, r.start, r.count, regs_buf.data());
     }
     if (n == -1) return request_failed(r, "read");
     if (n != r.count)
       return make_error(errc::bad_frame, where + ": read " + std::string(name_of(r.tab)) + " " +
                                              std::to_string(r.start) + ": " + std::to_string(n) +
                                              " of " + std::to_string(r.count) + " returned");
-    return regs;
+    return std::span<const std::uint16_t>(regs_buf.data(), r.count);
   }
 
   result<value> value_of(const point& p, const read_request& r,
-                         const std::vector<std::uint16_t>& regs) const {
+                         std::span<const std::uint16_t> regs) const {
     auto off = static_cast<std::size_t>(p.address - r.start);
     if (is_bit_table(p.tab)) return value{regs[off] != 0};
-    return decode(p, std::span(regs).subspan(off, p.count()));
+    return decode(p, regs.subspan(off, p.count()));
   }
 
   poll_result do_poll(const std::vector<std::size_t>& which) {
     poll_result out;
+    const std::vector<read_request>* planp = &full_plan;
     std::vector<read_request> subset;
-    if (!which.empty()) subset = plan_reads(*map, which);
-    const auto& plan = which.empty() ? full_plan : subset;
-    std::vector<std::optional<result<value>>> got(map->points.size());
+    if (!which.empty()) {
+      // Due sets repeat (one per combination of interval groups): plan each once.
+      auto it = plans.find(which);
+      if (it != plans.end()) {
+        planp = &it->second;
+      } else if (plans.size() < 64) {
+        planp = &plans.emplace(which, plan_reads(*map, which)).first->second;
+      } else {
+        subset = plan_reads(*map, which);
+        planp = &subset;
+      }
+    }
+    const auto& plan = *planp;
+    auto& got = got_buf;  // reused: no allocation per poll once sized
+    got.assign(map->points.size(), std::nullopt);
+    const bool was_connected = ctx != nullptr;
     std::optional<error_info> down = ensure_connected();
+    bool first = true, retried = false;
     for (const auto& r : plan) {
       if (!down && !ctx)
         down = make_error(errc::link_down, where + ": not read, the link was lost earlier in this poll");
@@ -256,6 +383,23 @@ struct session::impl {
       }
       ++out.requests;
       auto regs = read(r);
+      // Retry once per poll, on a fresh connection, when the failure says nothing about the
+      // device now: the connection died while idle (device or gateway restarted between polls:
+      // EPIPE, reset or EOF on the first request), or a stale frame arrived (a late or
+      // duplicated reply whose transaction id is not this request's: discarded with the old
+      // connection, never taken as the answer).
+      if (!regs && !retried &&
+          ((first && was_connected && regs.error().code == make_error_code(errc::io_error)) ||
+           regs.error().code == make_error_code(errc::bad_frame))) {
+        retried = true;
+        next_attempt = clock::time_point{};
+        backoff_s = 0;
+        if (auto e = ensure_connected(); !e) {
+          ++out.requests;
+          regs = read(r);
+        }
+      }
+      first = false;
       if (!regs) {
         ++out.failed_requests;
         for (auto i : r.points) got[i] = regs.error();
@@ -264,11 +408,12 @@ struct session::impl {
       for (auto i : r.points) got[i] = value_of(map->points[i], r, *regs);
     }
     out.utc_ns = utc_now_ns();
-    std::vector<std::size_t> order = which;
-    if (order.empty())
-      for (std::size_t i = 0; i < map->points.size(); ++i) order.push_back(i);
-    for (auto i : order)
+    const std::size_t n = which.empty() ? map->points.size() : which.size();
+    out.values.reserve(n);
+    for (std::size_t k = 0; k < n; ++k) {
+      const std::size_t i = which.empty() ? k : which[k];
       if (got[i]) out.values.push_back(point_value{i, std::move(*got[i])});
+    }
     return out;
   }
 
@@ -339,7 +484,8 @@ struct session::impl {
 
 session::session(boost::asio::any_io_executor ex, link_resource res, std::shared_ptr<const device_map> map,
            link_options opt)
-    : impl_(std::make_unique<impl>()) {
+    : impl_(std::make_shared<impl>()) {
+  impl_->self = impl_;
   impl_->ex = std::move(ex);
   impl_->res = std::move(res);
   impl_->map = std::move(map);
@@ -365,6 +511,28 @@ void session::async_poll(std::vector<std::size_t> which, std::function<void(poll
     auto r = p->do_poll(which);
     boost::asio::post(p->ex, [h = std::move(h), r = std::move(r)]() mutable { h(std::move(r)); });
   });
+}
+
+void session::start_polling(double base_interval_s, std::function<void(poll_result)> handler) {
+  {
+    std::lock_guard lk(impl_->mu);
+    impl_->polling = true;
+    ++impl_->polling_gen;
+    impl_->base_interval_s = base_interval_s;
+    impl_->poll_handler =
+        std::make_shared<const std::function<void(poll_result)>>(std::move(handler));
+  }
+  impl_->cv.notify_one();
+}
+
+void session::stop_polling() {
+  {
+    std::lock_guard lk(impl_->mu);
+    impl_->polling = false;
+    ++impl_->polling_gen;
+    impl_->poll_handler = nullptr;
+  }
+  impl_->cv.notify_one();
 }
 
 void session::async_write(std::size_t index, value v, std::function<void(result<value>)> handler) {

@@ -50,6 +50,40 @@ std::vector<read_request> plan_reads(const device_map& map, std::span<const std:
   return out;
 }
 
+poll_schedule::poll_schedule(const device_map& map, double base_interval_s,
+                             clock::time_point start) {
+  for (std::size_t i = 0; i < map.points.size(); ++i) {
+    const double s = map.points[i].interval_s > 0 ? map.points[i].interval_s : base_interval_s;
+    auto period = std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(std::max(s, 0.0)));
+    auto it = std::find_if(groups_.begin(), groups_.end(), [&](const group& g) { return g.period == period; });
+    if (it == groups_.end()) it = groups_.insert(groups_.end(), group{period, start, {}});
+    it->points.push_back(i);
+  }
+  std::sort(groups_.begin(), groups_.end(),
+            [](const group& a, const group& b) { return a.period < b.period; });
+}
+
+std::vector<std::size_t> poll_schedule::take_due(clock::time_point now) {
+  std::vector<std::size_t> out;
+  last_had_fastest_ = false;
+  for (std::size_t g = 0; g < groups_.size(); ++g) {
+    auto& gr = groups_[g];
+    if (gr.next > now) continue;
+    if (g == 0) last_had_fastest_ = true;
+    out.insert(out.end(), gr.points.begin(), gr.points.end());
+    gr.next += gr.period;
+    if (gr.next <= now) gr.next = now + gr.period;  // fell behind: no burst of catch-up polls
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+poll_schedule::clock::time_point poll_schedule::next_due() const noexcept {
+  auto t = clock::time_point::max();
+  for (const auto& g : groups_) t = std::min(t, g.next);
+  return t;
+}
+
 std::size_t naive_request_count(const device_map& map, std::span<const std::size_t> which) {
   return selection(map, which).size();
 }

@@ -91,6 +91,142 @@ constexpr std::string_view kKeysight34461aInit[] = {
     "CONF:VOLT:DC {range}", "VOLT:DC:NPLC {nplc}", "TRIG:SOUR IMM",
 };
 
+// ----------------------------------------------------------------------------------------------
+// Capability command tables (capabilities.hpp). Placeholders are listed in model.hpp.
+// ----------------------------------------------------------------------------------------------
+
+// Keithley 2450: sweeps are the trigger-model templates :SOUR:SWE:<func>:LIN|LIST, readings go
+// to defbuffer1 and come back with :TRAC:DATA? in the element order asked for (SOUR,READ).
+// The list is sent 100 levels per command, the rest appended with :SOUR:LIST:<func>:APP.
+constexpr std::string_view kK2450Sweep[] = {
+    ":TRAC:CLE \"defbuffer1\"",
+    ":SOUR:SWE:{func}:LIN {start},{stop},{points},{delay},1,BEST,OFF,OFF,\"defbuffer1\"",
+};
+constexpr std::string_view kK2450ListSweep[] = {
+    ":TRAC:CLE \"defbuffer1\"",
+    ":SOUR:SWE:{func}:LIST 1,{delay},1,OFF,\"defbuffer1\"",
+};
+constexpr source_measure_commands kKeithley2450Smu = {
+    .max_volts = 210.0,
+    .max_amps = 1.05,
+    .max_sweep_points = 10000,  // defbuffer1 holds 100000; one reply stays well under 1 MiB
+    .list_chunk = 100,
+    .source_function = ":SOUR:FUNC {func}",
+    .sense_function = ":SENS:FUNC \"{sense}\"",
+    .source_level = ":SOUR:{func} {value}",
+    .source_level_query = ":SOUR:{func}?",
+    .limit_for_voltage_source = ":SOUR:VOLT:ILIM {value}",
+    .limit_for_current_source = ":SOUR:CURR:VLIM {value}",
+    .sense_range = ":SENS:{sense}:RANG {value}",
+    .sense_autorange = ":SENS:{sense}:RANG:AUTO ON",
+    .nplc = ":SENS:{sense}:NPLC {value}",
+    .output_on = ":OUTP ON",
+    .output_off = ":OUTP OFF",
+    .output_query = ":OUTP?",
+    .abort = ":ABOR",
+    .point_setup = {},
+    .point_query = ":READ? \"defbuffer1\",SOUR,READ",
+    .format = smu_reply_format::source_reading,
+    .linear_sweep = kK2450Sweep,
+    .list_first = ":SOUR:LIST:{func} {list}",
+    .list_append = ":SOUR:LIST:{func}:APP {list}",
+    .list_sweep = kK2450ListSweep,
+    .sweep_start = ":INIT",
+    .sweep_fetch = ":TRAC:DATA? 1,{points},\"defbuffer1\",SOUR,READ",
+    .sweep_restore = {},
+};
+
+// Keithley 2400: sweeps are source modes (SWE, LIST) with the trigger count equal to the point
+// count; :INIT fills the sample buffer, :FETC? returns every reading with the :FORM:ELEM
+// elements (VOLT,CURR,STAT, always in canonical order). Lists hold at most 100 levels.
+constexpr std::string_view kK2400PointSetup[] = {":FORM:ELEM VOLT,CURR,STAT"};
+constexpr std::string_view kK2400Sweep[] = {
+    ":SOUR:{func}:STAR {start}", ":SOUR:{func}:STOP {stop}", ":SOUR:SWE:SPAC LIN",
+    ":SOUR:SWE:POIN {points}",   ":SOUR:{func}:MODE SWE",    ":TRIG:COUN {points}",
+    ":SOUR:DEL {delay}",
+};
+constexpr std::string_view kK2400ListSweep[] = {
+    ":SOUR:{func}:MODE LIST",
+    ":TRIG:COUN {points}",
+    ":SOUR:DEL {delay}",
+};
+constexpr std::string_view kK2400Restore[] = {":SOUR:{func}:MODE FIX", ":TRIG:COUN 1"};
+constexpr source_measure_commands kKeithley2400Smu = {
+    .max_volts = 210.0,
+    .max_amps = 1.05,
+    .max_sweep_points = 2500,  // trigger count / sample buffer limit
+    .list_chunk = 100,
+    .source_function = ":SOUR:FUNC {func}",
+    .sense_function = ":SENS:FUNC \"{sense}\"",
+    .source_level = ":SOUR:{func} {value}",
+    .source_level_query = ":SOUR:{func}?",
+    .limit_for_voltage_source = ":SENS:CURR:PROT {value}",
+    .limit_for_current_source = ":SENS:VOLT:PROT {value}",
+    .sense_range = ":SENS:{sense}:RANG {value}",
+    .sense_autorange = ":SENS:{sense}:RANG:AUTO ON",
+    .nplc = ":SENS:{sense}:NPLC {value}",
+    .output_on = ":OUTP ON",
+    .output_off = ":OUTP OFF",
+    .output_query = ":OUTP?",
+    .abort = ":ABOR",
+    .point_setup = kK2400PointSetup,
+    .point_query = ":READ?",
+    .format = smu_reply_format::volt_curr_stat,
+    .linear_sweep = kK2400Sweep,
+    .list_first = ":SOUR:LIST:{func} {list}",
+    .list_append = "",
+    .list_sweep = kK2400ListSweep,
+    .sweep_start = ":INIT",
+    .sweep_fetch = ":FETC?",
+    .sweep_restore = kK2400Restore,
+};
+
+// Keysight E4980A: bus trigger, one :TRIG:IMM per measurement; a DC-bias list sweep runs on the
+// LIST display page in SEQ mode (one trigger runs the whole list), :FETC? then returns
+// A,B,status,compare for every point.
+constexpr std::string_view kE4980aFunctions[] = {"CPD", "CPQ",  "CPG", "CPRP", "CSD",
+                                                 "CSQ", "CSRS", "LPD", "LPQ",  "LSD",
+                                                 "LSQ", "RX",   "ZTD", "ZTR",  "GB"};
+constexpr std::string_view kE4980aConfigure[] = {
+    ":FUNC:IMP {function}", ":FREQ {frequency}",  ":VOLT {level}",    ":APER {aperture}",
+    ":TRIG:SOUR BUS",       ":INIT:CONT ON",      ":DISP:PAGE MEAS",
+};
+constexpr std::string_view kE4980aListSetup[] = {":DISP:PAGE LIST", ":LIST:MODE SEQ"};
+constexpr std::string_view kE4980aListRestore[] = {":DISP:PAGE MEAS"};
+constexpr impedance_commands kE4980aImpedance = {
+    .functions = kE4980aFunctions,
+    .min_frequency = 20.0,
+    .max_frequency = 2e6,
+    .max_ac_level = 20.0,
+    .max_bias = 40.0,  // option 001; +-2 V without it (the instrument then queues an error)
+    .max_list_points = 201,
+    .configure = kE4980aConfigure,
+    .bias_level = ":BIAS:VOLT {value}",
+    .bias_on = ":BIAS:STAT ON",
+    .bias_off = ":BIAS:STAT OFF",
+    .trigger = ":TRIG:IMM",
+    .fetch = ":FETC?",
+    .list_setup = kE4980aListSetup,
+    .list_bias = ":LIST:BIAS:VOLT {list}",
+    .list_fetch = ":FETC?",
+    .list_restore = kE4980aListRestore,
+};
+
+// Keysight 34461A: CONF:<function> <range>|AUTO, <function>:NPLC, READ? (= INIT + FETC?).
+constexpr voltmeter_function kKeysight34461aFunctions[] = {
+    {"VOLT:DC", "volt", "V", 1000.0},
+    {"RES", "res", "Ohm", 1e8},
+};
+constexpr std::string_view kKeysight34461aSetup[] = {"TRIG:SOUR IMM"};
+constexpr voltmeter_commands kKeysight34461aVoltmeter = {
+    .functions = kKeysight34461aFunctions,
+    .configure = "CONF:{function} {value}",
+    .configure_auto = "CONF:{function} AUTO",
+    .nplc = "{function}:NPLC {value}",
+    .setup = kKeysight34461aSetup,
+    .read = "READ?",
+};
+
 // The registry: one explicit table. Add a model here (and a simulator in drivers/sim).
 constexpr model_profile kModels[] = {
     {
@@ -101,6 +237,7 @@ constexpr model_profile kModels[] = {
         .poll_query = ":READ?",
         .parse = &keithley2450::parse_read,
         .description = "Keithley 2450 SourceMeter: source bias voltage, measure current (A)",
+        .source_measure = &kKeithley2450Smu,
     },
     {
         .name = "keithley2400",
@@ -111,6 +248,7 @@ constexpr model_profile kModels[] = {
         .parse = &keithley2400::parse_read,
         .description = "Keithley 2400 SourceMeter: source bias voltage, measure voltage (V) and "
                        "current (A), compliance from the status word",
+        .source_measure = &kKeithley2400Smu,
     },
     {
         .name = "e4980a",
@@ -120,6 +258,7 @@ constexpr model_profile kModels[] = {
         .poll_query = ":FETC?",
         .parse = &e4980a::parse_fetch,
         .description = "Keysight E4980A LCR meter: Cp (F) and D at a frequency, level and DC bias",
+        .impedance = &kE4980aImpedance,
     },
     {
         .name = "34461a",
@@ -129,6 +268,7 @@ constexpr model_profile kModels[] = {
         .poll_query = "READ?",
         .parse = &keysight34461a::parse_read,
         .description = "Keysight 34461A DMM: DC voltage (V)",
+        .voltmeter = &kKeysight34461aVoltmeter,
     },
 };
 

@@ -64,7 +64,8 @@ def main():
         StartSerialServer(context=context, framer=ModbusRtuFramer, port=a.serial, baudrate=19200,
                           parity="N", stopbits=1, bytesize=8, timeout=0.05)
     else:
-        StartTcpServer(context=context, address=("127.0.0.1", a.port))
+        # SO_REUSEADDR: a restarted device binds its port again at once, as real servers do.
+        StartTcpServer(context=context, address=("127.0.0.1", a.port), allow_reuse_address=True)
 
 
 if __name__ == "__main__":

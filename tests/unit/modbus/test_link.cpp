@@ -14,7 +14,10 @@
 #include <netinet/tcp.h>
 
 #include <atomic>
+#include <mutex>
+#include <thread>
 #include <optional>
+#include <set>
 
 using namespace semilab::drivers::modbus;
 using namespace std::chrono_literals;
@@ -201,6 +204,89 @@ TEST_CASE("TCP: every golden point decodes, coalesced into one request per table
   CHECK(st.connects == 1);
 }
 
+TEST_CASE("start_polling: groups by interval, due groups read as one coalesced plan") {
+  server srv;
+  asio::io_context io;
+  auto m = parse_map(R"(
+[device]
+max_gap = 0
+[[point]]
+name = "fast"
+register = 40021
+type = "u16"
+interval = 0.05
+[[point]]
+name = "slow"
+register = 40022
+type = "i16"
+interval = 0.2
+[[point]]
+name = "other"
+register = 30001
+type = "u16"
+)", "groups.toml");
+  REQUIRE(m.has_value());
+  auto map = std::make_shared<const device_map>(std::move(*m));
+  session l(asio::make_strand(io), res_of(srv.uri()), map);
+  std::vector<poll_result> got;
+  auto guard = asio::make_work_guard(io);  // results arrive from the worker
+  l.start_polling(0.1, [&](poll_result r) { got.push_back(std::move(r)); });
+  io.run_for(650ms);
+  l.stop_polling();
+  auto n = got.size();
+  io.restart();
+  io.run_for(100ms);  // a poll running at stop may still land; none starts after it
+  CHECK(got.size() <= n + 1);
+  MESSAGE(got.size() << " polls in 0.65 s");
+  REQUIRE(got.size() >= 9);  // due at 0, 0.05, ..., 0.6 (13 on an idle machine)
+  CHECK(got.size() <= 14);
+  std::size_t with_slow = 0, with_other = 0;
+  for (const auto& r : got) {
+    CHECK(r.fastest);  // the 0.05 s group is due in every poll
+    CHECK(r.failed_requests == 0);
+    std::set<std::string> names;
+    for (const auto& v : r.values) {
+      CHECK(v.v.has_value());
+      names.insert(map->points[v.index].name);
+    }
+    CHECK(names.count("fast") == 1);
+    with_slow += names.count("slow");
+    with_other += names.count("other");
+    // holding 20..21 is one request when slow is due with fast; input 0 one more.
+    CHECK(r.requests == 1 + names.count("other"));
+  }
+  CHECK(with_slow >= 2);
+  CHECK(with_slow <= 4);
+  CHECK(with_other >= 4);
+  CHECK(with_other <= 7);
+}
+
+TEST_CASE("poll_schedule: fixed-rate groups, no catch-up burst, 0 = always due") {
+  auto m = parse_map("[[point]]\nname = \"a\"\nregister = 40001\ntype = \"u16\"\ninterval = 1\n"
+                     "[[point]]\nname = \"b\"\nregister = 40002\ntype = \"u16\"\n"
+                     "[[point]]\nname = \"c\"\nregister = 40003\ntype = \"u16\"\ninterval = 0.5\n",
+                     "s.toml");
+  if (!m) FAIL(m.error().message);
+  using clk = poll_schedule::clock;
+  auto t0 = clk::time_point{} + std::chrono::hours(1);
+  poll_schedule s(*m, 0.5, t0);  // b takes the base 0.5 s: one group with c
+  REQUIRE(s.groups().size() == 2);
+  CHECK(s.take_due(t0) == std::vector<std::size_t>{0, 1, 2});
+  CHECK(s.last_had_fastest());
+  CHECK(s.take_due(t0 + 100ms).empty());
+  CHECK(s.next_due() == t0 + 500ms);
+  CHECK(s.take_due(t0 + 510ms) == std::vector<std::size_t>{1, 2});
+  CHECK(s.next_due() == t0 + 1000ms);  // fixed rate: not 510 + 500
+  CHECK(s.take_due(t0 + 1000ms) == std::vector<std::size_t>{0, 1, 2});
+  // Three periods late: due once, then one period after now.
+  CHECK(s.take_due(t0 + 3000ms) == std::vector<std::size_t>{0, 1, 2});
+  CHECK(s.take_due(t0 + 3100ms).empty());
+  CHECK(s.next_due() == t0 + 3500ms);
+  poll_schedule fast(*m, 0.0, t0);
+  CHECK(fast.take_due(t0).size() == 3);
+  CHECK(fast.take_due(t0) == std::vector<std::size_t>{1});  // only the 0 s group is due again
+}
+
 TEST_CASE("an exception fails only the points it covers, named, and the link stays up") {
   server srv;
   asio::io_context io;
@@ -295,6 +381,70 @@ TEST_CASE("device restart: failures while down, back within 2 poll intervals aft
   CHECK(l.stats().connect_failures >= 1);
 }
 
+TEST_CASE("start_polling, 2 s interval: restarts between and across polls; back within 1 s") {
+  server srv;
+  auto m = parse_map("[[point]]\nname = \"r\"\nregister = 40001\ntype = \"u16\"\n", "slow.toml");
+  REQUIRE(m.has_value());
+  auto map = std::make_shared<const device_map>(std::move(*m));
+  asio::io_context io;
+  auto guard = asio::make_work_guard(io);
+  std::thread runner([&] { io.run(); });
+  struct joiner {
+    asio::io_context& io;
+    std::thread& t;
+    ~joiner() {
+      io.stop();
+      t.join();
+    }
+  } join_at_exit{io, runner};  // also when a REQUIRE throws
+  std::mutex mu;
+  std::vector<std::pair<std::chrono::steady_clock::time_point, bool>> polls;
+  auto count = [&] {
+    std::lock_guard lk(mu);
+    return polls.size();
+  };
+  session l(asio::make_strand(io), res_of(srv.uri()), map, {.timeout_s = 0.3});
+  const auto t0 = std::chrono::steady_clock::now();
+  l.start_polling(2.0, [&](poll_result r) {
+    std::lock_guard lk(mu);
+    polls.emplace_back(std::chrono::steady_clock::now(), all_ok(r));
+  });
+  REQUIRE(test::wait_until([&] { return count() == 1; }, 2s));
+  // 1) The device restarts between two polls: the next poll finds a dead connection, reconnects
+  // at once and reads; nothing is lost.
+  srv.proc.kill_hard();
+  std::this_thread::sleep_for(300ms);
+  srv.start();
+  REQUIRE(test::wait_until([&] { return count() == 2; }, 3s));
+  {
+    std::lock_guard lk(mu);
+    CHECK(polls[1].second);
+    CHECK(polls[1].first - t0 < 2500ms);
+  }
+  // 2) Down across a poll: that poll fails, the link reconnects in the background within 1 s
+  // of the device's return, long before the next poll is due.
+  srv.proc.kill_hard();
+  REQUIRE(test::wait_until([&] { return count() == 3; }, 3s));
+  {
+    std::lock_guard lk(mu);
+    CHECK_FALSE(polls[2].second);
+  }
+  std::this_thread::sleep_for(200ms);
+  srv.start();
+  const auto back_at = std::chrono::steady_clock::now();
+  REQUIRE(test::wait_until([&] { return l.stats().connected; }, 3s));
+  auto took = std::chrono::steady_clock::now() - back_at;
+  MESSAGE("link back " << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+                       << " ms after the device returned");
+  CHECK(took <= 1000ms + 200ms);  // backoff capped at 1 s, plus a loaded machine's slack
+  REQUIRE(test::wait_until([&] { return count() == 4; }, 3s));
+  {
+    std::lock_guard lk(mu);
+    CHECK(polls[3].second);
+  }
+  l.stop_polling();
+}
+
 namespace {
 // A raw Modbus TCP peer for the faults pymodbus cannot produce: it answers FC03 with `value` in
 // every register after `delay`, or never when `hang` is set. One connection at a time.
@@ -323,6 +473,7 @@ class raw_peer {
   int port() const { return port_; }
   std::atomic<int> delay_ms{0};
   std::atomic<bool> hang{false};
+  std::atomic<bool> dup{false};  // every reply sent twice (a gateway that repeats frames)
   std::atomic<std::uint16_t> value{0};
   std::atomic<int> connections{0};
 
@@ -359,6 +510,7 @@ class raw_peer {
           rsp.push_back(static_cast<std::uint8_t>(value & 0xff));
         }
         if (::send(c, rsp.data(), rsp.size(), MSG_NOSIGNAL) < 0) break;
+        if (dup && ::send(c, rsp.data(), rsp.size(), MSG_NOSIGNAL) < 0) break;
       }
       ::close(c);
     }
@@ -399,6 +551,29 @@ TEST_CASE("a late reply is never taken for the next request's answer") {
   CHECK(*second.values[0].v == value{std::int64_t{2222}});
   CHECK(peer.connections == 2);
   CHECK(l.stats().timeouts == 1);
+}
+
+TEST_CASE("a stale frame (transaction id of an earlier request) is discarded, never the answer") {
+  raw_peer peer;
+  asio::io_context io;
+  auto map = one_register_map();
+  session l(asio::make_strand(io), res_of("modbus-tcp://127.0.0.1:" + std::to_string(peer.port())),
+            map, {.timeout_s = 0.15});
+  peer.dup = true;  // the copy of reply 1 waits in the socket when request 2 goes out
+  peer.value = 1111;
+  auto a = poll(io, l);
+  REQUIRE(a.values[0].v.has_value());
+  CHECK(*a.values[0].v == value{std::int64_t{1111}});
+  std::this_thread::sleep_for(50ms);
+  peer.dup = false;
+  peer.value = 2222;
+  auto b = poll(io, l);  // reads the stale 1111 copy first: wrong transaction id
+  if (!b.values[0].v) FAIL(b.values[0].v.error().message);
+  CHECK(*b.values[0].v == value{std::int64_t{2222}});  // asked again on a fresh connection
+  CHECK(b.requests == 2);
+  CHECK(peer.connections == 2);
+  CHECK(l.stats().io_errors == 1);
+  CHECK(l.stats().last_error.find("reply does not match the request") != std::string::npos);
 }
 
 TEST_CASE("a hanging device times out per poll and the link recovers when it answers again") {
@@ -471,4 +646,46 @@ TEST_CASE("RTU over a socat pty pair against a pymodbus RTU server") {
   auto w = write(io, l, "sp", value{std::int64_t{42}});
   if (!w) FAIL(w.error().message);
   CHECK(*w == value{std::int64_t{42}});
+}
+
+TEST_CASE("RTU RS-485 options: RTS driven around requests; a pty refuses RS-485 mode, clearly") {
+  test::temp_dir dir;
+  auto a = (dir.path() / "a").string(), b = (dir.path() / "b").string();
+  test::child socat({"/usr/bin/socat", "pty,raw,echo=0,link=" + a, "pty,raw,echo=0,link=" + b});
+  REQUIRE(test::wait_until([&] { return std::filesystem::exists(a) && std::filesystem::exists(b); }, 5s));
+  test::child py({SEMILAB_PYTHON, kServer, "--serial", b}, dir.path() / "rtu.log");
+  asio::io_context io;
+  auto map = golden();
+  {
+    // rts=up: libmodbus raises RTS, waits rts_delay, sends, drains, waits, lowers RTS. A pty has
+    // no modem lines (the ioctls fail, libmodbus ignores that): the requests still go through.
+    session l(asio::make_strand(io),
+              res_of("modbus-rtu://" + a + "?baud=19200&parity=N&unit=1&rts=up&rts_delay=200"), map,
+              {.name = "rtu-rts", .timeout_s = 0.5});
+    poll_result r;
+    bool ok = test::wait_until([&] {
+      r = poll(io, l);
+      return all_ok(r);
+    }, 10s);
+    if (!ok)
+      for (const auto& v : r.values)
+        if (!v.v) FAIL(v.v.error().message);
+    CHECK(*get(r, *map, "f_dcba") == value{123456.0});
+  }
+  {
+    session l(asio::make_strand(io), res_of("modbus-rtu://" + a + "?baud=19200&parity=N&unit=1&rs485=1"),
+              map, {.name = "rtu-485", .timeout_s = 0.5});
+    auto r = poll(io, l);
+    REQUIRE_FALSE(r.values.empty());
+    const auto& e = r.values.front().v;
+    REQUIRE_FALSE(e.has_value());
+    MESSAGE(e.error().message);
+    CHECK(e.error().code == semilab::drivers::errc::not_supported);
+    CHECK(e.error().message.find(a) != std::string::npos);  // the device
+    CHECK(e.error().message.find("rs485=1") != std::string::npos);  // the option
+    CHECK(e.error().message.find("TIOCSRS485") != std::string::npos);
+    CHECK(r.requests == 0);
+    CHECK_FALSE(l.stats().connected);
+    CHECK(l.stats().connect_failures == 1);
+  }
 }

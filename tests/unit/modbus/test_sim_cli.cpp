@@ -232,6 +232,27 @@ TEST_CASE("simulator restart and disconnect faults: the session is back within 2
   CHECK(g.stats().connects >= 2);
 }
 
+TEST_CASE("simulator timeout fault: the unanswered request times out, the next poll reads") {
+  // Every 5th request is never answered; the vacuum gauge makes 3 requests per poll.
+  sim s({"--model", "vacuum-gauge", "--listen", "127.0.0.1:0", "--fault", "hang-every=5"});
+  asio::io_context io;
+  auto map = profile("vacuum-gauge");
+  session l(asio::make_strand(io), res_of(s.uri()), map, {.timeout_s = 0.2});
+  int ok = 0, timed_out = 0;
+  for (int i = 0; i < 6; ++i) {
+    auto r = poll(io, l);
+    if (all_ok(r)) ++ok;
+    for (const auto& pv : r.values)
+      if (!pv.v && pv.v.error().code == make_error_code(errc::timeout)) {
+        ++timed_out;
+        break;
+      }
+  }
+  CHECK(timed_out >= 2);
+  CHECK(ok >= 2);
+  CHECK(l.stats().timeouts >= 2);
+}
+
 TEST_CASE("simulator over RTU on a pty") {
   sim s({"--model", "vacuum-gauge", "--rtu"});
   CHECK(s.where.rfind("/dev/pts/", 0) == 0);

@@ -8,10 +8,16 @@
 // - A Modbus exception fails only the points of the request it answered, with its name.
 // - A timeout, broken pipe, reset or malformed reply closes the context (RTU: flush, then close):
 //   a late reply can never be read as the answer to a later request (libmodbus also checks the
-//   TCP transaction id). The rest of that poll fails with link_down; the next operation
-//   reconnects.
-// - Failed connects back off from 50 ms, doubling, capped at min(1 s, device interval), so the
-//   link is back within two poll intervals (and at most 1 s) after the device returns.
+//   TCP transaction id: a stale frame is a malformed reply). The rest of that poll fails with
+//   link_down; the next operation reconnects.
+// - Once per poll, a request is asked again on a fresh connection when its failure says nothing
+//   about the device now: a stale frame, or a connection that died while idle (the device or
+//   gateway restarted between two polls: EPIPE/reset on the first request).
+// - Failed connects back off from 50 ms, doubling, capped at min(backoff_max_s, device
+//   interval); while start_polling() runs, reconnects also happen between polls, so the link is
+//   back within two poll intervals, and at most ~1 s, after the device returns.
+// - RTU: the resource's RS-485 options (rs485=1, rts=up|down, rts_delay=US) are applied after
+//   each connect; a port that cannot do them fails the connect with drivers::errc::not_supported.
 // Handlers may run after the link was destroyed if they were already posted: they must not use
 // the link unless they keep it alive.
 #include <semilab/drivers/error.hpp>
@@ -50,6 +56,7 @@ struct point_value {
 
 struct poll_result {
   std::int64_t utc_ns = 0;  // when the last reply arrived
+  bool fastest = true;      // start_polling: the fastest interval group was part of this poll
   std::vector<point_value> values;  // in the order of the requested indices
   unsigned requests = 0;            // read requests sent
   unsigned failed_requests = 0;
@@ -76,6 +83,17 @@ class session {
 
   // Reads the points `which` (indices; all when empty) in the fewest requests.
   void async_poll(std::vector<std::size_t> which, std::function<void(poll_result)> handler);
+
+  // Polls on the worker by a poll_schedule (modbus_plan.hpp): the points due together are read
+  // as one coalesced plan, and each result is posted to the executor. The worker starts the next
+  // poll when it is due without waiting for the handler of the previous one, so the hand-off to
+  // the strand overlaps the next request instead of adding to it; at most two results are
+  // undelivered at a time (a slow strand slows polling, it never queues results without bound).
+  // Queued operations (writes) run between polls. Replaces a running schedule.
+  void start_polling(double base_interval_s, std::function<void(poll_result)> handler);
+  // No poll starts after this returns; the poll running now, and results already posted, may
+  // still be delivered (handlers that must ignore them check their own state).
+  void stop_polling();
   // Writes an engineering value to a writable point (range-checked, FC05/06/16), then reads the
   // point (or its `readback` point) and compares. Completes with the value read back.
   void async_write(std::size_t index, value v, std::function<void(result<value>)> handler);
@@ -85,7 +103,7 @@ class session {
 
  private:
   struct impl;
-  std::unique_ptr<impl> impl_;
+  std::shared_ptr<impl> impl_;  // shared only with handlers that outlive the session (weakly)
 };
 
 struct scan_hit {

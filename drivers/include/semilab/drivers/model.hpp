@@ -59,6 +59,79 @@ class model_settings {
 using parse_fn = result<std::vector<reading>> (*)(std::string_view reply,
                                                   const model_settings& settings);
 
+// ---- Capability command tables (capabilities.hpp). Templates use placeholders: {func} (VOLT or
+// CURR: the source function), {sense} (CURR or VOLT: the measured quantity), {value}, {start},
+// {stop}, {points}, {delay} (seconds), {list} (comma-separated levels), {nplc}, {function},
+// {frequency}, {level}, {aperture}. An empty string means "not needed on this model".
+
+// How a source-measure reading is laid out in a reply.
+enum class smu_reply_format {
+  source_reading,  // 2450 buffer elements SOUR,READ: "<source>,<reading>" per point
+  volt_curr_stat,  // 2400 :FORM:ELEM VOLT,CURR,STAT: "<V>,<I>,<status word>" per point
+};
+
+struct source_measure_commands {
+  double max_volts = 0;  // source limits of the model
+  double max_amps = 0;
+  std::size_t max_sweep_points = 0;
+  std::size_t list_chunk = 0;          // levels per list command (the rest with list_append)
+  std::string_view source_function;    // {func}
+  std::string_view sense_function;     // {sense}
+  std::string_view source_level;       // {func} {value}
+  std::string_view source_level_query; // {func}
+  std::string_view limit_for_voltage_source;  // compliance in A, {value}
+  std::string_view limit_for_current_source;  // compliance in V, {value}
+  std::string_view sense_range;        // {sense} {value}
+  std::string_view sense_autorange;    // {sense}
+  std::string_view nplc;               // {sense} {value}
+  std::string_view output_on;
+  std::string_view output_off;
+  std::string_view output_query;
+  std::string_view abort;
+  std::span<const std::string_view> point_setup;  // before single points and sweeps
+  std::string_view point_query;
+  smu_reply_format format = smu_reply_format::source_reading;
+  std::span<const std::string_view> linear_sweep;  // {func} {start} {stop} {points} {delay}
+  std::string_view list_first;                     // {func} {list}
+  std::string_view list_append;                    // {func} {list}; empty: one command only
+  std::span<const std::string_view> list_sweep;    // {func} {points} {delay}
+  std::string_view sweep_start;
+  std::string_view sweep_fetch;                    // {points}
+  std::span<const std::string_view> sweep_restore; // {func}
+};
+
+struct impedance_commands {
+  std::span<const std::string_view> functions;  // accepted :FUNC:IMP values
+  double min_frequency = 0, max_frequency = 0, max_ac_level = 0, max_bias = 0;
+  std::size_t max_list_points = 0;
+  std::span<const std::string_view> configure;  // {function} {frequency} {level} {aperture}
+  std::string_view bias_level;                  // {value}
+  std::string_view bias_on;
+  std::string_view bias_off;
+  std::string_view trigger;
+  std::string_view fetch;                       // single point: "<A>,<B>,<status>"
+  std::span<const std::string_view> list_setup; // before the list
+  std::string_view list_bias;                   // {list}
+  std::string_view list_fetch;                  // "<A>,<B>,<status>,<compare>" per point
+  std::span<const std::string_view> list_restore;
+};
+
+struct voltmeter_function {
+  std::string_view name;     // as configured, e.g. "VOLT:DC"
+  std::string_view channel;  // reading channel, e.g. "volt"
+  std::string_view unit;     // SI symbol
+  double max_range = 0;
+};
+
+struct voltmeter_commands {
+  std::span<const voltmeter_function> functions;
+  std::string_view configure;       // {function} {value} (range)
+  std::string_view configure_auto;  // {function}
+  std::string_view nplc;            // {function} {value}
+  std::span<const std::string_view> setup;
+  std::string_view read;
+};
+
 struct model_profile {
   std::string_view name;         // registry key, e.g. "keithley2450"
   std::string_view idn_pattern;  // glob (* and ?), case-insensitive, against the *IDN? reply
@@ -68,6 +141,10 @@ struct model_profile {
   std::string_view poll_query;
   parse_fn parse = nullptr;
   std::string_view description;
+  // Capabilities (capabilities.hpp): null when the model does not have it.
+  const source_measure_commands* source_measure = nullptr;
+  const impedance_commands* impedance = nullptr;
+  const voltmeter_commands* voltmeter = nullptr;
 };
 
 // The registry, in declaration order.

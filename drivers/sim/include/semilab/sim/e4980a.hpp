@@ -9,8 +9,16 @@
 // "+0" (normal), "+1" (overload: A and B read +9.90000E+37). The simulated meter overloads when
 // |Z| of the DUT exceeds kMaxImpedance. :FETC? needs a measurement: with :INIT:CONT OFF and no
 // :TRIG issued since it queues -230 "Data corrupt or stale" and does not reply.
+//
+// DC-bias list sweep: :DISP:PAGE LIST, :LIST:MODE SEQ|STEP, :LIST:BIAS:VOLT v1,...(at most 201)
+// then one trigger (:TRIG[:IMM], *TRG, :INIT) measures every point, the bias applied only with
+// :BIAS:STAT ON (0 V otherwise). It takes points x aperture time (:APER SHOR|MED|LONG[,avg]:
+// 5, 20, 100 ms per average) in simulated real time; *OPC? is answered when it is done, and
+// :FETC? then returns "<A>,<B>,<status>,<compare>" for every point (compare +0: comparator off).
 #include <complex>
+#include <chrono>
 #include <random>
+#include <vector>
 #include <semilab/sim/instrument.hpp>
 
 namespace semilab::sim {
@@ -42,10 +50,12 @@ class e4980a final : public scpi_instrument {
   std::string options() const override { return "001"; }  // DC bias up to +-40 V
   std::string format_error(int code, std::string_view text) const override;
   void reset() override;
+  std::chrono::milliseconds pending_time() override;
   outcome handle(const scpi_command& cmd, std::optional<std::string>& reply) override;
 
  private:
   std::string fetch();
+  std::string fetch_at(double bias);
 
   std::mt19937_64 rng_;
   std::string function_ = "CPD";
@@ -55,6 +65,13 @@ class e4980a final : public scpi_instrument {
   bool bias_on_ = false;
   bool init_cont_ = true;
   bool triggered_ = false;
+  bool list_page_ = false;
+  std::vector<double> list_bias_;
+  std::chrono::milliseconds aperture_{20};
+  unsigned averages_ = 1;
+  std::string list_result_;  // of the last list sweep
+  bool list_ready_ = false;
+  std::chrono::steady_clock::time_point list_done_at_{};
 };
 
 }  // namespace semilab::sim

@@ -5,7 +5,9 @@
 // calls them only from its io_context thread.
 #include <semilab/sim/scpi_parser.hpp>
 
+#include <chrono>
 #include <cstdint>
+#include <algorithm>
 #include <deque>
 #include <memory>
 #include <optional>
@@ -26,6 +28,10 @@ class sim_instrument {
   virtual void power_on() = 0;
   // Queues an error as if the instrument had detected it (fault injection).
   virtual void inject_error(int code) = 0;
+  // How long the reply to the last program message must be held because the instrument is busy
+  // (a *OPC? during a sweep is answered when the sweep ends); resets to zero. The TCP server
+  // adds it to the reply's delay.
+  virtual std::chrono::milliseconds take_reply_hold() { return std::chrono::milliseconds{0}; }
 };
 
 // Runs every command of one program message; query replies are joined with ';' as IEEE 488.2
@@ -48,6 +54,7 @@ class scpi_instrument : public sim_instrument {
   std::optional<std::string> execute(const scpi_command& cmd) final;
   void power_on() final;
   void inject_error(int code) final;
+  std::chrono::milliseconds take_reply_hold() final;
 
   // SCPI-99: when the queue is full the newest entry is replaced by -350 "Queue overflow".
   void push_error(int code, std::string_view text);
@@ -65,6 +72,12 @@ class scpi_instrument : public sim_instrument {
   // then queues -113). Sets `reply` for successful queries; pushes errors itself otherwise.
   virtual outcome handle(const scpi_command& cmd, std::optional<std::string>& reply) = 0;
 
+  // Time until every pending operation (a running sweep) has finished; *OPC? and *WAI hold
+  // their reply (and what follows) that long.
+  virtual std::chrono::milliseconds pending_time() { return std::chrono::milliseconds{0}; }
+  // Models that hold a reply themselves (a 2400 :READ? running a whole sweep).
+  void hold_reply(std::chrono::milliseconds d) { hold_ = std::max(hold_, d); }
+
   // Helpers for models: common argument errors.
   bool expect_args(const scpi_command& cmd, std::size_t n);  // queues -108/-109 when wrong
   std::optional<double> number_arg(const scpi_command& cmd, double lo, double hi, double def);
@@ -73,6 +86,7 @@ class scpi_instrument : public sim_instrument {
  private:
   std::deque<std::pair<int, std::string>> errors_;
   unsigned esr_ = kEsrPowerOn;  // standard event status register bits
+  std::chrono::milliseconds hold_{0};
 
  public:
   // Standard text of the errors the simulators and the fault injector produce.

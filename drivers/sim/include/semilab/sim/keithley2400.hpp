@@ -7,8 +7,15 @@
 //    VOLT,CURR,RES,TIME,STAT whatever order they were given in, each as "%+.6E";
 //  - a quantity that is not measured reads 9.91E37 (NaN), e.g. RES while measuring current;
 //  - STAT is the status word as a number; bit 3 (value 8) is "in real compliance".
+// Sweeps: :SOUR:<f>:MODE FIX|SWE|LIST with :SOUR:<f>:STAR/STOP, :SOUR:SWE:POIN, :SOUR:SWE:SPAC
+// LIN|LOG, :SOUR:LIST:<f> (at most 100 levels), :TRIG:COUN (must equal the point count), :SOUR:DEL;
+// :INIT runs the sweep in simulated time (smu.hpp) into the sample buffer (output off: error
+// 803 "Output disabled"), :FETC? returns every reading (held until the sweep ends), :READ? is
+// :INIT + :FETC?, :ABOR stops it. After a sweep the source stays at its last level. The
+// simulator-only :SYSTem:DUT DIODE|MOSFET|RESistor changes the device (smu.hpp).
 #include <random>
 #include <semilab/sim/instrument.hpp>
+#include <semilab/sim/smu.hpp>
 
 namespace semilab::sim {
 
@@ -34,15 +41,22 @@ class keithley2400 final : public scpi_instrument {
 
   [[nodiscard]] bool output_on() const noexcept { return output_; }
   [[nodiscard]] unsigned elements() const noexcept { return elements_; }
+  [[nodiscard]] const smu_log& log() const noexcept { return log_; }
 
  protected:
+  std::chrono::milliseconds pending_time() override;
   std::string idn() const override { return std::string(kIdn); }
   void reset() override;
   outcome handle(const scpi_command& cmd, std::optional<std::string>& reply) override;
 
  private:
+  enum class source_mode { fixed, sweep, list };
   std::string read();
   double noisy(double v);
+  void advance();
+  void set_output(bool on);
+  bool start_sweep();  // :INIT; false (error queued) when it cannot run
+  std::string fetch();
 
   std::mt19937_64 rng_;
   bool source_voltage_mode_ = true;
@@ -53,6 +67,20 @@ class keithley2400 final : public scpi_instrument {
   double vcomp_ = 21.0;
   unsigned elements_ = volt | curr | res | time | stat;
   double clock_s_ = 0;  // TIME element: seconds since power-on, advanced per reading
+  smu_dut dut_ = smu_dut::diode;
+  double nplc_ = 1.0;
+  double range_ = 0;  // fixed measure range, 0 = auto
+  source_mode mode_ = source_mode::fixed;
+  double start_ = 0, stop_ = 0;
+  unsigned points_ = 2500;
+  bool log_spacing_ = false;
+  std::vector<double> list_;
+  unsigned trigger_count_ = 1;
+  double source_delay_ = 0;
+  smu_sweep sweep_;
+  std::vector<std::string> samples_;  // readings of the last :INIT, formatted
+  bool have_samples_ = false;
+  smu_log log_;
 };
 
 }  // namespace semilab::sim

@@ -1,0 +1,92 @@
+#pragma once
+// What the simulated source-measure units (keithley2450, keithley2400) share: the device under
+// test (diode, MOSFET, resistor), a thread-safe log of what the source did (so tests can see
+// ramps and output-off actions from another thread), and the timing of instrument-side sweeps.
+//
+// Sweeps run in simulated real time: :INIT starts one at t0; point k (source level applied,
+// then measured) completes at t0 + (k+1) * per_point with per_point = source delay + NPLC/50 s.
+// The state is advanced lazily whenever a command arrives, so an :ABORt or :OUTP OFF arriving
+// mid-sweep stops it after the points already completed. *OPC? (and *WAI) are answered once the
+// sweep would have finished (scpi_instrument::pending_time, the server holds the reply).
+#include <chrono>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace semilab::sim {
+
+// Devices a simulated SMU can drive (simulator-only command :SYSTem:DUT DIODE|MOSFET|RESistor).
+//  diode:    Shockley with series resistance (keithley2450::diode_current)
+//  mosfet:   n-channel, the SMU forces the gate (VGS) and measures the drain current at a drain
+//            bias held at 50 mV by a second, implicit supply; the reference-test T2a device:
+//            beta = 1.3813e-3 A/V^2, Vth = 0.5 V, n_ss = 1.2, theta = 0,
+//            ID = beta * VDS * s, s = n_ss*Vt*softplus((VGS - Vth - VDS/2)/(n_ss*Vt))
+//  resistor: 1 kOhm
+enum class smu_dut { diode, mosfet, resistor };
+
+inline constexpr double kMosfetBeta = 1.3813e-3;
+inline constexpr double kMosfetVth = 0.5;
+inline constexpr double kMosfetVds = 0.05;
+inline constexpr double kMosfetNss = 1.2;
+inline constexpr double kResistorOhms = 1000.0;
+
+[[nodiscard]] double dut_current(smu_dut dut, double volts) noexcept;
+[[nodiscard]] double dut_voltage(smu_dut dut, double amps) noexcept;
+[[nodiscard]] bool parse_dut(std::string_view name, smu_dut& out) noexcept;
+
+struct smu_event {
+  std::chrono::steady_clock::time_point time;
+  enum class kind { level, output, command } what = kind::level;
+  double level = 0;   // kind::level: the source level applied
+  bool output = false;  // kind::output: the new output state (and the state at every event)
+  std::string command;  // kind::command: the command text as received
+};
+
+// Everything the source did, in order. Written on the simulator's thread, read from any.
+class smu_log {
+ public:
+  void level(double v, bool output);
+  void output(bool on, double level);
+  void command(std::string_view text, bool output);
+  [[nodiscard]] std::vector<smu_event> events() const;
+  // Levels applied while the output was on (a ramp shows as its steps).
+  [[nodiscard]] std::vector<double> levels_while_on() const;
+  void clear();
+
+ private:
+  static constexpr std::size_t kMaxEvents = 100000;
+  mutable std::mutex mutex_;
+  std::vector<smu_event> events_;
+};
+
+// An instrument-side sweep in progress (or finished).
+struct smu_sweep {
+  std::vector<double> levels;
+  std::chrono::steady_clock::time_point t0;
+  std::chrono::nanoseconds per_point{0};
+  std::size_t done = 0;  // points completed
+  bool running = false;
+
+  void start(std::vector<double> l, std::chrono::nanoseconds per) {
+    levels = std::move(l);
+    per_point = per;
+    t0 = std::chrono::steady_clock::now();
+    done = 0;
+    running = !levels.empty();
+  }
+  // Points that should have completed by `now` and have not been executed yet.
+  [[nodiscard]] std::size_t due(std::chrono::steady_clock::time_point now) const {
+    if (!running || per_point.count() <= 0) return running ? levels.size() - done : 0;
+    auto k = static_cast<std::size_t>((now - t0) / per_point);
+    return std::min(k, levels.size()) > done ? std::min(k, levels.size()) - done : 0;
+  }
+  [[nodiscard]] std::chrono::milliseconds remaining(std::chrono::steady_clock::time_point now) const {
+    if (!running) return std::chrono::milliseconds{0};
+    auto end = t0 + per_point * static_cast<std::int64_t>(levels.size());
+    return end > now ? std::chrono::ceil<std::chrono::milliseconds>(end - now)
+                     : std::chrono::milliseconds{0};
+  }
+};
+
+}  // namespace semilab::sim
