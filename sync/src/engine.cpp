@@ -1,4 +1,5 @@
 #include <semilab/schemas/ack.hpp>
+#include <semilab/schemas/command.hpp>
 #include <semilab/schemas/state.hpp>
 #include <semilab/schemas/topics.hpp>
 #include <semilab/sync/engine.hpp>
@@ -7,6 +8,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <spdlog/spdlog.h>
 
+#include <deque>
 #include <future>
 #include <map>
 #include <mutex>
@@ -67,6 +69,13 @@ struct engine::impl : std::enable_shared_from_this<impl> {
     clock::time_point sent;
     std::size_t records = 0;
     int rejections = 0;  // permanent rejections so far
+    bool replay = false;  // re-sent from the retention window on a replay command
+  };
+  // A verified replay command being served: retained records [next, to] still to re-send.
+  struct replay_job {
+    std::uint64_t next, to;
+    std::uint64_t from;
+    std::uint64_t sent = 0;
   };
 
   asio::any_io_executor ex;
@@ -76,7 +85,7 @@ struct engine::impl : std::enable_shared_from_this<impl> {
   schemas::frame_encoder encoder;
   asio::steady_timer linger_timer;
   asio::steady_timer tick_timer;
-  std::string batch_topic, ack_topic, state_topic;
+  std::string batch_topic, ack_topic, state_topic, cmd_topic;
 
   class_cursors cursors{};
   std::uint64_t epoch = 0;  // store epoch of the records in flight
@@ -92,6 +101,9 @@ struct engine::impl : std::enable_shared_from_this<impl> {
   bool stopped = false;
   std::uint64_t next_batch_id;
   std::map<std::uint64_t, inflight_batch> inflight;
+  std::deque<replay_job> replays;
+  bool replay_reading = false;
+  std::map<std::string, std::int64_t> seen_nonces;  // accepted commands within the window
 
   mutable std::mutex stats_mu;
   engine_stats st;
@@ -107,6 +119,7 @@ struct engine::impl : std::enable_shared_from_this<impl> {
         batch_topic(schemas::agent_topic(opts.site, opts.agent_id, schemas::agent_topic_kind::batch)),
         ack_topic(schemas::agent_topic(opts.site, opts.agent_id, schemas::agent_topic_kind::ack)),
         state_topic(schemas::agent_topic(opts.site, opts.agent_id, schemas::agent_topic_kind::state)),
+        cmd_topic(schemas::agent_topic(opts.site, opts.agent_id, schemas::agent_topic_kind::cmd)),
         bytes_bucket(opts.max_bytes_per_s, 0.25),
         batches_bucket(opts.max_batches_per_s, 0.25),
         rate_timer(e),
@@ -124,7 +137,7 @@ struct engine::impl : std::enable_shared_from_this<impl> {
   void start() {
     auto w = weak_from_this();
     mqtt.add_subscription(ack_topic, 1);
-    mqtt.add_subscription(schemas::agent_topic(opts.site, opts.agent_id, schemas::agent_topic_kind::cmd), 1);
+    mqtt.add_subscription(cmd_topic, 1);
     mqtt.add_subscription(schemas::central_state_topic("+"), 1);
     mqtt.set_birth(state_topic, schemas::encode_presence({true, opts.agent_id, wall_ns(), opts.version}));
     mqtt.on_connected([w] {
@@ -211,6 +224,11 @@ struct engine::impl : std::enable_shared_from_this<impl> {
   bool central_available() const { return centrals_seen.empty() || !centrals_online.empty(); }
 
   void pump() {
+    pump_live();
+    pump_replay();  // shares the in-flight window and the rate cap; live records go first
+  }
+
+  void pump_live() {
     if (stopped || reading || !mqtt.connected() || inflight.size() >= opts.max_inflight_batches)
       return;
     if (!central_available() || !rate_allows()) return;
@@ -234,6 +252,9 @@ struct engine::impl : std::enable_shared_from_this<impl> {
     epoch = ep;
     inflight.clear();
     cursors = {};
+    if (!replays.empty())
+      spdlog::warn("[sync] {} replay(s) of the old epoch abandoned", replays.size());
+    replays.clear();
     update_stats([](auto&) {});
   }
 
@@ -279,13 +300,106 @@ struct engine::impl : std::enable_shared_from_this<impl> {
     bytes_bucket.charge(static_cast<double>(b.frame.size()), b.sent);
     batches_bucket.charge(1, b.sent);
     update_stats([&](engine_stats& s) {
-      (resend ? s.batches_resent : s.batches_sent)++;
+      if (resend) ++s.batches_resent;
+      else if (!b.replay) ++s.batches_sent;
       s.bytes_published += b.frame.size();
     });
     mqtt.publish(batch_topic, b.frame, 1, false, [id](error_code ec) {
       // A PUBACK is not an acknowledgement: the batch stays in flight until central's ack.
       if (ec) spdlog::debug("[sync] publish of batch {} failed: {}", id, ec.message());
     });
+  }
+
+  void refuse_command(std::string_view why) {
+    // The payload is never logged whole: it is outside input and carries a MAC.
+    spdlog::warn("[sync] command on {} refused: {}", cmd_topic, why);
+    update_stats([](engine_stats& s) { ++s.commands_refused; });
+  }
+
+  // A command from central (or an operator) on our cmd topic: authenticated, fresh, never seen,
+  // for this agent and the current store epoch; then its range is queued for re-sending.
+  void command(const std::string& payload) {
+    if (opts.command_key.empty()) return refuse_command("no command key configured");
+    auto c = schemas::decode_command(payload);
+    if (!c) return refuse_command("malformed (" + c.error().message() + ")");
+    const auto now = wall_ns();
+    auto v = schemas::verify_command(*c, opts.command_key, now);
+    if (v != schemas::command_verdict::ok) return refuse_command(schemas::to_string(v));
+    const auto window =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(schemas::kCommandWindow).count();
+    std::erase_if(seen_nonces, [&](auto& kv) { return now - kv.second > window; });
+    if (seen_nonces.contains(c->cmd.nonce)) return refuse_command("nonce already used");
+    seen_nonces.emplace(c->cmd.nonce, c->cmd.issued_ns);
+    if (c->cmd.agent_id != opts.agent_id) return refuse_command("for agent " + c->cmd.agent_id);
+    if (c->cmd.store_epoch != epoch)
+      return refuse_command("store epoch " + std::to_string(c->cmd.store_epoch) +
+                            " is not this outbox's (" + std::to_string(epoch) + ")");
+    update_stats([](engine_stats& s) { ++s.commands_accepted; });
+    spdlog::info("[sync] replay of seq {}..{} (epoch {}) requested", c->cmd.from, c->cmd.to, epoch);
+    replays.push_back({c->cmd.from, c->cmd.to, c->cmd.from});
+    pump();
+  }
+
+  void pump_replay() {
+    if (stopped || replays.empty() || replay_reading || !mqtt.connected() ||
+        inflight.size() >= opts.max_inflight_batches || !central_available() || !rate_allows())
+      return;
+    replay_reading = true;
+    auto& r = replays.front();
+    box.read_retained(r.next, r.to, opts.batch_max_records,
+                      outbox::read_epoch_done([w = weak_from_this()](
+                                                  error_code ec, std::vector<schemas::record> recs,
+                                                  std::uint64_t ep) {
+                        if (auto s = w.lock())
+                          asio::post(s->ex, [s, ec, recs = std::move(recs), ep]() mutable {
+                            s->got_replay(ec, std::move(recs), ep);
+                          });
+                      }));
+  }
+
+  void got_replay(error_code ec, std::vector<schemas::record> recs, std::uint64_t ep) {
+    replay_reading = false;
+    if (stopped || replays.empty()) return;
+    if (ec) {
+      spdlog::error("[sync] reading retained records failed: {}; retrying", ec.message());
+      return;  // the tick pumps again
+    }
+    if (ep != epoch) {
+      epoch_changed(ep);
+      pump();
+      return;
+    }
+    auto& job = replays.front();
+    if (recs.empty()) {
+      spdlog::info("[sync] replay of seq {}..{} done: {} retained record(s) re-sent", job.from,
+                   job.to, job.sent);
+      replays.pop_front();
+      pump();
+      return;
+    }
+    job.next = recs.back().seq + 1;
+    job.sent += recs.size();
+    schemas::batch b{opts.agent_id, ep, next_batch_id++, std::move(recs)};
+    auto frame = encoder.encode(b);
+    if (!frame) {
+      spdlog::error("[sync] cannot encode replay batch {}: {}", b.batch_id, frame.error().message());
+      pump();
+      return;
+    }
+    std::vector<std::uint64_t> seqs;
+    seqs.reserve(b.records.size());
+    for (auto& r : b.records) seqs.push_back(r.seq);
+    auto& ib = inflight[b.batch_id];
+    ib.frame.assign(frame->begin(), frame->end());
+    ib.ranges = schemas::ranges_of(seqs);
+    ib.records = b.records.size();
+    ib.replay = true;
+    update_stats([&](engine_stats& s) {
+      s.records_replayed += b.records.size();
+      ++s.replay_batches;
+    });
+    send(b.batch_id, ib, false);
+    pump();
   }
 
   void central_state(const mqtt_message& m) {
@@ -311,6 +425,10 @@ struct engine::impl : std::enable_shared_from_this<impl> {
   void message(mqtt_message m) {
     if (m.topic.rfind(std::string(schemas::kTopicRoot) + "/central/", 0) == 0) {
       central_state(m);
+      return;
+    }
+    if (m.topic == cmd_topic) {
+      command(m.payload);
       return;
     }
     if (m.topic != ack_topic) {

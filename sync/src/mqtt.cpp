@@ -39,6 +39,10 @@ error_code mqtt_error(int ev) { return {ev, mqtt_cat()}; }
 
 }  // namespace
 
+bool is_tls_url(const std::string& url) noexcept {
+  return url.rfind("ssl://", 0) == 0 || url.rfind("mqtts://", 0) == 0;
+}
+
 struct mqtt_client::impl : std::enable_shared_from_this<impl>, mqtt::iaction_listener {
   asio::any_io_executor ex;
   mqtt_options opts;
@@ -69,8 +73,10 @@ struct mqtt_client::impl : std::enable_shared_from_this<impl>, mqtt::iaction_lis
     explicit connect_listener(impl* s) : self(s) {}
     void on_success(const mqtt::token&) override {}
     void on_failure(const mqtt::token& tok) override {
-      // Runs on Paho's thread: only post.
-      auto s = self->shared_from_this();
+      // Runs on Paho's thread: only post. The client may be mid-destruction (a connect that
+      // fails while ~impl resets Paho's client): then there is nobody to tell.
+      auto s = self->weak_from_this().lock();
+      if (!s) return;
       int rc = tok.get_return_code();
       asio::post(s->ex, [s, rc] { s->connect_failed(rc); });
     }
@@ -108,6 +114,20 @@ struct mqtt_client::impl : std::enable_shared_from_this<impl>, mqtt::iaction_lis
     mqtt::properties props;
     props.add({mqtt::property::SESSION_EXPIRY_INTERVAL, static_cast<int>(opts.session_expiry_s)});
     co.set_properties(props);
+    if (is_tls_url(opts.broker_url)) {
+      mqtt::ssl_options ssl;
+      if (!opts.ca_file.empty()) ssl.set_trust_store(opts.ca_file);
+      if (!opts.cert_file.empty()) ssl.set_key_store(opts.cert_file);
+      if (!opts.key_file.empty()) ssl.set_private_key(opts.key_file);
+      if (!opts.key_password.empty()) ssl.set_private_key_password(opts.key_password);
+      ssl.set_enable_server_cert_auth(true);
+      ssl.set_verify(opts.verify_hostname);
+      // No set_error_handler: Paho C++ 1.2 hands the C library a pointer to the ssl_options
+      // object as the handler's context, which dangles once the options are copied into the
+      // connect options (seen here as a wild jump on Paho's thread). A failed handshake is a
+      // failed connect: logged with its return code and retried with backoff.
+      co.set_ssl(std::move(ssl));
+    }
     if (!opts.username.empty()) co.set_user_name(opts.username);
     if (!opts.password.empty()) co.set_password(opts.password);
     if (!opts.will_topic.empty()) {

@@ -106,6 +106,8 @@ bool read_counters(sqlite3* db, outbox_counters& c) {
     else if (name == "acked") c.acked = n;
     else if (name == "dropped") c.dropped = n;
     else if (name == "held_bytes") held_bytes = n;
+    else if (name == "retained") c.retained = n;
+    else if (name == "retained_bytes") c.retained_bytes = n;
     else c.by_reason[name] = n;
     if (name.rfind("refused.", 0) == 0) c.refused += n;
   }
@@ -242,11 +244,17 @@ struct outbox::impl {
   struct retry_job {
     ack_done done;
   };
+  struct retained_read_job {
+    std::uint64_t from, to;
+    std::size_t max;
+    read_epoch_done done;
+  };
   struct replace_job {
     std::string why;
     std::uint64_t epoch;  // of the database found corrupt: a later one is not replaced
   };
-  using job = std::variant<insert_job, ack_job, read_job, dead_letter_job, retry_job, replace_job>;
+  using job = std::variant<insert_job, ack_job, read_job, dead_letter_job, retry_job, replace_job,
+                           retained_read_job>;
 
   // Refusals of one class since its intake paused, for the `resumed` notice.
   struct pause_info {
@@ -273,6 +281,7 @@ struct outbox::impl {
   std::atomic<std::uint64_t> epoch{0};
   bool broken = false;  // a run-time replacement failed: every job fails with a storage error
   detail::statement insert, bump, del, read_class, oldest, to_dead, del_plain, dead_count, evict;
+  detail::statement to_retained, prune_age, prune_size, read_ret;
 
   std::mutex mu;
   std::condition_variable cv;
@@ -322,6 +331,10 @@ struct outbox::impl {
     del_plain = {};
     dead_count = {};
     evict = {};
+    to_retained = {};
+    prune_age = {};
+    prune_size = {};
+    read_ret = {};
     sqlite3_close(db);
     db = nullptr;
   }
@@ -351,8 +364,22 @@ struct outbox::impl {
     evict = detail::statement(db,
                               "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE class = ?1"
                               " ORDER BY seq LIMIT ?2) RETURNING seq, bytes, ts_ns");
+    to_retained = detail::statement(
+        db,
+        "INSERT OR REPLACE INTO retained(seq, class, ts_ns, instrument, channel, unit, quality,"
+        " vkind, vnum, vexp, vtext, run_id, bytes, acked_ns)"
+        " SELECT seq, class, ts_ns, instrument, channel, unit, quality, vkind, vnum, vexp, vtext,"
+        " run_id, bytes, ?3 FROM outbox WHERE seq BETWEEN ?1 AND ?2");
+    prune_age = detail::statement(db, "DELETE FROM retained WHERE acked_ns < ? RETURNING bytes");
+    prune_size = detail::statement(db,
+                                   "DELETE FROM retained WHERE seq IN (SELECT seq FROM retained"
+                                   " ORDER BY seq LIMIT ?) RETURNING bytes");
+    read_ret = detail::statement(
+        db,
+        "SELECT seq, class, ts_ns, instrument, channel, unit, quality, vkind, vnum, vexp, vtext,"
+        " run_id FROM retained WHERE seq BETWEEN ? AND ? ORDER BY seq LIMIT ?");
     return insert && bump && del && read_class && oldest && to_dead && del_plain && dead_count &&
-           evict;
+           evict && to_retained && prune_age && prune_size && read_ret;
   }
 
   bool load_counters() {
@@ -581,7 +608,17 @@ struct outbox::impl {
 
   bool do_ack(const ack_job& j, std::uint64_t& deleted, std::uint64_t& bytes) {
     if (j.epoch && j.epoch != epoch) return true;  // an ack for a replaced outbox
+    const auto now = wall_now_ns();
     for (auto& r : j.ranges) {
+      if (opts.retention.enabled()) {
+        // Acked records go into the retention window (same row, same seq) before leaving.
+        to_retained.bind(1, static_cast<std::int64_t>(r.first))
+            .bind(2, static_cast<std::int64_t>(r.last))
+            .bind(3, now);
+        bool ok = to_retained.step() == SQLITE_DONE;
+        to_retained.reset();
+        if (!ok) return false;
+      }
       del.bind(1, static_cast<std::int64_t>(r.first)).bind(2, static_cast<std::int64_t>(r.last));
       int rc;
       while ((rc = del.step()) == SQLITE_ROW) {
@@ -622,6 +659,84 @@ struct outbox::impl {
     return move_dead_letters_back(db, moved, nullptr);
   }
 
+  // One row of `SELECT seq, class, ts_ns, instrument, channel, unit, quality, vkind, vnum, vexp,
+  // vtext, run_id`.
+  static schemas::record row_record(detail::statement& q) {
+    schemas::record r;
+    r.seq = static_cast<std::uint64_t>(q.int64(0));
+    r.cls = static_cast<schemas::record_class>(q.int64(1));
+    r.ts_ns = q.int64(2);
+    r.instrument = q.text(3);
+    r.channel = q.text(4);
+    r.unit = q.text(5);
+    r.quality = static_cast<std::uint32_t>(q.int64(6));
+    switch (q.int64(7)) {
+      case 0: r.val = q.real(8); break;
+      case 1: r.val = q.int64(8); break;
+      case 2: r.val = schemas::decimal{q.int64(8), static_cast<std::int8_t>(q.int64(9))}; break;
+      default: r.val = q.text(10);
+    }
+    r.run_id = q.text(11);
+    return r;
+  }
+
+  void do_read_retained(retained_read_job& j) {
+    std::vector<schemas::record> out;
+    boost::system::error_code ec;
+    if (broken) ec = make_error_code(errc::storage);
+    if (!broken && j.max > 0 && j.from <= j.to) {
+      read_ret.bind(1, static_cast<std::int64_t>(std::min<std::uint64_t>(j.from, INT64_MAX)))
+          .bind(2, static_cast<std::int64_t>(std::min<std::uint64_t>(j.to, INT64_MAX)))
+          .bind(3, static_cast<std::int64_t>(j.max));
+      int rc;
+      while ((rc = read_ret.step()) == SQLITE_ROW) out.push_back(row_record(read_ret));
+      read_ret.reset();
+      if (rc != SQLITE_DONE) {
+        spdlog::error("[outbox] reading retained records failed: {}", sqlite3_errmsg(db));
+        ec = make_error_code(errc::storage);
+        out.clear();
+        note_error();
+      }
+    }
+    j.done(ec, std::move(out), epoch.load());
+  }
+
+  // Retention bounds, in the current transaction: older than max_age since the ack, then the
+  // oldest seq first while above max_bytes. `bytes` is the retained size as the transaction goes.
+  bool prune_retained(std::uint64_t& bytes, std::uint64_t count, std::uint64_t& pruned,
+                      std::uint64_t& pruned_bytes) {
+    if (!opts.retention.enabled()) return true;
+    auto cutoff = wall_now_ns() -
+                  std::chrono::duration_cast<std::chrono::nanoseconds>(opts.retention.max_age).count();
+    auto drain = [&](detail::statement& q) {
+      int rc;
+      std::uint64_t rows = 0;
+      while ((rc = q.step()) == SQLITE_ROW) {
+        auto b = static_cast<std::uint64_t>(q.int64(0));
+        ++rows;
+        ++pruned;
+        pruned_bytes += b;
+        bytes -= std::min(bytes, b);
+      }
+      q.reset();
+      return rc == SQLITE_DONE ? std::optional<std::uint64_t>(rows) : std::nullopt;
+    };
+    prune_age.bind(1, cutoff);
+    if (!drain(prune_age)) return false;
+    while (bytes > opts.retention.max_bytes) {
+      // As many of the oldest as the excess needs at their average size (plus one): a few
+      // rounds at most, never much more than the excess.
+      const auto left = count > pruned ? count - pruned : 1;
+      const auto avg = std::max<std::uint64_t>(1, bytes / left);
+      const auto n = std::min<std::uint64_t>((bytes - opts.retention.max_bytes) / avg + 1, 100'000);
+      prune_size.bind(1, static_cast<std::int64_t>(n));
+      auto rows = drain(prune_size);
+      if (!rows) return false;
+      if (*rows == 0) break;
+    }
+    return true;
+  }
+
   void do_read(read_job& j) {
     std::vector<schemas::record> out;
     boost::system::error_code ec;
@@ -631,26 +746,7 @@ struct outbox::impl {
           .bind(2, static_cast<std::int64_t>(j.after[static_cast<std::size_t>(c)]))
           .bind(3, static_cast<std::int64_t>(j.max - out.size()));
       int rc;
-      while ((rc = read_class.step()) == SQLITE_ROW) {
-        schemas::record r;
-        r.seq = static_cast<std::uint64_t>(read_class.int64(0));
-        r.cls = static_cast<schemas::record_class>(read_class.int64(1));
-        r.ts_ns = read_class.int64(2);
-        r.instrument = read_class.text(3);
-        r.channel = read_class.text(4);
-        r.unit = read_class.text(5);
-        r.quality = static_cast<std::uint32_t>(read_class.int64(6));
-        switch (read_class.int64(7)) {
-          case 0: r.val = read_class.real(8); break;
-          case 1: r.val = read_class.int64(8); break;
-          case 2:
-            r.val = schemas::decimal{read_class.int64(8), static_cast<std::int8_t>(read_class.int64(9))};
-            break;
-          default: r.val = read_class.text(10);
-        }
-        r.run_id = read_class.text(11);
-        out.push_back(std::move(r));
-      }
+      while ((rc = read_class.step()) == SQLITE_ROW) out.push_back(row_record(read_class));
       read_class.reset();
       if (rc != SQLITE_DONE) {
         spdlog::error("[outbox] read failed: {}", sqlite3_errmsg(db));
@@ -706,11 +802,13 @@ struct outbox::impl {
 
   void process(std::vector<job>& jobs) {
     bool writes = false;
-    for (auto& j : jobs) writes |= !std::holds_alternative<read_job>(j);
+    for (auto& j : jobs)
+      writes |= !std::holds_alternative<read_job>(j) && !std::holds_alternative<retained_read_job>(j);
     std::vector<schemas::seq_range> assigned(jobs.size());
     std::vector<std::uint64_t> acked_by_job(jobs.size()), refused_by_job(jobs.size());
     std::uint64_t added = 0, added_bytes = 0, deleted = 0, deleted_bytes = 0;
     std::int64_t dead_delta = 0;  // records moved into (+) or out of (-) the dead letters
+    std::uint64_t ret_count = 0, ret_bytes = 0;  // retention window after this transaction
     txn_state t;
     t.paused = paused;
     t.pauses = pauses;
@@ -738,6 +836,27 @@ struct outbox::impl {
         }
       }
       if (ok) ok = write_notices(t, added, added_bytes);
+      std::uint64_t ret_before = 0, ret_before_bytes = 0;
+      {
+        std::lock_guard lk(stats_mu);
+        ret_before = stats.retained;
+        ret_before_bytes = stats.retained_bytes;
+      }
+      if (opts.retention.enabled()) {
+        ret_count = ret_before + deleted;
+        ret_bytes = ret_before_bytes + deleted_bytes;
+        std::uint64_t pruned = 0, pruned_bytes = 0;
+        if (ok) ok = prune_retained(ret_bytes, ret_count, pruned, pruned_bytes);
+        ret_count -= std::min(ret_count, pruned);
+      } else {
+        ret_count = ret_before;
+        ret_bytes = ret_before_bytes;
+      }
+      const auto ret_delta = static_cast<std::int64_t>(ret_count) - static_cast<std::int64_t>(ret_before);
+      const auto ret_bytes_delta =
+          static_cast<std::int64_t>(ret_bytes) - static_cast<std::int64_t>(ret_before_bytes);
+      if (ok && ret_delta) ok = bump_signed("retained", ret_delta);
+      if (ok && ret_bytes_delta) ok = bump_signed("retained_bytes", ret_bytes_delta);
       if (ok && added) ok = bump_counter("produced", added);
       if (ok && deleted) ok = bump_counter("acked", deleted);
       if (ok && t.dropped) ok = bump_counter("dropped", t.dropped);
@@ -775,6 +894,8 @@ struct outbox::impl {
         stats.oldest_ts_ns = oldest_ts;
         stats.paused_classes = paused;
         stats.dead_letters = count_dead();  // also sees moves made by `queue dead-letters --retry`
+        stats.retained = ret_count;
+        stats.retained_bytes = ret_bytes;
       }
     }
     auto ec = ok ? boost::system::error_code{} : make_error_code(errc::storage);
@@ -792,8 +913,10 @@ struct outbox::impl {
       }
     }
     if (ok && (added || dead_delta < 0) && committed) committed();
-    for (auto& j : jobs)
+    for (auto& j : jobs) {
       if (auto* r = std::get_if<read_job>(&j)) do_read(*r);
+      else if (auto* rr = std::get_if<retained_read_job>(&j)) do_read_retained(*rr);
+    }
   }
 
   void push(job j) {
@@ -1217,6 +1340,11 @@ void outbox::read(class_cursors after, std::size_t max, read_done done) {
                                              std::vector<schemas::record> r, std::uint64_t) {
          d(ec, std::move(r));
        }));
+}
+
+void outbox::read_retained(std::uint64_t from, std::uint64_t to, std::size_t max,
+                           read_epoch_done done) {
+  impl_->push(impl::retained_read_job{from, to, max, std::move(done)});
 }
 
 void outbox::on_committed(std::function<void()> h) { impl_->committed = std::move(h); }

@@ -27,6 +27,9 @@ struct engine_options {
   double max_bytes_per_s = 0;
   double max_batches_per_s = 0;
   std::string version;  // software version for the birth message
+  // Shared secret authenticating commands on the cmd topic (HMAC-SHA256, schemas/command.hpp);
+  // empty = every command is refused. Never logged.
+  std::string command_key;
 };
 
 struct engine_stats {
@@ -41,6 +44,12 @@ struct engine_stats {
   std::int64_t last_ack_ns = 0;  // wall clock of the last central ack, 0 = never
   std::uint64_t rate_limited = 0;  // times sending waited for the bandwidth cap
   bool central_online = true;      // false while every known central instance says offline
+  // Replays (cmd topic): accepted and refused commands, records and batches re-sent from the
+  // retention window (counted here, not in batches_sent).
+  std::uint64_t commands_accepted = 0;
+  std::uint64_t commands_refused = 0;
+  std::uint64_t records_replayed = 0;
+  std::uint64_t replay_batches = 0;
 };
 
 class engine {

@@ -30,7 +30,19 @@ struct mqtt_options {
   std::chrono::milliseconds min_retry{100};  // reconnect backoff: doubles from here, jittered
   std::chrono::milliseconds max_retry{30'000};
   int max_inflight = 64;       // QoS 1 publishes awaiting PUBACK
+  // TLS, used when broker_url is ssl:// (or mqtts://). The broker's certificate is always
+  // verified against `ca_file` (PEM; empty = the system's trust store); `verify_hostname` also
+  // checks that it names the host of broker_url. A client certificate and key (PEM) are sent
+  // when given (DESIGN-NOTES: CN = client id = agent id).
+  std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
+  std::string key_password;  // never logged
+  bool verify_hostname = true;
 };
+
+// Whether `url` asks for TLS (ssl://, mqtts://).
+bool is_tls_url(const std::string& url) noexcept;
 
 struct mqtt_message {
   std::string topic;

@@ -45,6 +45,16 @@ struct quota_options {
   full_policy blob = full_policy::drop_oldest;
 };
 
+// Acked records kept after central's ack (table `retained`), for replays after central restored
+// a backup. Off when either bound is 0. Pruned in the writer's transactions: older than
+// `max_age` since the ack, and oldest seq first above `max_bytes` (the same `bytes` estimate as
+// the quota; this budget is on top of the quota, see docs/ARCHITECTURE.md "Retention").
+struct retention_options {
+  std::chrono::seconds max_age{0};
+  std::uint64_t max_bytes = 0;
+  bool enabled() const noexcept { return max_age.count() > 0 && max_bytes > 0; }
+};
+
 struct outbox_options {
   std::filesystem::path path;  // the database file; its directory must exist
   std::string agent_id;        // the outbox belongs to one agent; another id is refused
@@ -53,6 +63,7 @@ struct outbox_options {
   quota_options quota{};
   // Background PRAGMA quick_check on its own read connection (0 = only on I/O errors).
   std::chrono::seconds integrity_interval{3600};
+  retention_options retention{};
 };
 
 // Persisted accounting. produced = acked + held + dropped at every commit.
@@ -72,6 +83,9 @@ struct outbox_counters {
   std::uint64_t refused = 0;  // sum of refused.* (not part of produced)
   std::uint32_t paused_classes = 0;  // bit per record_class whose intake is paused now
   std::uint64_t integrity_checks = 0;  // background checks run since start
+  // Acked records in the retention window (not part of `held`), persisted.
+  std::uint64_t retained = 0;
+  std::uint64_t retained_bytes = 0;
 };
 
 struct dead_letter_entry {
@@ -145,6 +159,10 @@ class outbox {
   // Up to `max` records above the cursors, highest-priority class first, returned in seq order.
   void read(class_cursors after, std::size_t max, read_done done);
   void read(class_cursors after, std::size_t max, read_epoch_done done);
+
+  // Up to `max` retained (acked) records with seq in [from, to], in seq order, for a replay;
+  // `store_epoch` says which outbox they came from (the caller checks it is the one asked for).
+  void read_retained(std::uint64_t from, std::uint64_t to, std::size_t max, read_epoch_done done);
 
   // Asks the background checker for a PRAGMA quick_check now (also done on any I/O error).
   // A corrupt outbox is moved aside and replaced (new epoch) with an outbox_replaced event, a
