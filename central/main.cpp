@@ -1,6 +1,7 @@
 // semilab-central: the ingest service and its admin CLI. Thin: parsing and dispatch only.
 #include <semilab/central/app.hpp>
 #include <semilab/central/config.hpp>
+#include <semilab/central/replay_cmd.hpp>
 
 #include <CLI/CLI.hpp>
 
@@ -38,12 +39,16 @@ int main(int argc, char** argv) {
   qshow->add_option("--payload-out", payload_out, "Write the kept frame bytes to this file");
   std::string to_dir, backup_file;
   auto* backup = app.add_subcommand(
-      "backup", "Verified online backup of the SQLite store, then retention ([backup]).");
+      "backup", "Verified online backup of the store (SQLite backup API, or pg_dump for "
+                "PostgreSQL), then retention ([backup]).");
   backup->add_option("--config,-c", config_file, "TOML configuration file")->required();
   backup->add_option("--to", to_dir, "Backup directory (default: [backup] dir)");
   auto* verify = app.add_subcommand(
       "verify-backup", "Check a backup: integrity and per-table checksums against its manifest.");
-  verify->add_option("file", backup_file, "Backup file (central-<UTC>.db)")->required();
+  verify->add_option("file", backup_file, "Backup file (central-<UTC>.db or .pgdump)")->required();
+  verify->add_option("--config,-c", config_file,
+                     "TOML configuration file (needed for a PostgreSQL .pgdump: restored into a "
+                     "scratch database of that server)");
   auto* restore = app.add_subcommand(
       "restore", "Verify a backup and make it the store database (stop the service first).");
   restore->add_option("file", backup_file, "Backup file (central-<UTC>.db)")->required();
@@ -73,6 +78,17 @@ int main(int argc, char** argv) {
   trevoke->add_option("token", token_key, "Token id (from `tokens list`) or name")->required();
   trevoke->add_option("--config,-c", config_file, "TOML configuration file")->required();
 
+  sc::replay_request replay_req;
+  auto* replay = app.add_subcommand(
+      "replay", "Ask an agent to re-send retained records seq FROM..TO of a store epoch (signed "
+                "command on its cmd topic; [mqtt] command_key_file).");
+  replay->add_option("--config,-c", config_file, "TOML configuration file")->required();
+  replay->add_option("--agent", replay_req.agent_id, "Agent id")->required();
+  replay->add_option("--site", replay_req.site, "Agent's site (default: from the store)");
+  replay->add_option("--epoch", replay_req.store_epoch, "Store epoch")->required();
+  replay->add_option("--from", replay_req.from, "First seq")->required();
+  replay->add_option("--to", replay_req.to, "Last seq (inclusive)")->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -85,7 +101,8 @@ int main(int argc, char** argv) {
     return sc::kExitOk;
   }
 
-  if (verify->parsed()) return sc::run_verify_backup(backup_file, stdout, stderr);
+  if (verify->parsed() && config_file.empty())
+    return sc::run_verify_backup(backup_file, stdout, stderr);
 
   sc::central_config cfg;
   if (auto e = sc::load_config(config_file, cfg)) {
@@ -96,6 +113,8 @@ int main(int argc, char** argv) {
     std::cout << "ok\n";
     return sc::kExitOk;
   }
+  if (replay->parsed()) return sc::run_replay(cfg, replay_req, stdout, stderr);
+  if (verify->parsed()) return sc::run_verify_backup(backup_file, &cfg, stdout, stderr);
   if (backup->parsed()) return sc::run_backup(cfg, to_dir, stdout, stderr);
   if (restore->parsed()) return sc::run_restore(cfg, backup_file, stdout, stderr);
   if (retention->parsed()) return sc::run_retention(cfg, stdout, stderr);

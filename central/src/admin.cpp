@@ -228,15 +228,6 @@ int run_quarantine_show(const central_config& cfg, std::int64_t id, const std::s
 }
 
 namespace {
-bool sqlite_only(const central_config& cfg, const char* what, std::FILE* err) {
-  if (cfg.store.backend == "sqlite") return true;
-  std::fprintf(err,
-               "semilab-central %s: the store is PostgreSQL; back it up with pg_dump / restore "
-               "with pg_restore (this command handles the SQLite store)\n",
-               what);
-  return false;
-}
-
 void print_tables(const std::vector<table_checksum>& t, std::FILE* out) {
   for (const auto& c : t)
     std::fprintf(out, "  %-16s %12" PRIu64 " rows  sha256 %s\n", c.table.c_str(), c.rows,
@@ -246,17 +237,18 @@ void print_tables(const std::vector<table_checksum>& t, std::FILE* out) {
 
 int run_backup(const central_config& cfg, const std::string& to_dir, std::FILE* out,
                std::FILE* err) {
-  if (!sqlite_only(cfg, "backup", err)) return kExitUsage;
   const auto so = storage_options_from(cfg, open_mode::read_only);
+  const bool pg = so.backend == storage_backend::postgresql;
   const std::string dir = !to_dir.empty() ? to_dir
                           : !cfg.backup.dir.empty()
                               ? cfg.backup.dir
                               : (std::filesystem::path(cfg.central.data_dir) / "backups").string();
   std::string msg;
-  auto b = backup_sqlite(so.sqlite_path, dir, msg);
+  auto b = pg ? backup_pg(so.url, dir, msg) : backup_sqlite(so.sqlite_path, dir, msg);
   if (!b) {
-    std::fprintf(err, "semilab-central backup of %s into %s: %s: %s\n", so.sqlite_path.c_str(),
-                 dir.c_str(), b.error().message().c_str(), msg.c_str());
+    std::fprintf(err, "semilab-central backup of %s into %s: %s: %s\n",
+                 pg ? redact_url(so.url).c_str() : so.sqlite_path.c_str(), dir.c_str(),
+                 b.error().message().c_str(), msg.c_str());
     return kExitRuntime;
   }
   std::fprintf(out, "backup %s (%" PRIu64 " bytes): copied in %.3f s, verified in %.3f s\n",
@@ -273,23 +265,56 @@ int run_backup(const central_config& cfg, const std::string& to_dir, std::FILE* 
 }
 
 int run_verify_backup(const std::string& file, std::FILE* out, std::FILE* err) {
+  return run_verify_backup(file, nullptr, out, err);
+}
+
+int run_verify_backup(const std::string& file, const central_config* cfg, std::FILE* out,
+                      std::FILE* err) {
   std::string msg;
-  auto t = verify_backup(file, msg);
+  const bool pg = file.ends_with(".pgdump");
+  if (pg && (!cfg || cfg->store.backend != "postgresql")) {
+    std::fprintf(err,
+                 "semilab-central verify-backup %s: a PostgreSQL dump is verified by restoring it "
+                 "into a scratch database: pass --config with [store] backend = \"postgresql\"\n",
+                 file.c_str());
+    return kExitUsage;
+  }
+  auto t = pg ? verify_pg_backup(file, cfg->store.url, msg) : verify_backup(file, msg);
   if (!t) {
     std::fprintf(err, "semilab-central verify-backup %s: %s: %s\n", file.c_str(),
                  t.error().message().c_str(), msg.c_str());
     return kExitRuntime;
   }
-  std::fprintf(out, "ok %s: integrity_check ok, every table matches its manifest\n", file.c_str());
+  std::fprintf(out, "ok %s: %s, every table matches its manifest\n", file.c_str(),
+               pg ? "restored into a scratch database" : "integrity_check ok");
   print_tables(*t, out);
   return kExitOk;
 }
 
 int run_restore(const central_config& cfg, const std::string& file, std::FILE* out,
                 std::FILE* err) {
-  if (!sqlite_only(cfg, "restore", err)) return kExitUsage;
   const auto so = storage_options_from(cfg, open_mode::read_write);
   std::string kept, msg;
+  if (so.backend == storage_backend::postgresql) {
+    if (!file.ends_with(".pgdump")) {
+      std::fprintf(err, "semilab-central restore: the store is PostgreSQL; %s is not a .pgdump\n",
+                   file.c_str());
+      return kExitUsage;
+    }
+    if (auto ec = restore_pg(file, so.url, msg)) {
+      std::fprintf(err, "semilab-central restore %s -> %s: %s: %s\n", file.c_str(),
+                   redact_url(so.url).c_str(), ec.message().c_str(), msg.c_str());
+      return kExitRuntime;
+    }
+    std::fprintf(out, "restored %s into %s (checksums match the manifest)\n", file.c_str(),
+                 redact_url(so.url).c_str());
+    return kExitOk;
+  }
+  if (file.ends_with(".pgdump")) {
+    std::fprintf(err, "semilab-central restore: the store is SQLite; %s is a PostgreSQL dump\n",
+                 file.c_str());
+    return kExitUsage;
+  }
   if (auto ec = restore_sqlite(file, so.sqlite_path, kept, msg)) {
     std::fprintf(err, "semilab-central restore %s -> %s: %s: %s\n", file.c_str(),
                  so.sqlite_path.c_str(), ec.message().c_str(), msg.c_str());

@@ -348,9 +348,8 @@ std::optional<http_response> api::cache_get(const std::string& key) {
   return it->second.res;
 }
 
-void api::cache_put(const std::string& key, const http_response& r) {
+void api::cache_put(const std::string& key, const http_response& r, std::uint64_t gen) {
   if (r.body.size() > src_.cache.max_bytes / 4) return;  // one answer never fills the cache
-  const std::uint64_t gen = src_.ingest ? src_.ingest().commits : 0;
   std::lock_guard lock(cache_mutex_);
   if (auto it = cache_.find(key); it != cache_.end()) {
     cache_bytes_ -= it->second.res.body.size();
@@ -467,6 +466,9 @@ http_response api::handle(const http_request& req) {
   }
   const bool use_cache = route->cacheable && src_.cache.ttl.count() > 0;
   std::string cache_key;
+  // Taken before the store is read: an answer computed while a commit lands is tagged with the
+  // generation before it and dies as soon as the commit is counted.
+  const std::uint64_t gen = use_cache && src_.ingest ? src_.ingest().commits : 0;
   if (use_cache) {
     cache_key = std::string(target);
     if (auto hit = cache_get(cache_key)) {
@@ -476,7 +478,7 @@ http_response api::handle(const http_request& req) {
     ++misses_;
   }
   auto res = (this->*route->fn)(effective);
-  if (use_cache && res.status == 200) cache_put(cache_key, res);
+  if (use_cache && res.status == 200) cache_put(cache_key, res, gen);
   return res;
 }
 

@@ -4,6 +4,7 @@
 #include <semilab/central/http.hpp>
 #include <semilab/central/service.hpp>
 #include <semilab/central/storage.hpp>
+#include <semilab/service/systemd.hpp>
 
 #include "log.hpp"
 
@@ -79,6 +80,10 @@ int run_service(const central_config& cfg, std::FILE* out) {
   sv.mqtt.password = cfg.mqtt.password;
   sv.mqtt.keep_alive = std::chrono::seconds(cfg.mqtt.keep_alive_s);
   sv.mqtt.connect_timeout = std::chrono::seconds(cfg.mqtt.connect_timeout_s);
+  sv.mqtt.ca_file = cfg.mqtt.tls_ca_file;
+  sv.mqtt.cert_file = cfg.mqtt.tls_cert_file;
+  sv.mqtt.key_file = cfg.mqtt.tls_key_file;
+  sv.mqtt.verify_hostname = cfg.mqtt.tls_verify_hostname;
   ingest_service service(asio::make_strand(ioc), std::move(*writer), sv);
 
   api_sources as{reader->get(), [&service] { return service.stats(); },
@@ -122,10 +127,14 @@ int run_service(const central_config& cfg, std::FILE* out) {
   log->info("instance {} ingesting from {} (version {})", cfg.central.instance, cfg.mqtt.broker,
             SEMILAB_VERSION);
 
+  service::notifier sd(ioc.get_executor());  // systemd: READY, WATCHDOG=1 from this loop
+  sd.ready("ingesting from " + cfg.mqtt.broker);
+
   asio::signal_set signals(ioc, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
     log->info("signal {}: shutting down", sig);
+    sd.stopping();
     (*http)->stop();
     service.async_stop(std::chrono::milliseconds(2000), [&] {
       log->info("stopped");

@@ -157,7 +157,9 @@ std::vector<fs::path> backups_in(const std::string& dir) {
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     const auto name = e.path().filename().string();
-    if (name.rfind("central-", 0) == 0 && e.path().extension() == ".db") out.push_back(e.path());
+    if (name.rfind("central-", 0) == 0 &&
+        (e.path().extension() == ".db" || e.path().extension() == ".pgdump"))
+      out.push_back(e.path());
   }
   std::sort(out.begin(), out.end());
   return out;

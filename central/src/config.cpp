@@ -75,6 +75,19 @@ const std::vector<cfg::option<mqtt_section>>& mqtt_options() {
       cfg::int_opt<mqtt_section>("connect_timeout_s", &mqtt_section::connect_timeout_s, "5", "s",
                                  "Timeout of one connection attempt (reconnects continue with backoff).",
                                  1, 600),
+      cfg::string_opt<mqtt_section>("tls_ca_file", &mqtt_section::tls_ca_file, "\"\"",
+                                    "ssl:// broker: CA certificate (PEM) its certificate must chain "
+                                    "to; empty = the system's trust store."),
+      cfg::string_opt<mqtt_section>("tls_cert_file", &mqtt_section::tls_cert_file, "\"\"",
+                                    "ssl:// broker: client certificate (PEM); empty = none."),
+      cfg::string_opt<mqtt_section>("tls_key_file", &mqtt_section::tls_key_file, "\"\"",
+                                    "ssl:// broker: private key (PEM) of the client certificate."),
+      cfg::bool_opt<mqtt_section>("tls_verify_hostname", &mqtt_section::tls_verify_hostname, "true",
+                                  "ssl:// broker: check that its certificate names its host."),
+      cfg::string_opt<mqtt_section>("command_key_file", &mqtt_section::command_key_file, "\"\"",
+                                    "File with the secret shared with the agents that signs "
+                                    "commands (`semilab-central replay`; HMAC-SHA256, at least 16 "
+                                    "bytes; interim until Ed25519 keys)."),
   };
   return t;
 }

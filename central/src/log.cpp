@@ -1,6 +1,6 @@
 #include "log.hpp"
 
-#include <spdlog/sinks/stdout_sinks.h>
+#include <semilab/service/systemd.hpp>
 
 #include <mutex>
 
@@ -10,7 +10,8 @@ std::shared_ptr<spdlog::logger> logger(const std::string& component) {
   static std::mutex m;
   std::lock_guard lock(m);
   if (auto l = spdlog::get(component)) return l;
-  static auto sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+  // stderr, or journald (COMPONENT = this logger's name) under systemd.
+  static auto sink = service::default_sink("semilab-central");
   auto l = std::make_shared<spdlog::logger>(component, sink);
   l->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ [%n] %v");
   l->set_level(spdlog::get_level());

@@ -224,16 +224,20 @@ TEST_CASE("backup: retention by count and by age; the newest always stays") {
   CHECK(fs::exists(files[4]));
 }
 
-TEST_CASE("backup: the PostgreSQL store is refused with a pointer to pg_dump") {
+TEST_CASE("backup: an unreachable PostgreSQL store fails without showing its password") {
   temp_dir d;
   auto cfg = config_for(d);
   cfg.store.backend = "postgresql";
   cfg.store.url = "postgresql://u:secret@127.0.0.1:1/x";
   capture out, err;
-  CHECK(run_backup(cfg, "", out.f, err.f) == kExitUsage);
+  CHECK(run_backup(cfg, "", out.f, err.f) == kExitRuntime);
   auto e = err.text();
-  CHECK(e.find("pg_dump") != std::string::npos);
+  CHECK(e.find("127.0.0.1") != std::string::npos);
   CHECK(e.find("secret") == std::string::npos);
+  capture out2, err2;  // a dump is verified against a server: --config is needed
+  CHECK(run_verify_backup(d.file("central-x.pgdump"), out2.f, err2.f) == kExitUsage);
+  capture out3, err3;  // a SQLite store does not take a PostgreSQL dump
+  CHECK(run_restore(config_for(d), d.file("central-x.pgdump"), out3.f, err3.f) == kExitUsage);
 }
 
 TEST_CASE("admin: retention job applies the [retention] policy and reports per class") {

@@ -1,6 +1,7 @@
 // The HTTP server on 127.0.0.1 port 0, queried with a plain Beast client.
 #include <semilab/central/store.hpp>
 #include <semilab/central/api.hpp>
+#include <semilab/central/auth.hpp>
 #include <semilab/central/http.hpp>
 #include <semilab/schemas/topics.hpp>
 
@@ -124,4 +125,58 @@ TEST_CASE("http: an address in use or not host:port is an error value") {
   REQUIRE_FALSE(second.has_value());
   CHECK(second.error() == errc::listen_failed);
   CHECK(err.find("bind") != std::string::npos);
+}
+
+TEST_CASE("http: the Authorization header reaches the api; 401, 403 and 429 carry their headers") {
+  central_test::temp_dir d;
+  std::string err;
+  auto w = sqlite_store::open(store_options{d.file("central.db")}, err);
+  REQUIRE(w.has_value());
+  auto viewer = create_token(**w, role::viewer, "v", now_ns(), err);
+  REQUIRE_MESSAGE(viewer.has_value(), err);
+  auto r = sqlite_store::open(store_options{d.file("central.db"), open_mode::read_only}, err);
+  REQUIRE(r.has_value());
+  api_sources src{r->get(), {}, {}, "c"};
+  api_auth auth;  // anonymous: none
+  auth.rate_per_s = 0.01;  // no refill during the test
+  auth.rate_burst = 2;
+  src.auth = auth;
+  api routes(std::move(src));
+
+  asio::io_context ioc;
+  http_options o;
+  o.listen = "127.0.0.1:0";
+  o.timeout = std::chrono::seconds(5);
+  auto srv = http_server::start(
+      ioc.get_executor(), o, [&](const http_request& req) { return routes.handle(req); }, err);
+  REQUIRE_MESSAGE(srv.has_value(), err);
+  std::thread io([&] { ioc.run(); });
+
+  asio::io_context client;
+  tcp::socket sock(client);
+  sock.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), (*srv)->port()));
+  auto send = [&](const std::string& target, const std::string& authz) {
+    bhttp::request<bhttp::string_body> req{bhttp::verb::get, target, 11};
+    req.set(bhttp::field::host, "127.0.0.1");
+    if (!authz.empty()) req.set(bhttp::field::authorization, authz);
+    req.keep_alive(true);
+    bhttp::write(sock, req);
+    beast::flat_buffer buf;
+    bhttp::response<bhttp::string_body> res;
+    bhttp::read(sock, buf, res);
+    return res;
+  };
+  auto res = send("/api/v1/agents", "");
+  CHECK(res.result_int() == 401);
+  CHECK(res[bhttp::field::www_authenticate] == "Bearer realm=\"semilab-central\"");
+  CHECK(send("/healthz", "").result_int() == 200);
+  CHECK(send("/api/v1/agents", "Bearer " + viewer->token).result_int() == 200);
+  CHECK(send("/api/v1/tokens", "Bearer " + viewer->token).result_int() == 403);
+  CHECK(send("/api/v1/agents", "Bearer " + viewer->token).result_int() == 200);  // 2nd of 2
+  res = send("/api/v1/agents", "Bearer " + viewer->token);  // a 403 took nothing: 3rd
+  CHECK(res.result_int() == 429);
+  CHECK(std::stoi(std::string(res[bhttp::field::retry_after])) >= 1);
+
+  (*srv)->stop();
+  io.join();
 }

@@ -165,7 +165,7 @@ class api {
   // The role of a presented token (re-reading the store's tokens when due), nullopt if invalid.
   std::optional<role> authenticate(const presented_token& t);
   std::optional<http_response> cache_get(const std::string& key);
-  void cache_put(const std::string& key, const http_response& r);
+  void cache_put(const std::string& key, const http_response& r, std::uint64_t generation);
 
   api_sources src_;
   std::mutex reader_mutex_;  // a store is used by one thread at a time

@@ -42,6 +42,10 @@ int run_backup(const central_config& cfg, const std::string& to_dir, std::FILE* 
                std::FILE* err);
 // `semilab-central verify-backup FILE`: integrity check and checksums against the manifest.
 int run_verify_backup(const std::string& file, std::FILE* out, std::FILE* err);
+// The same for either backend: a `.pgdump` (PostgreSQL) needs `cfg` with the store's server, into
+// which it is restored as a scratch database.
+int run_verify_backup(const std::string& file, const central_config* cfg, std::FILE* out,
+                      std::FILE* err);
 // `semilab-central restore FILE`: verify, then replace the store database (service stopped).
 int run_restore(const central_config& cfg, const std::string& file, std::FILE* out,
                 std::FILE* err);

@@ -1,5 +1,5 @@
 #pragma once
-// Verified online backups of the SQLite store.
+// Verified online backups of the store (SQLite here; PostgreSQL below, backup_pg).
 //
 // backup_sqlite: one read transaction on the source pins a snapshot; the per-table content
 // checksums of the source are computed in it and the online backup API copies the same snapshot
@@ -54,6 +54,23 @@ result<std::vector<table_checksum>> verify_backup(const std::string& file, std::
 // `<db_path>.pre-restore-<UTC>`, returned in `kept`. The service must be stopped.
 boost::system::error_code restore_sqlite(const std::string& file, const std::string& db_path,
                                          std::string& kept, std::string& error);
+
+// The PostgreSQL store (src/pg_backup.cpp): `pg_dump -Fc --snapshot` of one exported snapshot
+// whose per-table checksums (SHA-256 of the rows' text forms in byte order) are computed in the
+// same transaction; the dump is restored into a scratch database on the same server (the
+// store's user needs CREATEDB) and must match before it becomes DIR/central-<UTC>.pgdump with
+// its manifest. pg_dump / pg_restore come from PATH (postgresql-client); the password travels in
+// PGPASSWORD, never on a command line.
+result<backup_info> backup_pg(const std::string& url, const std::string& dir, std::string& error);
+// Restores the dump into a scratch database of the server at `url` and compares with the
+// manifest.
+result<std::vector<table_checksum>> verify_pg_backup(const std::string& file,
+                                                     const std::string& url, std::string& error);
+// Verifies, then replaces the content of the database at `url` with the dump in one transaction
+// (pg_restore --clean --single-transaction) and checks the result against the manifest. Stop
+// every instance first.
+boost::system::error_code restore_pg(const std::string& file, const std::string& url,
+                                     std::string& error);
 
 // Retention in a backup directory: keeps the `keep` newest backups (0 = no count limit) and
 // deletes those older than `max_age_s` (0 = no age limit), with their manifests. The newest

@@ -22,6 +22,11 @@ struct mqtt_section {
   std::string password;  // never logged
   std::int64_t keep_alive_s = 20;
   std::int64_t connect_timeout_s = 5;
+  std::string tls_ca_file;    // ssl:// broker: CA of the broker's certificate ("" = system)
+  std::string tls_cert_file;  // client certificate (PEM)
+  std::string tls_key_file;   // its key (PEM)
+  bool tls_verify_hostname = true;
+  std::string command_key_file;  // secret shared with agents for cmd-topic commands (replay)
 };
 
 struct http_section {
