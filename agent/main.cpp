@@ -8,7 +8,7 @@
 #include "src/cli_scpi.hpp"
 
 #include <CLI/CLI.hpp>
-#include <spdlog/sinks/stdout_color_sinks.h>
+#include <semilab/service/systemd.hpp>
 #include <spdlog/spdlog.h>
 
 #include <iostream>
@@ -20,6 +20,15 @@ int main(int argc, char** argv) {
   bool as_json = false;
   std::string level = "info";
   app.add_option("--log-level", level, "trace, debug, info, warn, error")->capture_default_str();
+  // Logs go to stderr, or to journald with COMPONENT/INSTRUMENT fields under systemd; optionally
+  // also to a rotating file.
+  std::string log_file;
+  std::size_t log_file_mb = 10, log_files = 5;
+  app.add_option("--log-file", log_file, "Also log to this file, rotated");
+  app.add_option("--log-file-max-mb", log_file_mb, "Size at which the log file rotates")
+      ->capture_default_str()->check(CLI::Range(1, 4096));
+  app.add_option("--log-files", log_files, "Rotated log files kept")
+      ->capture_default_str()->check(CLI::Range(1, 100));
 
   auto* run = app.add_subcommand("run", "Run the agent daemon until SIGINT/SIGTERM");
   run->add_option("-c,--config", config_path, "Configuration file (TOML)")->required();
@@ -42,7 +51,15 @@ int main(int argc, char** argv) {
 
   CLI11_PARSE(app, argc, argv);
 
-  auto logger = spdlog::stderr_color_mt("semilab-agent");
+  auto logger = std::make_shared<spdlog::logger>("semilab-agent",
+                                                  semilab::service::default_sink("semilab-agent"));
+  if (!log_file.empty()) {
+    if (auto e = semilab::service::add_rotating_file(log_file, log_file_mb << 20, log_files);
+        !e.empty()) {
+      std::cerr << "semilab-agent: " << e << "\n";
+      return 2;
+    }
+  }
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::from_str(level));
 

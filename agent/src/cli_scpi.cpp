@@ -1,5 +1,6 @@
 #include "cli_scpi.hpp"
 
+#include <editline/readline.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -9,6 +10,8 @@
 #include <cmath>
 #include <cstdio>
 #include <ctime>
+#include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <semilab/drivers/model.hpp>
 #include <semilab/drivers/scpi_reply.hpp>
@@ -73,6 +76,46 @@ class blocking_session {
 
   asio::io_context io_;
   scpi_session session_;
+};
+
+// libedit's readline interface with a history file: $XDG_STATE_HOME/semilab/scpi_history, or
+// ~/.local/state/semilab/scpi_history (the last 1000 lines).
+class line_editor {
+ public:
+  line_editor() {
+    using_history();
+    stifle_history(1000);
+    if (const char* state = std::getenv("XDG_STATE_HOME"); state && *state) {
+      path_ = std::filesystem::path(state) / "semilab";
+    } else if (const char* home = std::getenv("HOME"); home && *home) {
+      path_ = std::filesystem::path(home) / ".local" / "state" / "semilab";
+    }
+    if (!path_.empty()) {
+      std::error_code ec;
+      std::filesystem::create_directories(path_, ec);
+      path_ /= "scpi_history";
+      read_history(path_.c_str());
+    }
+  }
+  ~line_editor() {
+    if (!path_.empty()) write_history(path_.c_str());
+  }
+  line_editor(const line_editor&) = delete;
+  line_editor& operator=(const line_editor&) = delete;
+
+  std::optional<std::string> read(const char* prompt) {
+    char* raw = readline(prompt);
+    if (!raw) return std::nullopt;  // EOF (Ctrl-D)
+    std::string line(raw);
+    std::free(raw);
+    if (!line.empty() && (history_length == 0 || last_ != line)) add_history(line.c_str());
+    last_ = line;
+    return line;
+  }
+
+ private:
+  std::filesystem::path path_;
+  std::string last_;
 };
 
 std::string describe(error_code ec) {
@@ -278,12 +321,13 @@ int run_scpi(const scpi_cli_options& opt, std::istream& in, std::ostream& out, s
   if (!opt.commands.empty()) {
     for (const auto& c : opt.commands) run_one(c);
   } else {
-    bool tty = ::isatty(STDIN_FILENO) != 0;
-    std::string line;
-    while (true) {
-      if (tty) err << "scpi> " << std::flush;
-      if (!std::getline(in, line)) break;
-      run_one(line);
+    if (&in == &std::cin && ::isatty(STDIN_FILENO) != 0) {
+      // Interactive: line editing and a history kept across sessions (libedit).
+      line_editor editor;
+      while (auto line = editor.read("scpi> ")) run_one(*line);
+    } else {
+      std::string line;
+      while (std::getline(in, line)) run_one(line);
     }
   }
   return any_failed ? 1 : 0;

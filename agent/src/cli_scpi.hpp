@@ -12,7 +12,8 @@
 //     blocks as "#block <length> bytes: <hex of the first 32>"; control bytes escaped), or
 //     "ERROR: ..." when it failed. Later commands still run; exit 1 if any command failed.
 //     --check-errors drains :SYST:ERR? after each command; an entry fails that command.
-//     Without COMMANDs: one command per stdin line (use rlwrap for history), same output.
+//     Without COMMANDs: one command per stdin line, same output; on a terminal with line editing
+//     and a history kept in $XDG_STATE_HOME/semilab/scpi_history (libedit).
 //     Failures also go to stderr with the session's recent transactions.
 #include <CLI/CLI.hpp>
 #include <cstdint>

@@ -7,6 +7,8 @@
 
 #include <set>
 
+#include "health.hpp"
+
 namespace semilab::agent {
 
 namespace cfg = schemas::config;
@@ -22,6 +24,11 @@ std::optional<std::string> check_broker(const std::string& v) {
   if (v.rfind("tcp://", 0) != 0 && v.rfind("ssl://", 0) != 0 && v.rfind("mqtt://", 0) != 0 &&
       v.rfind("mqtts://", 0) != 0)
     return "'" + v + "' is not a broker URL (tcp://host:port or ssl://host:port)";
+  return std::nullopt;
+}
+
+std::optional<std::string> check_policy(const std::string& v) {
+  if (v != "pause" && v != "drop_oldest") return "must be \"pause\" or \"drop_oldest\"";
   return std::nullopt;
 }
 
@@ -41,6 +48,34 @@ const cfg::option<agent_config> kAgent[] = {
           if (v != "full" && v != "normal") return "must be \"full\" or \"normal\"";
           return std::nullopt;
         }),
+    cfg::int_opt<agent_config>("quota_mb", &agent_config::quota_mb, "1024", "MiB",
+                               "Outbox quota in stored bytes of held records (0 = none); when "
+                               "reached, each class follows its policy, every pause or drop is "
+                               "counted and announced by a drop notice",
+                               0, 1'000'000),
+    cfg::int_opt<agent_config>("quota_reserve_mb", &agent_config::quota_reserve_mb, "16", "MiB",
+                               "Room above the quota that only events and run results may use "
+                               "(they are never dropped)",
+                               0, 100'000),
+    cfg::string_opt<agent_config>("telemetry_when_full", &agent_config::telemetry_when_full,
+                                  "pause",
+                                  "`pause`: new telemetry is refused while the outbox is full; "
+                                  "`drop_oldest`: the oldest held telemetry is evicted",
+                                  check_policy),
+    cfg::string_opt<agent_config>("blob_when_full", &agent_config::blob_when_full, "drop_oldest",
+                                  "Same choice for blobs", check_policy),
+    cfg::int_opt<agent_config>("integrity_check_s", &agent_config::integrity_check_s, "3600", "s",
+                               "Period of the background PRAGMA quick_check of the outbox (0 = "
+                               "only after an I/O error); a corrupt outbox is moved aside",
+                               0, 604'800),
+    cfg::int_opt<agent_config>("retain_hours", &agent_config::retain_hours, "168", "h",
+                               "Acked records stay this long after central's ack, for replays "
+                               "(`semilab-central replay`); 0 = deleted at the ack",
+                               0, 87'600),
+    cfg::int_opt<agent_config>("retain_mb", &agent_config::retain_mb, "256", "MiB",
+                               "At most this much acked records are retained (oldest go first); "
+                               "on top of quota_mb; 0 = deleted at the ack",
+                               0, 1'000'000),
 };
 
 const cfg::option<agent_config> kMqtt[] = {
@@ -49,6 +84,17 @@ const cfg::option<agent_config> kMqtt[] = {
     cfg::string_opt<agent_config>("username", &agent_config::username, "\"\"", "MQTT user name"),
     cfg::string_opt<agent_config>("password", &agent_config::password, "\"\"",
                                   "MQTT password (never logged)"),
+    cfg::string_opt<agent_config>("tls_ca_file", &agent_config::tls_ca_file, "\"\"",
+                                  "CA certificate (PEM) the broker's certificate must chain to, "
+                                  "for an ssl:// broker (\"\" = the system's trust store)"),
+    cfg::string_opt<agent_config>("tls_cert_file", &agent_config::tls_cert_file, "\"\"",
+                                  "Client certificate (PEM) for an ssl:// broker; its CN should be "
+                                  "the agent id"),
+    cfg::string_opt<agent_config>("tls_key_file", &agent_config::tls_key_file, "\"\"",
+                                  "Private key (PEM) of the client certificate"),
+    cfg::bool_opt<agent_config>("tls_verify_hostname", &agent_config::tls_verify_hostname, "true",
+                                "Check that the broker's certificate names the broker's host "
+                                "(the chain is always verified)"),
 };
 
 const cfg::option<agent_config> kSync[] = {
@@ -71,6 +117,30 @@ const cfg::option<agent_config> kSync[] = {
                                   "Upload bandwidth cap, resends included (0 = none)", 0, 1e12),
     cfg::double_opt<agent_config>("max_batches_per_s", &agent_config::max_batches_per_s, "0",
                                   "batches/s", "Upload batch-rate cap (0 = none)", 0, 1e6),
+    cfg::string_opt<agent_config>("command_key_file", &agent_config::command_key_file, "\"\"",
+                                  "File holding the secret shared with central that authenticates "
+                                  "commands on the cmd topic (HMAC-SHA256, at least 16 bytes); "
+                                  "\"\" = every command is refused. Interim until Ed25519 keys"),
+};
+
+const cfg::option<agent_config> kStatus[] = {
+    cfg::bool_opt<agent_config>("enabled", &agent_config::status_enabled, "true",
+                                "Serve the status page, its JSON API and /metrics"),
+    cfg::string_opt<agent_config>(
+        "bind", &agent_config::status_bind, "127.0.0.1",
+        "Address the status page listens on; anything but loopback needs `insecure_http = true` "
+        "(HTTPS is not implemented yet)"),
+    cfg::int_opt<agent_config>("port", &agent_config::status_port, "8470", "",
+                               "TCP port of the status page (0 = any free port, logged)", 0, 65535),
+    cfg::string_opt<agent_config>("operator_token", &agent_config::operator_token, "\"\"",
+                                  "Bearer token the page's actions require (reconnect an "
+                                  "instrument); empty = actions refused. Never logged"),
+    cfg::bool_opt<agent_config>("insecure_http", &agent_config::status_insecure_http, "false",
+                                "Allow plain HTTP on a non-loopback address (trusted networks only)"),
+    cfg::int_opt<agent_config>("health_period_s", &agent_config::health_period_s, "60", "s",
+                               "The retained health topic is republished on every change and at "
+                               "least this often",
+                               1, 86'400),
 };
 
 const cfg::option<instrument_config> kInstrument[] = {
@@ -88,14 +158,14 @@ const cfg::option<instrument_config> kInstrument[] = {
         }),
     cfg::string_opt<instrument_config>(
         "resource", &instrument_config::resource, "",
-        "VISA resource string (TCPIP0::10.0.0.5::5025::SOCKET) or Modbus URI "
+        "VISA resource string (TCPIP0::10.0.0.5::5025::SOCKET, TCPIP0::10.0.0.5::inst0::INSTR, "
+        "USB0::0x05E6::0x2450::04012345::INSTR, ASRL/dev/ttyUSB0::INSTR?baud=9600) or Modbus URI "
         "(modbus-tcp://10.0.0.7:502?unit=1, modbus-rtu:///dev/ttyUSB0?baud=19200&parity=E&unit=3)",
         [](const std::string& v) -> std::optional<std::string> {
           auto r = drivers::parse_resource(v);
           if (!r) return r.error().message;
           if (drivers::modbus::link_resource_of(*r)) return std::nullopt;
-          auto o = drivers::require_openable(*r);
-          if (!o) return o.error().message;
+          if (auto o = drivers::require_openable(*r); !o) return o.error().message;
           return std::nullopt;
         }),
     cfg::string_opt<instrument_config>("map", &instrument_config::map, "(Modbus: map or profile)",
@@ -110,6 +180,14 @@ const cfg::option<instrument_config> kInstrument[] = {
                                     INT64_MAX),
     cfg::int_opt<instrument_config>("timeout_ms", &instrument_config::timeout_ms, "2000", "ms",
                                     "Deadline of one instrument operation", 10, 600'000),
+    cfg::string_opt<instrument_config>(
+        "calibration_due", &instrument_config::calibration_due, "\"\"",
+        "Calibration due date, YYYY-MM-DD (UTC); health notes it 14 days before and is degraded "
+        "after",
+        [](const std::string& v) -> std::optional<std::string> {
+          if (!v.empty() && !health::parse_date_ns(v)) return "'" + v + "' is not a YYYY-MM-DD date";
+          return std::nullopt;
+        }),
     {"settings", "table", "{}", "", "Model settings (see `semilab-agent models`)",
      [](instrument_config& s, const toml::node& n) -> std::optional<std::string> {
        auto* t = n.as_table();
@@ -148,9 +226,10 @@ std::optional<agent_config> load_config(const std::filesystem::path& file, std::
   const std::string f = file.string();
   for (auto&& [k, node] : root) {
     auto key = k.str();
-    if (key != "agent" && key != "mqtt" && key != "sync" && key != "instrument") {
+    if (key != "agent" && key != "mqtt" && key != "sync" && key != "status" &&
+        key != "instrument") {
       error = cfg::where(f, k.source()) + ": " + std::string(key) +
-              ": unknown table (expected [agent], [mqtt], [sync], [[instrument]])";
+              ": unknown table (expected [agent], [mqtt], [sync], [status], [[instrument]])";
       return std::nullopt;
     }
   }
@@ -165,7 +244,7 @@ std::optional<agent_config> load_config(const std::filesystem::path& file, std::
     return cfg::read_table(c, *t, opts, f, name);
   };
   for (auto [name, opts] : {std::pair{"agent", span_of(kAgent)}, std::pair{"mqtt", span_of(kMqtt)},
-                            std::pair{"sync", span_of(kSync)}}) {
+                            std::pair{"sync", span_of(kSync)}, std::pair{"status", span_of(kStatus)}}) {
     if (auto e = table(name, opts)) {
       error = e->message;
       return std::nullopt;
@@ -234,6 +313,16 @@ std::optional<agent_config> load_config(const std::filesystem::path& file, std::
     error = f + ": instrument: expected [[instrument]] tables";
     return std::nullopt;
   }
+  // DESIGN-NOTES: bound elsewhere than loopback the page must serve HTTPS, which is not
+  // implemented yet: refuse unless the operator explicitly accepts plain HTTP.
+  bool loopback = c.status_bind == "::1" || c.status_bind == "localhost" ||
+                  c.status_bind.rfind("127.", 0) == 0;
+  if (c.status_enabled && !loopback && !c.status_insecure_http) {
+    error = f + ": status.bind: '" + c.status_bind +
+            "' is not loopback; HTTPS is not implemented yet, so set `insecure_http = true` to "
+            "serve plain HTTP there (trusted networks only) or bind 127.0.0.1";
+    return std::nullopt;
+  }
   return c;
 }
 
@@ -242,6 +331,7 @@ std::string config_reference() {
   s += cfg::print_reference<agent_config>("[agent]", span_of(kAgent)) + "\n";
   s += cfg::print_reference<agent_config>("[mqtt]", span_of(kMqtt)) + "\n";
   s += cfg::print_reference<agent_config>("[sync]", span_of(kSync)) + "\n";
+  s += cfg::print_reference<agent_config>("[status]", span_of(kStatus)) + "\n";
   s += cfg::print_reference<instrument_config>("[[instrument]]", span_of(kInstrument));
   return s;
 }

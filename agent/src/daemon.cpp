@@ -1,5 +1,6 @@
 #include <semilab/agent/daemon.hpp>
 #include <semilab/agent/recorder.hpp>
+#include <semilab/schemas/command.hpp>
 #include <semilab/sync/engine.hpp>
 
 #include <boost/asio/io_context.hpp>
@@ -16,8 +17,13 @@
 #include <iostream>
 #include <thread>
 
+#include <semilab/schemas/topics.hpp>
+
+#include "http_status.hpp"
 #include "instrument_runner.hpp"
 #include "modbus_runner.hpp"
+#include "reload.hpp"
+#include "status_model.hpp"
 
 namespace semilab::agent {
 
@@ -29,8 +35,14 @@ namespace {
 constexpr const char* kVersion = "0.1.0";
 
 json::object counters_json(const sync::outbox_counters& c) {
+  // by_reason: "dropped.quota.telemetry", "refused.quota.telemetry", "notices",
+  // "unrecoverable.corrupt_outbox.all" (persisted; refused records were never produced).
+  json::object reasons;
+  for (auto& [k, v] : c.by_reason) reasons[k] = v;
   return {{"produced", c.produced}, {"acked", c.acked},         {"held", c.held},
-          {"dropped", c.dropped},   {"dead_letters", c.dead_letters}};
+          {"dropped", c.dropped},   {"dead_letters", c.dead_letters}, {"refused", c.refused},
+          {"retained", c.retained}, {"retained_bytes", c.retained_bytes},
+          {"by_reason", std::move(reasons)}};
 }
 
 json::object outbox_json(const sync::outbox_counters& c, std::int64_t now_ns) {
@@ -58,7 +70,8 @@ bool pid_alive(const std::filesystem::path& pid_file, long& pid) {
 
 }  // namespace
 
-int run_daemon(const agent_config& cfg) {
+int run_daemon(const agent_config& startup_cfg) {
+  agent_config cfg = startup_cfg;  // live: a SIGHUP replaces its instruments (reload.cpp)
   std::error_code fec;
   std::filesystem::create_directories(cfg.data_dir, fec);
   if (fec) {
@@ -73,10 +86,20 @@ int run_daemon(const agent_config& cfg) {
   std::ofstream(cfg.pid_path()) << ::getpid() << "\n";
 
   std::string err;
-  auto box = sync::outbox::open({cfg.outbox_path(), cfg.id,
-                                 cfg.durability == "normal" ? sync::durability::normal
-                                                            : sync::durability::full},
-                                err);
+  sync::outbox_options oo{cfg.outbox_path(), cfg.id,
+                          cfg.durability == "normal" ? sync::durability::normal
+                                                     : sync::durability::full};
+  oo.quota.max_bytes = static_cast<std::uint64_t>(cfg.quota_mb) << 20;
+  oo.quota.reserve_bytes = static_cast<std::uint64_t>(cfg.quota_reserve_mb) << 20;
+  auto policy = [](const std::string& p) {
+    return p == "drop_oldest" ? sync::full_policy::drop_oldest : sync::full_policy::pause;
+  };
+  oo.quota.telemetry = policy(cfg.telemetry_when_full);
+  oo.quota.blob = policy(cfg.blob_when_full);
+  oo.integrity_interval = std::chrono::seconds(cfg.integrity_check_s);
+  oo.retention.max_age = std::chrono::hours(cfg.retain_hours);
+  oo.retention.max_bytes = static_cast<std::uint64_t>(cfg.retain_mb) << 20;
+  auto box = sync::outbox::open(oo, err);
   if (!box) {
     spdlog::error("[agent] outbox: {}", err);
     return 1;
@@ -88,6 +111,10 @@ int run_daemon(const agent_config& cfg) {
 
   asio::io_context io(1);
   recorder rec(outbox);
+  const auto started_ns = utc_now_ns();
+  live_values values;  // the status page's recent values, fed before the outbox takes them
+  event_log events;
+  rec.set_observer([&values](std::span<const schemas::record> r) { values.observe(r); });
 
   sync::engine_options eo;
   eo.agent_id = cfg.id;
@@ -104,6 +131,15 @@ int run_daemon(const agent_config& cfg) {
   mo.broker_url = cfg.broker;
   mo.username = cfg.username;
   mo.password = cfg.password;
+  mo.ca_file = cfg.tls_ca_file;
+  mo.cert_file = cfg.tls_cert_file;
+  mo.key_file = cfg.tls_key_file;
+  mo.verify_hostname = cfg.tls_verify_hostname;
+  if (!cfg.command_key_file.empty() &&
+      !schemas::load_command_key(cfg.command_key_file, eo.command_key, err)) {
+    spdlog::error("[agent] sync.command_key_file: {}", err);
+    return 1;
+  }
   auto engine = std::make_unique<sync::engine>(asio::make_strand(io), outbox, eo, mo);
   if (auto ec = engine->start()) {
     spdlog::error("[agent] sync engine: {}", ec.message());
@@ -123,48 +159,63 @@ int run_daemon(const agent_config& cfg) {
     runners.push_back(std::move(r));
   }
 
-  // Live status for `semilab-agent status`, once a second.
+  // Status page, /metrics and the health topic (docs/agent-status.md). A port in use is not
+  // fatal: acquisition matters more than the page.
+  auto routes = std::make_shared<status_routes>(
+      cfg.operator_token,
+      cfg.status_bind.starts_with("127.") || cfg.status_bind == "::1" || cfg.status_bind == "localhost",
+      status_actions{[&runners](std::string_view id) { return transactions_json(runners, id); },
+                     [&runners, &events](std::string_view id) {
+                       for (auto& r : runners)
+                         if (r->status().id == id) {
+                           if (!r->reconnect()) return action_outcome::not_supported;
+                           events.add(utc_now_ns(), "ok", std::string(id),
+                                      "reconnect requested from the status page");
+                           return action_outcome::done;
+                         }
+                       return action_outcome::unknown_instrument;
+                     }});
+  std::shared_ptr<status_server> server;
+  if (cfg.status_enabled) {
+    status_server_options so;
+    so.bind = cfg.status_bind;
+    so.port = static_cast<std::uint16_t>(cfg.status_port);
+    if (auto srv = status_server::start(io.get_executor(), so, routes, err)) {
+      server = *srv;
+      spdlog::info("[agent] status page on http://{}/", server->local_address());
+    } else {
+      spdlog::error("[agent] status page not served: {}", err);
+    }
+  }
+  status_sampler sampler({cfg, outbox, *engine, rec, runners, values, events}, started_ns);
+  const auto health_topic = schemas::agent_topic(cfg.site, cfg.id, schemas::agent_topic_kind::health);
+  std::int64_t health_sent_ns = 0;
+
+  // Live status for `semilab-agent status` and the page, once a second; health published
+  // retained when it changes and every health_period_s.
   asio::steady_timer status_timer(io);
   std::function<void()> write_status = [&] {
     auto now = utc_now_ns();
-    auto s = engine->stats();
-    json::array instruments;
-    for (auto& r : runners) {
-      auto st = r->status();
-      instruments.push_back(json::object{{"id", st.id},
-                                         {"model", st.model},
-                                         {"resource", st.resource},
-                                         {"idn", st.idn},
-                                         {"connected", st.connected},
-                                         {"finished", st.finished},
-                                         {"readings", st.readings},
-                                         {"errors", st.errors},
-                                         {"consecutive_errors", st.consecutive_errors},
-                                         {"last_good_ns", std::to_string(st.last_good_ns)},
-                                         {"last_value", st.last_value},
-                                         {"last_error", st.last_error}});
+    auto smp = sampler.take(now, counters_json(outbox.counters()));
+    write_atomically(cfg.live_status_path(), smp.file_json);
+    if (smp.health_changed || now - health_sent_ns >= cfg.health_period_s * 1'000'000'000) {
+      engine->publish_retained(health_topic, smp.health_json);
+      health_sent_ns = now;
     }
-    json::object live{{"pid", ::getpid()},
-                      {"clock_steps", rec.clock_steps()},
-                      {"written_ns", std::to_string(now)},
-                      {"broker", {{"url", cfg.broker}, {"connected", s.broker_connected}}},
-                      {"sync",
-                       {{"batches_sent", s.batches_sent},
-                        {"batches_resent", s.batches_resent},
-                        {"batches_acked", s.batches_acked},
-                        {"batches_rejected", s.batches_rejected},
-                        {"records_acked", s.records_acked},
-                        {"bytes_published", s.bytes_published},
-                        {"inflight_batches", s.inflight},
-                        {"last_ack_ns", std::to_string(s.last_ack_ns)},
-                        {"rate_limited", s.rate_limited},
-                        {"central_online", s.central_online}}},
-                      {"instruments", std::move(instruments)}};
-    json::array alarms;
-    if (!outbox.replaced_reason().empty())
-      alarms.push_back(json::value("outbox replaced: " + outbox.replaced_reason()));
-    live["alarms"] = std::move(alarms);
-    write_atomically(cfg.live_status_path(), json::serialize(live));
+    if (server) {
+      auto snap = std::make_shared<status_snapshot>();
+      snap->status_json = std::move(smp.page_json);
+      snap->health_json = std::move(smp.health_json);
+      snap->metrics = std::move(smp.metrics);
+      snap->ready = smp.health.agent_state != health::level::failed;
+      if (!snap->ready) {
+        json::array why;
+        for (const auto& r : smp.health.reasons)
+          if (r.lvl == health::level::failed) why.push_back(json::value(r.text));
+        snap->not_ready_json = json::serialize(json::object{{"ready", false}, {"reasons", why}});
+      }
+      server->publish(std::move(snap));
+    }
     status_timer.expires_after(std::chrono::seconds(1));
     status_timer.async_wait([&](boost::system::error_code ec) {
       if (!ec) write_status();
@@ -172,12 +223,19 @@ int run_daemon(const agent_config& cfg) {
   };
   write_status();
 
+  service::notifier sd(io.get_executor());  // systemd: READY, WATCHDOG=1 from this loop
+  reloader reload(io, cfg, runners, rec, events, sd);  // SIGHUP
+  sd.ready("running, " + std::to_string(runners.size()) + " instrument(s)");
+
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](boost::system::error_code ec, int sig) {
     if (ec) return;
     spdlog::info("[agent] signal {}: stopping (records not yet acked stay in the outbox)", sig);
+    sd.stopping();
+    reload.cancel();
     for (auto& r : runners) r->stop();
     status_timer.cancel();
+    if (server) server->stop();
     // Engine stop waits for its strand: run it off this thread, then let io finish.
     std::thread([&] {
       engine->stop();
@@ -236,7 +294,7 @@ int print_status(const agent_config& cfg, bool as_json) {
             << oldest << " s\n"
             << "counters   produced " << k["produced"] << ", acked " << k["acked"] << ", held "
             << k["held"] << " (dead letters " << k["dead_letters"] << "), dropped " << k["dropped"]
-            << "\n";
+            << ", refused " << k["refused"] << "\n";
   if (auto* live = out.if_contains("live")) {
     auto& l = live->as_object();
     if (auto* al = l.if_contains("alarms"))

@@ -42,6 +42,18 @@ void instrument_runner::stop() {
   });
 }
 
+bool instrument_runner::reconnect() {
+  asio::post(strand_, [self = shared_from_this()] {
+    if (self->stopped_) return;
+    spdlog::info("[acq] {}: reconnect requested by an operator", self->cfg_.id);
+    self->session_->close();  // a poll in flight completes with operation_aborted
+    self->poller_->force_init();
+    std::lock_guard lk(self->mu_);
+    ++self->st_.reconnects_requested;
+  });
+  return true;
+}
+
 instrument_status instrument_runner::status() const {
   std::lock_guard lk(mu_);
   return st_;
@@ -70,6 +82,7 @@ void instrument_runner::schedule() {
 
 void instrument_runner::poll() {
   if (stopped_) return;
+  poll_started_ = clock::now();
   poller_->async_poll([self = shared_from_this()](boost::system::error_code ec,
                                                   std::vector<drivers::reading> readings) {
     // Timestamp at reply: the instant the value is known to the agent.
@@ -80,6 +93,20 @@ void instrument_runner::poll() {
 void instrument_runner::polled(boost::system::error_code ec, std::vector<drivers::reading> readings,
                                timestamp ts) {
   if (stopped_) return;
+  auto now = clock::now();
+  {
+    std::lock_guard lk(mu_);
+    st_.poll_latency.observe(std::chrono::duration<double>(now - poll_started_).count());
+    st_.connects = session_->stats().connects;
+    if (now - ring_copied_ >= std::chrono::milliseconds(250)) {
+      st_.transactions = session_->recent();
+      ring_copied_ = now;
+    }
+    if (ec == drivers::errc::instrument_error) {
+      ++st_.error_queue_entries;
+      st_.last_error_queue_ns = ts.ts_ns;
+    }
+  }
   if (ec) {
     std::lock_guard lk(mu_);
     ++st_.errors;

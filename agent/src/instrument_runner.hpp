@@ -5,6 +5,8 @@
 #include <semilab/drivers/instrument_poller.hpp>
 #include <semilab/drivers/scpi_session.hpp>
 
+#include "metrics.hpp"
+
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 
@@ -26,6 +28,14 @@ struct instrument_status {
   std::int64_t last_good_ns = 0;
   std::string last_error;
   std::string last_value;  // e.g. "1.234567E-03 A"
+  std::uint64_t error_queue_entries = 0;  // polls failed by errors the instrument queued
+  std::int64_t last_error_queue_ns = 0;
+  std::uint64_t reconnects_requested = 0;  // by an operator (status page)
+  std::uint64_t connects = 0;  // successful connects of this runner's session (reload keeps unchanged ones)
+  // SCPI instruments: the session's transaction ring (refreshed on the strand at most every
+  // 250 ms) and every poll's duration, init sequences included.
+  std::vector<drivers::scpi_session::transaction> transactions;
+  metrics::latency_histogram poll_latency;
 };
 
 // What the daemon needs of any instrument, whatever its protocol.
@@ -35,6 +45,8 @@ class runner {
   virtual void start() = 0;
   virtual void stop() = 0;
   virtual instrument_status status() const = 0;
+  // Drop the link and re-run the init sequence on the next poll; false: not supported.
+  virtual bool reconnect() { return false; }
 };
 
 class instrument_runner : public runner, public std::enable_shared_from_this<instrument_runner> {
@@ -43,6 +55,7 @@ class instrument_runner : public runner, public std::enable_shared_from_this<ins
   void start() override;
   void stop() override;
   instrument_status status() const override;
+  bool reconnect() override;
 
  private:
   void schedule();
@@ -58,6 +71,7 @@ class instrument_runner : public runner, public std::enable_shared_from_this<ins
   std::chrono::steady_clock::time_point next_;
   std::uint64_t submitted_ = 0;
   bool stopped_ = false;
+  std::chrono::steady_clock::time_point poll_started_, ring_copied_;
 
   mutable std::mutex mu_;
   instrument_status st_;

@@ -5,13 +5,13 @@
 #include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <limits>
 
 namespace semilab::agent {
 
 namespace asio = boost::asio;
 namespace mb = drivers::modbus;
-using clock = std::chrono::steady_clock;
 
 namespace {
 
@@ -31,19 +31,25 @@ schemas::value to_record_value(const mb::value& v) {
   return std::visit(visitor{}, v);
 }
 
+// The fastest interval any point polls at: reconnect backoff never exceeds it (nor 1 s), so the
+// link is back within two intervals of the device's return.
+double fastest_interval(const mb::device_map& map, double base_s) {
+  double f = base_s;
+  for (const auto& p : map.points)
+    if (p.interval_s > 0) f = std::min(f, p.interval_s);
+  return f;
+}
 }  // namespace
 
 modbus_runner::modbus_runner(asio::io_context& io, const instrument_config& cfg, recorder& rec)
-    : strand_(asio::make_strand(io)),
-      cfg_(cfg),
-      rec_(rec),
-      deadband_(*cfg.modbus_map),
-      timer_(strand_) {
+    : strand_(asio::make_strand(io)), cfg_(cfg), rec_(rec), deadband_(*cfg.modbus_map) {
   // The configuration loader validated the resource and loaded the map.
   auto res = mb::link_resource_of(*drivers::parse_resource(cfg.resource));
   mb::link_options opt;
   opt.name = cfg.id;
   opt.timeout_s = static_cast<double>(cfg.timeout_ms) / 1000.0;
+  opt.backoff_max_s = std::min(1.0, std::max(opt.backoff_min_s,
+                                             fastest_interval(*cfg.modbus_map, cfg.poll_interval_s)));
   session_ = std::make_unique<mb::session>(strand_, *res, cfg.modbus_map, opt);
   st_.id = cfg.id;
   st_.model = cfg.modbus_map->name.empty() ? "modbus" : cfg.modbus_map->name;
@@ -51,17 +57,17 @@ modbus_runner::modbus_runner(asio::io_context& io, const instrument_config& cfg,
 }
 
 void modbus_runner::start() {
-  asio::post(strand_, [self = shared_from_this()] {
-    self->next_ = clock::now();
-    self->poll();
+  // The session's worker keeps the schedule and posts each result to our strand. A weak
+  // reference: the session (ours) must not keep us alive.
+  std::weak_ptr<modbus_runner> weak = shared_from_this();
+  session_->start_polling(cfg_.poll_interval_s, [weak](mb::poll_result r) {
+    if (auto self = weak.lock()) self->polled(std::move(r));
   });
 }
 
 void modbus_runner::stop() {
-  asio::post(strand_, [self = shared_from_this()] {
-    self->stopped_ = true;
-    self->timer_.cancel();
-  });
+  session_->stop_polling();
+  asio::post(strand_, [self = shared_from_this()] { self->stopped_ = true; });
 }
 
 instrument_status modbus_runner::status() const {
@@ -69,31 +75,8 @@ instrument_status modbus_runner::status() const {
   return st_;
 }
 
-void modbus_runner::schedule() {
-  if (stopped_) return;
-  if (cfg_.count > 0 && polls_ >= static_cast<std::uint64_t>(cfg_.count)) {
-    std::lock_guard lk(mu_);
-    st_.finished = true;
-    spdlog::info("[acq] {}: {} polls made, polling stops", cfg_.id, polls_);
-    return;
-  }
-  next_ += std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(cfg_.poll_interval_s));
-  auto now = clock::now();
-  if (next_ < now) next_ = now;
-  timer_.expires_at(next_);
-  timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
-    if (!ec) self->poll();
-  });
-}
-
-void modbus_runner::poll() {
-  if (stopped_) return;
-  // The session posts its result to our strand.
-  session_->async_poll({}, [self = shared_from_this()](mb::poll_result r) { self->polled(std::move(r)); });
-}
-
 void modbus_runner::polled(mb::poll_result r) {
-  if (stopped_) return;
+  if (stopped_) return;  // results of a poll that was running when polling stopped
   auto ts = rec_.stamp();
   const auto& map = session_->map();
   std::vector<schemas::record> recs;
@@ -117,7 +100,7 @@ void modbus_runner::polled(mb::poll_result r) {
     recs.push_back(std::move(rec));
   }
   bool answered = failed < r.values.size();
-  if (answered) ++polls_;
+  if (answered && r.fastest) ++polls_;
   {
     std::lock_guard lk(mu_);
     if (failed) {
@@ -150,7 +133,13 @@ void modbus_runner::polled(mb::poll_result r) {
       }
     });
   }
-  schedule();
+  if (cfg_.count > 0 && polls_ >= static_cast<std::uint64_t>(cfg_.count)) {
+    stopped_ = true;
+    session_->stop_polling();
+    std::lock_guard lk(mu_);
+    st_.finished = true;
+    spdlog::info("[acq] {}: {} polls made, polling stops", cfg_.id, polls_);
+  }
 }
 
 }  // namespace semilab::agent

@@ -1,6 +1,8 @@
 #pragma once
-// One Modbus instrument: its session (a libmodbus context on its own worker thread, results
-// posted to this runner's strand), its poll timer and deadband filter, all on one strand.
+// One Modbus instrument: its session (a libmodbus context on its own worker thread, which also
+// keeps the poll schedule: every point at its own `interval`, else the instrument's
+// poll_interval_s, points due together read as one coalesced plan) and its deadband filter on
+// this runner's strand, where every poll result is posted.
 #include <semilab/drivers/modbus_link.hpp>
 
 #include "instrument_runner.hpp"
@@ -15,8 +17,6 @@ class modbus_runner : public runner, public std::enable_shared_from_this<modbus_
   instrument_status status() const override;
 
  private:
-  void schedule();
-  void poll();
   void polled(drivers::modbus::poll_result r);
 
   boost::asio::strand<boost::asio::io_context::executor_type> strand_;
@@ -24,9 +24,7 @@ class modbus_runner : public runner, public std::enable_shared_from_this<modbus_
   recorder& rec_;
   std::unique_ptr<drivers::modbus::session> session_;
   drivers::modbus::deadband_filter deadband_;
-  boost::asio::steady_timer timer_;
-  std::chrono::steady_clock::time_point next_;
-  std::uint64_t polls_ = 0;
+  std::uint64_t polls_ = 0;  // answered polls of the fastest interval group (what `count` counts)
   bool stopped_ = false;
 
   mutable std::mutex mu_;

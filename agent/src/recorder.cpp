@@ -76,6 +76,7 @@ void recorder::submit(std::string_view instrument, const timestamp& ts,
     rec.val = r.value;
     recs.push_back(std::move(rec));
   }
+  if (observer_) observer_(recs);
   box_.enqueue(std::move(recs), std::move(done));
 }
 

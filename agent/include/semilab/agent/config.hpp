@@ -25,6 +25,7 @@ struct instrument_config {
   std::int64_t count = 0;  // polls to make, then stop (0 = unlimited)
   std::int64_t timeout_ms = 2000;
   std::map<std::string, std::string> settings;  // model settings, validated by the driver
+  std::string calibration_due;  // "YYYY-MM-DD" or empty (health: note before, degraded after)
 };
 
 struct agent_config {
@@ -34,10 +35,21 @@ struct agent_config {
   std::string site;
   std::string data_dir;
   std::string durability = "full";
+  std::int64_t quota_mb = 1024;          // outbox quota (0 = none)
+  std::int64_t quota_reserve_mb = 16;    // extra room for events and run results
+  std::string telemetry_when_full = "pause";
+  std::string blob_when_full = "drop_oldest";
+  std::int64_t integrity_check_s = 3600;  // background quick_check period (0 = on I/O errors only)
+  std::int64_t retain_hours = 168;  // acked records kept for replays (0 = none)
+  std::int64_t retain_mb = 256;     // at most this much of them (0 = none)
   // [mqtt]
   std::string broker = "tcp://127.0.0.1:1883";
   std::string username;
   std::string password;
+  std::string tls_ca_file;    // TLS (ssl:// broker): CA of the broker's certificate
+  std::string tls_cert_file;  // client certificate (PEM), CN = agent id
+  std::string tls_key_file;   // its private key (PEM)
+  bool tls_verify_hostname = true;
   // [sync]
   std::int64_t batch_max_records = 2000;
   std::int64_t max_inflight_batches = 4;
@@ -46,6 +58,14 @@ struct agent_config {
   std::int64_t zstd_level = 3;
   double max_bytes_per_s = 0;    // 0 = no cap
   double max_batches_per_s = 0;  // 0 = no cap
+  std::string command_key_file;  // shared secret of commands on the cmd topic ("" = refused)
+  // [status] the local status page, /metrics and the health topic
+  bool status_enabled = true;
+  std::string status_bind = "127.0.0.1";
+  std::int64_t status_port = 8470;
+  std::string operator_token;  // bearer token for actions; empty = actions refused
+  bool status_insecure_http = false;  // allow plain HTTP on a non-loopback bind
+  std::int64_t health_period_s = 60;   // health topic republished at least this often
   std::vector<instrument_config> instruments;
 
   std::filesystem::path outbox_path() const { return std::filesystem::path(data_dir) / "outbox.db"; }

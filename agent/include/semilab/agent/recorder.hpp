@@ -64,14 +64,21 @@ class recorder {
 
   // Records built by the caller (e.g. Modbus points with exact integer values).
   void submit(std::vector<schemas::record> records, sync::outbox::insert_done done) {
+    if (observer_) observer_(records);
     box_.enqueue(std::move(records), std::move(done));
   }
+
+  // Sees every record set of submit() just before the outbox takes it (the status page's live
+  // values). Set before acquisition starts; runs on the caller's strand: thread-safe and quick.
+  using observer = std::function<void(std::span<const schemas::record>)>;
+  void set_observer(observer o) { observer_ = std::move(o); }
 
   std::uint64_t clock_steps() const noexcept { return clock_.steps(); }
 
  private:
   sync::outbox& box_;
   clock_watch clock_;
+  observer observer_;
 };
 
 }  // namespace semilab::agent

@@ -1,0 +1,103 @@
+#pragma once
+// The status page's endpoints as a plain function of the request, so they are tested without
+// sockets; http_status.cpp (the only Beast translation unit) carries bytes. Every answer comes
+// from the last published snapshot (built once a second by status_sampler), so a request costs a
+// lookup and a copy, never a database read.
+//
+//   GET  /                                       the page (assets compiled into the binary)
+//   GET  /app.js, /app.css
+//   GET  /api/v1/status        (/api/status)      the page's JSON (status_sampler::page_json)
+//   GET  /api/v1/health                           the health report (as on the health topic)
+//   GET  /api/v1/instruments/ID/transactions  (/api/instruments/ID/transactions)
+//                                                the instrument's last SCPI transactions
+//   POST /api/v1/instruments/ID/reconnect         action: drop the link, re-run the init;
+//                                                needs "Authorization: Bearer <operator_token>"
+//   GET  /api/v1/events        (/events)          server-sent events: `status` every publish
+//   GET  /metrics                                 Prometheus text format 0.0.4
+//   GET  /healthz                                 200 "ok" while the process answers
+//   GET  /readyz                                  200 once a snapshot exists and the agent's own
+//                                                health is not failed; else 503 with reasons
+//
+// Actions: 401 without a bearer token, 403 with a wrong one or when no operator_token is
+// configured (actions off). A bearer header is never sent by a browser on its own, so a
+// cross-site form cannot trigger an action (CSRF). On a loopback bind the Host header must name
+// a loopback address or `localhost` (DNS rebinding).
+#include <boost/json/fwd.hpp>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace semilab::agent {
+
+struct http_request_view {
+  std::string_view method;
+  std::string_view target;
+  std::string_view authorization;  // header value, may be empty
+  std::string_view host;           // header value, may be empty
+};
+
+struct http_reply {
+  unsigned status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::string allow;  // for 405
+  bool event_stream = false;  // start a server-sent event stream (body is the first event)
+};
+
+enum class action_outcome { done, unknown_instrument, not_supported };
+
+struct status_actions {
+  // JSON text, or nullopt for an unknown instrument. Any thread.
+  std::function<std::optional<std::string>(std::string_view id)> transactions;
+  std::function<action_outcome(std::string_view id)> reconnect;
+};
+
+struct status_snapshot {
+  std::string status_json;
+  std::string health_json;
+  std::string metrics;
+  bool ready = false;
+  std::string not_ready_json;  // {"ready":false,"reasons":[...]} when !ready
+};
+
+// One server-sent event: "event: status\ndata: <json>\n\n".
+std::string sse_event(std::string_view event, std::string_view data);
+
+struct static_asset {
+  std::string_view path;
+  std::string_view content_type;
+  std::string_view body;
+};
+// Generated from agent/assets/ at build time (agent/assets/embed.cmake).
+std::span<const static_asset> embedded_assets() noexcept;
+
+class status_routes {
+ public:
+  status_routes(std::string token, bool check_host, status_actions actions)
+      : token_(std::move(token)), check_host_(check_host), actions_(std::move(actions)) {}
+
+  // Thread-safe.
+  void publish(std::shared_ptr<const status_snapshot> s);
+  std::shared_ptr<const status_snapshot> snapshot() const;
+  http_reply handle(const http_request_view& req) const;
+
+ private:
+  http_reply action(const http_request_view& req, std::string_view id) const;
+
+  std::string token_;
+  bool check_host_;
+  status_actions actions_;
+  mutable std::mutex mu_;
+  std::shared_ptr<const status_snapshot> snap_;
+};
+
+// Constant-time comparison of secrets (no early exit on the first differing byte).
+bool same_secret(std::string_view a, std::string_view b) noexcept;
+
+}  // namespace semilab::agent
