@@ -1,0 +1,42 @@
+#pragma once
+// MOSFET transfer curve ID(VGS) in the linear region: threshold by extrapolation in the linear
+// region at maximum gm (ELR, JEDEC VT(ext)) with an explicit VDS/2 option, constant-current
+// threshold (log interpolation), subthreshold swing (minimum over a sliding window), gm,max,
+// on/off ratio and the low-field mobility gm,max*L/(W*Cox*VDS).
+//
+// p-channel devices are analysed mirrored (VGS -> -VGS, ID -> -ID, VDS -> -VDS) and the
+// voltages mirrored back, so every threshold keeps its sign. The intercept of the ELR tangent is
+// Vth + VDS/2 (signed VDS); subtracting VDS/2 gives Vth. EasyEXPERT writes this as
+// Von - Vd*Polarity/2 with Vd entered as a magnitude.
+#include <semilab/methods/extraction.hpp>
+#include <span>
+
+namespace semilab::methods {
+
+inline constexpr std::string_view kMosfetVersion = "mosfet-idvg/1.0";
+
+enum class channel { n, p };
+
+struct mosfet_options {
+  double vds = 0;  // V, signed (required, non-zero)
+  channel polarity = channel::n;
+  bool vds_half = true;       // subtract VDS/2 from the ELR intercept
+  double width = 0;           // m (0 = unknown: no constant-current scaling, no mobility)
+  double length = 0;          // m
+  double cox = 0;             // F/m^2 (0 = unknown: no mobility)
+  double id0 = 1e-7;          // A: constant-current criterion is ID = id0 * W/L (JESD28: 0.1 uA)
+  double vgs_on = NAN;        // V: Ion at this VGS (NaN = the last point of the sweep)
+  double vgs_off = 0;         // V: Ioff at this VGS (NaN = the minimum |ID|)
+  double noise_floor = 0;     // A: SS window stays above 10 x this; 0 = the minimum |ID| measured
+  double range_floor = 0;     // A: an Ioff at or below this makes on/off a lower bound
+  std::size_t ss_window = 3;  // points per SS window (>= 3)
+  double temperature = constants::t_ref;
+};
+
+// points: x = VGS, y = ID, in sweep order; VGS must be strictly monotonic (one direction of a
+// dual sweep). Result parameters: gm_max (S), vgs_gm_max (V), vth_gm (V), vth_cc (V), ss (V/dec),
+// ion (A), ioff (A), on_off (1), mobility (m^2/(V*s), when W, L and Cox are given).
+[[nodiscard]] result<extraction> analyze_mosfet_transfer(std::span<const sample> points,
+                                                         const mosfet_options& opt);
+
+}  // namespace semilab::methods
