@@ -37,7 +37,8 @@ struct sim_process {
   pid_t pid = -1;
   int out = -1;
   std::string port;
-  explicit sim_process(const std::string& model, std::vector<std::string> faults = {}) {
+  explicit sim_process(const std::string& model, std::vector<std::string> faults = {},
+                       bool vxi11 = false) {
     int fds[2];
     REQUIRE(::pipe(fds) == 0);
     posix_spawn_file_actions_t actions;
@@ -50,6 +51,7 @@ struct sim_process {
       args.push_back("--fault");
       args.push_back(f);
     }
+    if (vxi11) args.push_back("--vxi11");  // the port printed is then the portmapper's
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -177,4 +179,24 @@ TEST_CASE("probe: identity, options, errors, rtt, transactions; exit 0 only when
   CHECK(bad.exit_code == 2);
   auto unsupported = agent({"probe", "modbus-tcp://127.0.0.1:502?unit=1"});
   CHECK(unsupported.exit_code == 2);
+}
+
+TEST_CASE("probe and scpi over VXI-11 (TCPIP::host::inst0::INSTR through the portmapper)") {
+  sim_process sim("keithley2450", {}, true);
+  auto o = agent({"probe", "TCPIP0::127.0.0.1::inst0::INSTR", "--portmapper-port", sim.port,
+                  "--timeout", "2"});
+  CHECK(o.exit_code == 0);
+  CHECK(has_line_starting(o, "model:        MODEL 2450"));
+  CHECK(has_line_starting(o, "transport:    vxi11 127.0.0.1"));
+  CHECK(has_line_starting(o, "rtt:          p50 "));
+  auto q = agent({"scpi", "TCPIP0::127.0.0.1::inst0::INSTR", "--portmapper-port", sim.port,
+                  ":SOUR:VOLT 0.25", ":SOUR:VOLT?", ":SYST:BLOC? 64"});
+  CHECK(q.exit_code == 0);
+  REQUIRE(q.lines.size() == 2);
+  CHECK(q.lines[0] == "2.500000E-01");
+  CHECK(q.lines[1].rfind("#block 64 bytes: ", 0) == 0);
+  // Nothing listens as a portmapper on this port: a clear failure, exit 1.
+  auto dead = agent({"probe", "TCPIP0::127.0.0.1::inst0::INSTR", "--portmapper-port", "1",
+                     "--timeout", "0.5"});
+  CHECK(dead.exit_code == 1);
 }
