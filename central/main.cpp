@@ -78,6 +78,25 @@ int main(int argc, char** argv) {
   trevoke->add_option("token", token_key, "Token id (from `tokens list`) or name")->required();
   trevoke->add_option("--config,-c", config_file, "TOML configuration file")->required();
 
+  auto* agents = app.add_subcommand(
+      "agents", "Agents' Ed25519 batch-signing keys (approve what `semilab-agent enroll` printed).");
+  agents->require_subcommand(1);
+  std::string agent_id, agent_key;
+  bool agent_keys_all = false;
+  auto* aapprove = agents->add_subcommand("approve", "Approve an agent's public key.");
+  aapprove->add_option("agent", agent_id, "Agent id")->required();
+  aapprove->add_option("--key", agent_key, "Public key: 64 hex digits or a file holding them")
+      ->required();
+  aapprove->add_option("--config,-c", config_file, "TOML configuration file")->required();
+  auto* akeys = agents->add_subcommand("keys", "List approved keys.");
+  akeys->add_option("agent", agent_id, "Agent id (default: all)");
+  akeys->add_flag("--all", agent_keys_all, "Include revoked keys");
+  akeys->add_option("--config,-c", config_file, "TOML configuration file")->required();
+  auto* arevoke = agents->add_subcommand("revoke-key", "Revoke an agent's key.");
+  arevoke->add_option("agent", agent_id, "Agent id")->required();
+  arevoke->add_option("key_id", agent_key, "Key id (from `agents keys`)")->required();
+  arevoke->add_option("--config,-c", config_file, "TOML configuration file")->required();
+
   sc::replay_request replay_req;
   auto* replay = app.add_subcommand(
       "replay", "Ask an agent to re-send retained records seq FROM..TO of a store epoch (signed "
@@ -121,6 +140,10 @@ int main(int argc, char** argv) {
   if (tcreate->parsed()) return sc::run_tokens_create(cfg, token_role, token_name, stdout, stderr);
   if (tlist->parsed()) return sc::run_tokens_list(cfg, token_all, stdout, stderr);
   if (trevoke->parsed()) return sc::run_tokens_revoke(cfg, token_key, stdout, stderr);
+  if (aapprove->parsed()) return sc::run_agents_approve(cfg, agent_id, agent_key, stdout, stderr);
+  if (akeys->parsed()) return sc::run_agents_keys(cfg, agent_id, agent_keys_all, stdout, stderr);
+  if (arevoke->parsed())
+    return sc::run_agents_revoke_key(cfg, agent_id, agent_key, stdout, stderr);
   if (qlist->parsed()) return sc::run_quarantine_list(cfg, limit, before, stdout, stderr);
   if (qshow->parsed()) return sc::run_quarantine_show(cfg, id, payload_out, stdout, stderr);
   sc::set_log_level(cfg.central.log_level);

@@ -1,4 +1,5 @@
 #include <semilab/agent/daemon.hpp>
+#include <semilab/agent/signing.hpp>
 #include <semilab/agent/recorder.hpp>
 #include <semilab/schemas/command.hpp>
 #include <semilab/sync/engine.hpp>
@@ -140,6 +141,13 @@ int run_daemon(const agent_config& startup_cfg) {
     spdlog::error("[agent] sync.command_key_file: {}", err);
     return 1;
   }
+  eo.signer = load_signing_key(cfg, err);
+  if (!err.empty()) {
+    spdlog::error("[agent] signing key: {}", err);
+    return 1;
+  }
+  if (eo.signer)
+    spdlog::info("[agent] signing batches with key {}", eo.signer->key_id());
   auto engine = std::make_unique<sync::engine>(asio::make_strand(io), outbox, eo, mo);
   if (auto ec = engine->start()) {
     spdlog::error("[agent] sync engine: {}", ec.message());

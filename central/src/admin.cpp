@@ -3,6 +3,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <semilab/central/agent_keys.hpp>
 #include <semilab/central/app.hpp>
 #include <semilab/central/auth.hpp>
 #include <semilab/central/backup.hpp>
@@ -145,6 +146,67 @@ int run_tokens_revoke(const central_config& cfg, const std::string& id_or_name, 
   }
   std::fprintf(out, "revoked %s (running services stop accepting it within [auth] "
                     "token_refresh_s)\n", id_or_name.c_str());
+  return kExitOk;
+}
+
+int run_agents_approve(const central_config& cfg, const std::string& agent_id,
+                       const std::string& key_arg, std::FILE* out, std::FILE* err) {
+  std::string msg;
+  auto pub = read_public_key_arg(key_arg, msg);
+  if (!pub) {
+    std::fprintf(err, "semilab-central agents approve: %s\n", msg.c_str());
+    return kExitUsage;
+  }
+  if (!schemas::valid_id(agent_id)) {
+    std::fprintf(err, "semilab-central agents approve: invalid agent id\n");
+    return kExitUsage;
+  }
+  auto s = open_writer(cfg, err);
+  if (!s) return kExitRuntime;
+  auto added = approve_agent_key(**s, agent_id, *pub, now_ns(), msg);
+  if (!added) {
+    std::fprintf(err, "semilab-central agents approve: %s\n", msg.c_str());
+    return kExitRuntime;
+  }
+  std::fprintf(out, "%s %s %s\n", agent_id.c_str(), schemas::key_id_of(*pub).c_str(),
+               *added ? "approved" : "already approved");
+  return kExitOk;
+}
+
+int run_agents_keys(const central_config& cfg, const std::string& agent_id, bool all,
+                    std::FILE* out, std::FILE* err) {
+  auto s = open_for_admin(cfg, err);
+  if (!s) return kExitRuntime;
+  auto rows = list_agent_keys(**s, agent_id, all);
+  if (!rows) {
+    std::fprintf(err, "semilab-central agents keys: %s\n", (*s)->last_error().c_str());
+    return kExitRuntime;
+  }
+  std::fprintf(out, "%-24s %-16s %-24s %-24s %s\n", "AGENT", "KEY ID", "APPROVED (UTC)",
+               "REVOKED (UTC)", "PUBLIC KEY");
+  for (const auto& k : *rows)
+    std::fprintf(out, "%-24s %-16s %-24s %-24s %s\n", k.agent_id.c_str(), k.key_id.c_str(),
+                 utc(k.approved_ns).c_str(), k.revoked_ns ? utc(*k.revoked_ns).c_str() : "-",
+                 schemas::public_key_hex(k.public_key).c_str());
+  return kExitOk;
+}
+
+int run_agents_revoke_key(const central_config& cfg, const std::string& agent_id,
+                          const std::string& key_id, std::FILE* out, std::FILE* err) {
+  auto s = open_writer(cfg, err);
+  if (!s) return kExitRuntime;
+  auto n = revoke_agent_key(**s, agent_id, key_id, now_ns());
+  if (!n) {
+    std::fprintf(err, "semilab-central agents revoke-key: %s\n", (*s)->last_error().c_str());
+    return kExitRuntime;
+  }
+  if (*n == 0) {
+    std::fprintf(err, "semilab-central agents revoke-key: %s has no approved key %s\n",
+                 agent_id.c_str(), key_id.c_str());
+    return kExitRuntime;
+  }
+  std::fprintf(out, "%s %s revoked (its batches are refused from the next one on)\n",
+               agent_id.c_str(), key_id.c_str());
   return kExitOk;
 }
 

@@ -863,6 +863,18 @@ http_response api::metrics(std::string_view) {
          "Batches refused by the per-agent quota.", s.quota_rejected);
   metric("semilab_central_ingest_bad_timestamps_total", "counter",
          "Records stored with the bad_timestamp flag.", s.bad_timestamps);
+  metric("semilab_central_ingest_agent_mismatch_total", "counter",
+         "Frames whose agent id differs from their topic's (refused, quarantined).",
+         s.agent_mismatch);
+  metric("semilab_central_ingest_bad_signatures_total", "counter",
+         "Batches refused for their signature: unsigned, unknown key or not verifying "
+         "(quarantined; alarm on any increase).",
+         s.bad_signatures);
+  metric("semilab_central_ingest_unapproved_total", "counter",
+         "Batches refused because signatures are required and no key is approved for the agent.",
+         s.unapproved);
+  metric("semilab_central_ingest_signatures_verified_total", "counter",
+         "Batches whose Ed25519 signature verified.", s.signed_verified);
   metric("semilab_central_ingest_storage_errors_total", "counter", "Failed group commits.",
          s.storage_errors);
   metric("semilab_central_ingest_commits_total", "counter", "Successful group commits.",

@@ -75,6 +75,7 @@ int run_service(const central_config& cfg, std::FILE* out) {
                                ? static_cast<double>(cfg.ingest.agent_quota_burst_records)
                                : 10.0 * in.quota_records_per_s;
   in.ts_max_future_ns = cfg.ingest.max_clock_skew_s * 1'000'000'000;
+  in.require_signatures = cfg.ingest.require_signatures;
   sv.mqtt.broker_url = cfg.mqtt.broker;
   sv.mqtt.username = cfg.mqtt.username;
   sv.mqtt.password = cfg.mqtt.password;

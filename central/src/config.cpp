@@ -194,6 +194,11 @@ const std::vector<cfg::option<ingest_section>>& ingest_options() {
                                    "2000-01-01, are stored with quality bit `bad_timestamp` "
                                    "(flagged, not rejected).",
                                    0, 10 * 365 * 86400ll),
+      cfg::bool_opt<ingest_section>(
+          "require_signatures", &ingest_section::require_signatures, "false",
+          "Refuse (retryable `unapproved`) batches of agents without an approved Ed25519 key "
+          "(`semilab-central agents approve`). An agent that has a key must sign with an "
+          "approved one whatever this says (else non-retryable `bad_signature`)."),
   };
   return t;
 }

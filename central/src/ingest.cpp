@@ -1,4 +1,6 @@
+#include <semilab/central/agent_keys.hpp>
 #include <semilab/central/ingest.hpp>
+#include <semilab/schemas/signing.hpp>
 #include <semilab/schemas/topics.hpp>
 
 #include "log.hpp"
@@ -25,6 +27,10 @@ ingest_stats ingest_counters::snapshot() const noexcept {
   s.queue_depth = queue_depth.load();
   s.quota_rejected = quota_rejected.load();
   s.bad_timestamps = bad_timestamps.load();
+  s.agent_mismatch = agent_mismatch.load();
+  s.bad_signatures = bad_signatures.load();
+  s.unapproved = unapproved.load();
+  s.signed_verified = signed_verified.load();
   return s;
 }
 
@@ -93,6 +99,39 @@ bool ingest_processor::admit(const std::string& agent, std::size_t records, std:
   return true;
 }
 
+std::optional<std::pair<sc::reject_code, std::string>> ingest_processor::check_signature(
+    const std::string& agent, std::span<const std::uint8_t> frame, const sc::frame_header& h) {
+  using verdict = std::optional<std::pair<sc::reject_code, std::string>>;
+  // Looked up per batch on the ingest thread's own connection: an approval or revocation made by
+  // the admin CLI (another process) applies to the next batch.
+  // Revoked keys count too: once an agent has had a key, it never goes back to unsigned batches.
+  auto keys = list_agent_keys(db_, agent, true);
+  if (!keys) return verdict{{sc::reject_code::internal, "central could not read the agent's keys"}};
+  if (keys->empty()) {
+    if (opts_.require_signatures)
+      return verdict{{sc::reject_code::unapproved,
+                      "central requires signed batches and no key is approved for this agent"}};
+    return std::nullopt;  // nothing to verify against (yet): stored with its signature field
+  }
+  if (h.signature.empty())
+    return verdict{{sc::reject_code::bad_signature, "unsigned batch from an agent with a key"}};
+  auto sig = sc::parse_signature_field(h.signature);
+  if (!sig) return verdict{{sc::reject_code::bad_signature, "malformed signature field"}};
+  auto it = std::find_if(keys->begin(), keys->end(),
+                         [&](const agent_key_row& k) { return k.key_id == sig->key_id; });
+  if (it == keys->end())
+    return verdict{{sc::reject_code::bad_signature,
+                    "signed with key " + sig->key_id + ", which is not approved for this agent"}};
+  if (it->revoked_ns)
+    return verdict{{sc::reject_code::bad_signature, "signed with revoked key " + sig->key_id}};
+  if (!sc::verify_header_signature(it->public_key, *sig,
+                                   sc::signed_header_bytes(frame, h.body_len, h.signature.size())))
+    return verdict{{sc::reject_code::bad_signature,
+                    "signature by key " + sig->key_id + " does not verify"}};
+  ++counters_.signed_verified;
+  return std::nullopt;
+}
+
 std::vector<outbound_ack> ingest_processor::process(std::span<const inbound_message> msgs) {
   // Per message: what to answer once the transaction is over.
   struct slot {
@@ -139,9 +178,25 @@ std::vector<outbound_ack> ingest_processor::process(std::span<const inbound_mess
       // The broker's ACL should have stopped this; never store records under another agent's id.
       std::string reason = "agent id in frame '" + frame->header.agent_id +
                            "' differs from the topic's '" + topic->agent + "'";
+      ++counters_.agent_mismatch;
       quarantine(topic->agent, reason);
       slots[i].reject = make_reject(*topic, &frame->header, sc::reject_code::agent_mismatch,
                                     reason, opts_.instance);
+      continue;
+    }
+    if (auto bad = check_signature(topic->agent, bytes_of(m.payload), frame->header)) {
+      auto& [code, reason] = *bad;
+      if (code == sc::reject_code::bad_signature) {
+        // Data altered or injected between the agent and here: keep the bytes and alarm.
+        ++counters_.bad_signatures;
+        quarantine(topic->agent, "bad signature: " + reason);
+      } else if (code == sc::reject_code::unapproved) {
+        ++counters_.unapproved;
+        log->warn("batch of {} refused: {}", topic->agent, reason);
+      } else {
+        log->error("batch of {} refused: {}", topic->agent, reason);
+      }
+      slots[i].reject = make_reject(*topic, &frame->header, code, reason, opts_.instance);
       continue;
     }
     if (!admit(topic->agent, frame->records.size(), opts_.clock())) {

@@ -8,7 +8,8 @@ namespace semilab::schemas {
 namespace {
 constexpr reject_code kCodes[] = {reject_code::invalid_frame, reject_code::agent_mismatch,
                                   reject_code::unsupported,   reject_code::quota,
-                                  reject_code::overload,      reject_code::internal};
+                                  reject_code::overload,      reject_code::internal,
+                                  reject_code::bad_signature, reject_code::unapproved};
 }
 
 std::string_view to_string(reject_code c) noexcept {
@@ -19,6 +20,8 @@ std::string_view to_string(reject_code c) noexcept {
     case reject_code::quota: return "quota";
     case reject_code::overload: return "overload";
     case reject_code::internal: return "internal";
+    case reject_code::bad_signature: return "bad_signature";
+    case reject_code::unapproved: return "unapproved";
   }
   return "internal";
 }
@@ -30,7 +33,8 @@ std::optional<reject_code> reject_code_from_string(std::string_view s) noexcept 
 }
 
 bool retryable(reject_code c) noexcept {
-  return c == reject_code::quota || c == reject_code::overload || c == reject_code::internal;
+  return c == reject_code::quota || c == reject_code::overload || c == reject_code::internal ||
+         c == reject_code::unapproved;
 }
 
 std::string encode_ack(const ack& a) {

@@ -1,4 +1,5 @@
 #include <semilab/schemas/frame.hpp>
+#include <semilab/schemas/signing.hpp>
 #include <semilab/schemas/topics.hpp>
 
 #include <openssl/evp.h>
@@ -215,7 +216,7 @@ frame_encoder::frame_encoder(codec c, int level) : impl_(std::make_unique<impl>(
 }
 frame_encoder::~frame_encoder() = default;
 
-result<std::vector<std::uint8_t>> frame_encoder::encode(const batch& b) {
+result<std::vector<std::uint8_t>> frame_encoder::encode(const batch& b, const signing_key* signer) {
   if (!valid_id(b.agent_id)) return make_error_code(errc::bad_id);
   if (b.records.empty() || b.records.size() > 0xffffffffu) return make_error_code(errc::bad_header);
   std::vector<std::uint64_t> seqs;
@@ -274,7 +275,14 @@ result<std::vector<std::uint8_t>> frame_encoder::encode(const batch& b) {
   w.patch_u32(body_len_at, static_cast<std::uint32_t>(body_len));
   auto digest = sha256(std::span(out.data(), checksum_at), std::span(out.data() + body_at, body_len));
   std::copy(digest.begin(), digest.end(), out.begin() + static_cast<std::ptrdiff_t>(checksum_at));
-  w.u16(0);  // signature length: empty until signing is enabled
+  if (!signer) {
+    w.u16(0);  // no signature
+    return out;
+  }
+  auto field = signer->sign_header(std::span<const std::uint8_t>(out.data(), checksum_at + kChecksumBytes));
+  if (field.empty() || field.size() > 0xffffu) return make_error_code(errc::bad_value);
+  w.u16(static_cast<std::uint16_t>(field.size()));
+  w.bytes(std::span<const std::uint8_t>(field));
   return out;
 }
 

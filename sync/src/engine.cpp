@@ -276,7 +276,7 @@ struct engine::impl : std::enable_shared_from_this<impl> {
       c = std::max(c, r.seq);
     }
     schemas::batch b{opts.agent_id, ep, next_batch_id++, std::move(recs)};
-    auto frame = encoder.encode(b);
+    auto frame = encoder.encode(b, opts.signer.get());
     if (!frame) {
       // Records the encoder refuses would block the outbox forever; they stay held and counted.
       spdlog::error("[sync] cannot encode batch {}: {}", b.batch_id, frame.error().message());
@@ -380,7 +380,7 @@ struct engine::impl : std::enable_shared_from_this<impl> {
     job.next = recs.back().seq + 1;
     job.sent += recs.size();
     schemas::batch b{opts.agent_id, ep, next_batch_id++, std::move(recs)};
-    auto frame = encoder.encode(b);
+    auto frame = encoder.encode(b, opts.signer.get());
     if (!frame) {
       spdlog::error("[sync] cannot encode replay batch {}: {}", b.batch_id, frame.error().message());
       pump();

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <semilab/central/agent_keys.hpp>
 #include <semilab/central/auth.hpp>
 #include <semilab/central/backup.hpp>
 #include <semilab/central/ingest.hpp>
@@ -823,4 +824,48 @@ TEST_CASE("storage[postgresql]: pg_dump backup of a snapshot, verified, restored
   auto bad = verify_pg_backup(b->file, e.opts.url, err);
   REQUIRE_FALSE(bad.has_value());
   CHECK(bad.error() == errc::backup_mismatch);
+}
+
+STORAGE_TEST(agent_keys_both, "agent keys: approve, idempotent re-approval, list, revoke, re-approve") {
+  env e(backend);
+  auto w = e.open();
+  auto k1 = sc::signing_key::generate();
+  auto k2 = sc::signing_key::generate();
+  REQUIRE(k1.has_value());
+  REQUIRE(k2.has_value());
+  std::string err;
+  auto a = approve_agent_key(*w, "agent-k", k1->public_key(), 100, err);
+  REQUIRE_MESSAGE(a.has_value(), err);
+  CHECK(*a);
+  auto again = approve_agent_key(*w, "agent-k", k1->public_key(), 150, err);
+  REQUIRE(again.has_value());
+  CHECK_FALSE(*again);  // already approved: unchanged
+  REQUIRE(approve_agent_key(*w, "agent-k", k2->public_key(), 200, err).has_value());
+  REQUIRE(approve_agent_key(*w, "agent-other", k2->public_key(), 300, err).has_value());
+  CHECK_FALSE(approve_agent_key(*w, "bad/id", k1->public_key(), 300, err).has_value());
+
+  auto r = e.open(open_mode::read_only);
+  auto keys = list_agent_keys(*r, "agent-k", false);
+  REQUIRE(keys.has_value());
+  REQUIRE(keys->size() == 2);
+  CHECK((*keys)[0].key_id == k1->key_id());
+  CHECK((*keys)[0].public_key == k1->public_key());
+  CHECK((*keys)[0].approved_ns == 100);
+  CHECK_FALSE((*keys)[0].revoked_ns.has_value());
+  CHECK((*keys)[1].key_id == k2->key_id());
+  CHECK(list_agent_keys(*r, "", false)->size() == 3);
+  CHECK(list_agent_keys(*r, "nobody", true)->empty());
+
+  auto n = revoke_agent_key(*w, "agent-k", k1->key_id(), 400);
+  REQUIRE(n.has_value());
+  CHECK(*n == 1);
+  CHECK(*revoke_agent_key(*w, "agent-k", k1->key_id(), 401) == 0);  // already revoked
+  CHECK(list_agent_keys(*r, "agent-k", false)->size() == 1);
+  auto all = list_agent_keys(*r, "agent-k", true);
+  REQUIRE(all->size() == 2);
+  CHECK((*all)[0].revoked_ns.value_or(0) == 400);
+  auto back = approve_agent_key(*w, "agent-k", k1->public_key(), 500, err);
+  REQUIRE(back.has_value());
+  CHECK(*back);  // a revoked key approved again is valid again
+  CHECK(list_agent_keys(*r, "agent-k", false)->size() == 2);
 }

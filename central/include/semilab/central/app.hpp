@@ -62,4 +62,15 @@ int run_tokens_list(const central_config& cfg, bool all, std::FILE* out, std::FI
 int run_tokens_revoke(const central_config& cfg, const std::string& id_or_name, std::FILE* out,
                       std::FILE* err);
 
+// `semilab-central agents approve ID --key FILE|HEX`: approves an agent's Ed25519 public key
+// (printed by `semilab-agent enroll`); prints "ID KEYID approved|already approved". Exit 2 on a
+// bad id or key. `agents keys [ID] [--all]`: the approved (and with --all, revoked) keys.
+// `agents revoke-key ID KEYID`: exit 1 when no such approved key. Ingest reads the keys per batch.
+int run_agents_approve(const central_config& cfg, const std::string& agent_id,
+                       const std::string& key_arg, std::FILE* out, std::FILE* err);
+int run_agents_keys(const central_config& cfg, const std::string& agent_id, bool all,
+                    std::FILE* out, std::FILE* err);
+int run_agents_revoke_key(const central_config& cfg, const std::string& agent_id,
+                          const std::string& key_id, std::FILE* out, std::FILE* err);
+
 }  // namespace semilab::central

@@ -59,6 +59,7 @@ struct ingest_section {
   std::int64_t agent_quota_records_per_s = 0;  // per-agent token bucket refill; 0 = no quota
   std::int64_t agent_quota_burst_records = 0;  // bucket size; 0 = 10 s of the rate
   std::int64_t max_clock_skew_s = 300;         // later timestamps are flagged bad_timestamp
+  bool require_signatures = false;  // refuse batches of agents without an approved key
 };
 
 struct store_section {

@@ -46,6 +46,12 @@ struct ingest_options {
   std::int64_t ts_min_ns = 946'684'800'000'000'000;  // 2000-01-01T00:00:00Z
   std::int64_t ts_max_future_ns = 300'000'000'000;    // 5 min of clock skew
   std::function<std::int64_t()> clock = [] { return now_ns(); };  // quota refill clock
+  // Batch signatures (schemas/signing.hpp). An agent with a key (agent_keys.hpp; approved or
+  // since revoked) must sign every batch with one of its approved keys: an unsigned batch, an
+  // unknown or revoked key id or a wrong signature is quarantined, counted (bad_signatures) and
+  // rejected `bad_signature`, not retryable. Without an approved key: accepted as is, unless `require_signatures`, then
+  // rejected `unapproved` (retryable: the agent waits for an admin's approval).
+  bool require_signatures = false;
 };
 
 struct inbound_message {
@@ -74,12 +80,17 @@ struct ingest_stats {
   std::uint64_t queue_depth = 0;        // messages waiting now
   std::uint64_t quota_rejected = 0;     // batches refused with the `quota` code
   std::uint64_t bad_timestamps = 0;     // records stored with the bad_timestamp flag
+  std::uint64_t agent_mismatch = 0;     // frames whose agent id differs from their topic's
+  std::uint64_t bad_signatures = 0;     // frames refused for their signature (bad_signature)
+  std::uint64_t unapproved = 0;         // frames refused: signatures required, no key approved
+  std::uint64_t signed_verified = 0;    // batches whose signature verified
 };
 
 struct ingest_counters {
   std::atomic<std::uint64_t> received{0}, batches_stored{0}, records_new{0}, records_duplicate{0},
       rejected{0}, quarantined{0}, overloaded{0}, storage_errors{0}, commits{0}, queue_depth{0},
-      quota_rejected{0}, bad_timestamps{0};
+      quota_rejected{0}, bad_timestamps{0}, agent_mismatch{0}, bad_signatures{0}, unapproved{0},
+      signed_verified{0};
   ingest_stats snapshot() const noexcept;
 };
 
@@ -108,6 +119,10 @@ class ingest_processor {
   };
   std::unordered_map<std::string, bucket> buckets_;  // per agent id
   bool admit(const std::string& agent, std::size_t records, std::int64_t now);
+  // Empty when the frame's signature is acceptable; otherwise the code and the reason.
+  std::optional<std::pair<schemas::reject_code, std::string>> check_signature(
+      const std::string& agent, std::span<const std::uint8_t> frame,
+      const schemas::frame_header& h);
 };
 
 // The rejection ack for a message refused before the worker saw it (queue full): `overload`,

@@ -16,6 +16,8 @@ enum class reject_code : std::uint8_t {
   quota,           // central refuses for now (storage quota): retry later
   overload,        // central is overloaded: retry later
   internal,        // storage error at central: retry later
+  bad_signature,   // signature missing, malformed, by a key not approved, or wrong: do not retry
+  unapproved,      // central requires signatures and no key is approved for the agent yet: retry
 };
 std::string_view to_string(reject_code c) noexcept;
 std::optional<reject_code> reject_code_from_string(std::string_view s) noexcept;

@@ -13,6 +13,8 @@
 
 namespace semilab::schemas {
 
+class signing_key;  // signing.hpp
+
 inline constexpr std::uint16_t kFrameVersion = 1;
 inline constexpr std::size_t kMaxIdBytes = 64;
 
@@ -72,7 +74,9 @@ class frame_encoder {
   frame_encoder(const frame_encoder&) = delete;
   frame_encoder& operator=(const frame_encoder&) = delete;
 
-  result<std::vector<std::uint8_t>> encode(const batch& b);
+  // With `signer`, the signature field carries its Ed25519 signature over the header bytes
+  // (signing.hpp); without, it is empty.
+  result<std::vector<std::uint8_t>> encode(const batch& b, const signing_key* signer = nullptr);
 
  private:
   struct impl;

@@ -3,6 +3,7 @@
 // resends a batch whose central ack has not come after a timeout or a reconnect, and deletes
 // records only when central's ack arrives. Everything runs on one strand; the outbox writer and
 // Paho only post onto it.
+#include <semilab/schemas/signing.hpp>
 #include <semilab/sync/mqtt.hpp>
 #include <semilab/sync/outbox.hpp>
 
@@ -30,6 +31,8 @@ struct engine_options {
   // Shared secret authenticating commands on the cmd topic (HMAC-SHA256, schemas/command.hpp);
   // empty = every command is refused. Never logged.
   std::string command_key;
+  // Ed25519 key every batch is signed with (schemas/signing.hpp); null = unsigned batches.
+  std::shared_ptr<const schemas::signing_key> signer;
 };
 
 struct engine_stats {

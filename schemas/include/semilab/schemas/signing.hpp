@@ -1,0 +1,82 @@
+#pragma once
+// Ed25519 signatures of batch frames (OpenSSL 3 EVP). Wire format: schemas/WIRE.md, "Signature".
+//
+// The agent signs, with its own key, the exact header bytes of a frame (offset 0 through the
+// SHA-256 checksum, which covers every header byte before it and the body as sent) behind a
+// domain tag; the frame's length-prefixed signature field then carries
+//   u8 algorithm (1 = Ed25519) | u8 key id length | key id (ASCII) | 64-byte signature.
+// The key id is the first 8 bytes of SHA-256(raw 32-byte public key), lowercase hex, so central
+// can pick the approved key and a stored batch names the key it can be re-verified with.
+#include <semilab/schemas/error.hpp>
+
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace semilab::schemas {
+
+inline constexpr std::uint8_t kSigAlgEd25519 = 1;
+inline constexpr std::size_t kEd25519PublicBytes = 32;
+inline constexpr std::size_t kEd25519SignatureBytes = 64;
+inline constexpr std::string_view kBatchSigDomain = "semilab-batch-sig-v1";
+
+using ed25519_public_key = std::array<std::uint8_t, kEd25519PublicBytes>;
+
+// The key id of a public key: 16 lowercase hex digits.
+std::string key_id_of(const ed25519_public_key& pub);
+std::string public_key_hex(const ed25519_public_key& pub);
+// 64 hex digits (either case) -> key; nullopt-like error (bad_value) otherwise.
+result<ed25519_public_key> parse_public_key_hex(std::string_view hex);
+
+// An Ed25519 private key. Move-only; never printed or logged.
+class signing_key {
+ public:
+  signing_key();
+  ~signing_key();
+  signing_key(signing_key&&) noexcept;
+  signing_key& operator=(signing_key&&) noexcept;
+
+  static result<signing_key> generate();
+  // PEM (PKCS#8) file as written by save(); `error` says why on failure (never the key).
+  static result<signing_key> load(const std::filesystem::path& file, std::string& error);
+  // Writes the PEM with mode 0600; refuses to replace an existing file.
+  bool save(const std::filesystem::path& file, std::string& error) const;
+
+  const ed25519_public_key& public_key() const noexcept { return pub_; }
+  const std::string& key_id() const noexcept { return key_id_; }
+  // Signature field for a frame whose header bytes (0 .. checksum inclusive) are `header`.
+  std::vector<std::uint8_t> sign_header(std::span<const std::uint8_t> header) const;
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+  ed25519_public_key pub_{};
+  std::string key_id_;
+};
+
+struct frame_signature {
+  std::uint8_t algorithm = 0;
+  std::string key_id;
+  std::array<std::uint8_t, kEd25519SignatureBytes> sig{};
+};
+
+// Parses a frame's signature field (the bytes after its length prefix). An empty field is an
+// error (bad_value) too: the caller checks `empty()` first when unsigned frames are allowed.
+result<frame_signature> parse_signature_field(std::span<const std::uint8_t> field);
+
+// The header bytes a frame's signature covers: offset 0 through the checksum. Requires a frame
+// that frame_decoder accepted (sizes are taken from its tail); empty span otherwise.
+std::span<const std::uint8_t> signed_header_bytes(std::span<const std::uint8_t> frame,
+                                                  std::uint32_t body_len,
+                                                  std::size_t signature_len);
+
+// True when `sig` is a valid Ed25519 signature by `pub` over the domain tag and `header`.
+bool verify_header_signature(const ed25519_public_key& pub, const frame_signature& sig,
+                             std::span<const std::uint8_t> header);
+
+}  // namespace semilab::schemas
