@@ -2,8 +2,10 @@
 // Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
 #include <semilab/agent/config.hpp>
 #include <semilab/agent/daemon.hpp>
+#include <semilab/agent/signing.hpp>
 #include <semilab/drivers/model.hpp>
 
+#include "src/cli_analyze.hpp"
 #include "src/cli_modbus.hpp"
 #include "src/cli_scpi.hpp"
 
@@ -37,10 +39,13 @@ int main(int argc, char** argv) {
   status->add_flag("--json", as_json, "Machine-readable output");
   auto* check = app.add_subcommand("check-config", "Validate a configuration file and exit");
   check->add_option("-c,--config", config_path, "Configuration file (TOML)")->required();
+  auto* enroll = app.add_subcommand("enroll", "Create the batch-signing key; print its public key");
+  enroll->add_option("-c,--config", config_path, "Configuration file (TOML)")->required();
   auto* ref = app.add_subcommand("config-reference", "Print the configuration reference (Markdown)");
   auto* models = app.add_subcommand("models", "List instrument models and their settings");
   semilab::agent::scpi_cli scpi_cli(app);  // probe, scpi
   semilab::agent::modbus_cli modbus_cli(app);  // modbus read|write|scan
+  semilab::agent::analyze_cli analyze_cli(app);  // analyze KIND FILE...
   auto* queue = app.add_subcommand("queue", "Inspect the outbox queue");
   queue->require_subcommand(1);
   auto* dead = queue->add_subcommand("dead-letters", "Records central rejected permanently");
@@ -65,6 +70,7 @@ int main(int argc, char** argv) {
 
   if (auto rc = scpi_cli.run()) return *rc;
   if (modbus_cli.parsed()) return modbus_cli.run();
+  if (analyze_cli.parsed()) return analyze_cli.run(std::cout, std::cerr);
   if (ref->parsed()) {
     std::cout << semilab::agent::config_reference();
     return 0;
@@ -89,6 +95,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (status->parsed()) return semilab::agent::print_status(*cfg, as_json);
+  if (enroll->parsed()) return semilab::agent::run_enroll(*cfg, std::cout, std::cerr);
   if (dead->parsed()) return semilab::agent::run_queue_dead_letters(*cfg, retry, as_json);
   return semilab::agent::run_daemon(*cfg);
 }
