@@ -304,23 +304,10 @@ class parser {
       auto q = query(rest.substr(qpos + 1));
       if (!q) return q.error();
       for (auto& [k, v] : *q) {
-        if (k == "baud") {
-          auto n = parse_uint(v);
-          if (!n || *n < 50 || *n > 4000000) return fail("baud '" + std::string(v) + "' invalid");
-          r.baud = static_cast<unsigned>(*n);
-        } else if (k == "parity") {
-          if (v.size() != 1 || std::string_view("NEOneo").find(v[0]) == std::string_view::npos)
-            return fail("parity '" + std::string(v) + "' must be N, E or O");
-          r.parity = static_cast<char>(std::toupper(static_cast<unsigned char>(v[0])));
-        } else if (k == "data") {
-          auto n = parse_uint(v);
-          if (!n || *n < 7 || *n > 8) return fail("data bits '" + std::string(v) + "' must be 7 or 8");
-          r.data_bits = static_cast<unsigned>(*n);
-        } else if (k == "stop") {
-          auto n = parse_uint(v);
-          if (!n || *n < 1 || *n > 2) return fail("stop bits '" + std::string(v) + "' must be 1 or 2");
-          r.stop_bits = static_cast<unsigned>(*n);
-        } else if (k == "unit") {
+        auto line = line_setting(k, v, r.baud, r.parity, r.data_bits, r.stop_bits);
+        if (!line) return line.error();
+        if (*line) continue;
+        if (k == "unit") {
           auto u = unit(v, 1, 247);
           if (!u) return u.error();
           r.unit = *u;
