@@ -393,13 +393,19 @@ struct source_measure::impl : link_base, std::enable_shared_from_this<impl> {
     auto self = shared_from_this();
     set_level_cmd(v, [self, from, delta, k, n, next = std::move(next)](result<void> r) mutable {
       if (!r || k == n) return next(std::move(r));
-      auto g = self->gen;
-      self->timer.expires_after(self->ramp.dwell);
-      self->timer.async_wait(
-          [self, from, delta, k, n, g, next = std::move(next)](error_code ec) mutable {
-            if (ec || g != self->gen || !self->session) return next(aborted(self->who));
-            self->ramp_step(from, delta, k + 1, n, std::move(next));
-          });
+      // The dwell starts once the instrument has applied the step (*OPC? answered), so the
+      // device sees every step held for at least the dwell even when the link buffers writes.
+      self->query(self, "*OPC?", {},
+                  [self, from, delta, k, n, next = std::move(next)](result<std::string> q) mutable {
+                    if (!q) return next(q.error());
+                    auto g = self->gen;
+                    self->timer.expires_after(self->ramp.dwell);
+                    self->timer.async_wait([self, from, delta, k, n, g,
+                                            next = std::move(next)](error_code ec) mutable {
+                      if (ec || g != self->gen || !self->session) return next(aborted(self->who));
+                      self->ramp_step(from, delta, k + 1, n, std::move(next));
+                    });
+                  });
     });
   }
 

@@ -249,7 +249,7 @@ TEST_CASE("usbtmc: timeout -> abort Bulk-IN + clear; the late reply never reache
   auto took = std::chrono::steady_clock::now() - started;
   CHECK(f.timed_out);
   CHECK(ec == asio::error::operation_aborted);
-  CHECK(took < 150ms + 300ms);          // interrupt() completes the operation promptly
+  CHECK(took < 150ms + 850ms);  // interrupt() completes the operation promptly (slack: ASan, 2 busy cores)
   CHECK(f.emu.stats().discarded >= 1);  // the Bulk-IN URB was cancelled
   auto before = f.emu.stats();
   CHECK(f.query("ECHO? mine") == "mine");
