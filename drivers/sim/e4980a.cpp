@@ -129,6 +129,35 @@ std::string e4980a::fetch_at(double bias) {
          format_number("%+.0f", status);
 }
 
+bool e4980a_dialect::handle_source_set(const scpi_command& cmd, double& freq, double& level,
+                                       double& bias, bool& bias_on) {
+  if (cmd.query) return false;
+  if (header_matches(cmd, "[:SOURce]:FREQuency[:CW]")) {
+    if (auto v = number_arg(cmd, 20.0, 2e6, 1000.0)) freq = *v;
+    return true;
+  }
+  if (header_matches(cmd, "[:SOURce]:VOLTage[:LEVel]")) {
+    if (auto v = number_arg(cmd, 0.0, 20.0, 1.0)) level = *v;
+    return true;
+  }
+  if (header_matches(cmd, "[:SOURce]:BIAS:VOLTage[:LEVel]")) {
+    if (auto v = number_arg(cmd, -40.0, 40.0, 0.0)) bias = *v;
+    return true;
+  }
+  if (header_matches(cmd, "[:SOURce]:BIAS:STATe")) {
+    if (auto on = bool_arg(cmd)) bias_on = *on;
+    return true;
+  }
+  return false;
+}
+
+bool e4980a_dialect::list_arg_count_ok(const scpi_command& cmd) {
+  if (!cmd.args.empty() && cmd.args.size() <= 201) return true;
+  push_error(cmd.args.empty() ? -109 : -108,
+             cmd.args.empty() ? "Missing parameter" : "Parameter not allowed");
+  return false;
+}
+
 scpi_instrument::outcome e4980a::handle(const scpi_command& cmd,
                                         std::optional<std::string>& reply) {
   auto is = [&](std::string_view pattern, bool query) {
@@ -153,34 +182,19 @@ scpi_instrument::outcome e4980a::handle(const scpi_command& cmd,
     if (expect_args(cmd, 0)) reply = format_number("%+.6E", freq_);
     return outcome::done;
   }
-  if (is("[:SOURce]:FREQuency[:CW]", false)) {
-    if (auto v = number_arg(cmd, 20.0, 2e6, 1000.0)) freq_ = *v;
-    return outcome::done;
-  }
   if (is("[:SOURce]:VOLTage[:LEVel]", true)) {
     if (expect_args(cmd, 0)) reply = format_number("%+.6E", level_);
-    return outcome::done;
-  }
-  if (is("[:SOURce]:VOLTage[:LEVel]", false)) {
-    if (auto v = number_arg(cmd, 0.0, 20.0, 1.0)) level_ = *v;
     return outcome::done;
   }
   if (is("[:SOURce]:BIAS:VOLTage[:LEVel]", true)) {
     if (expect_args(cmd, 0)) reply = format_number("%+.6E", bias_);
     return outcome::done;
   }
-  if (is("[:SOURce]:BIAS:VOLTage[:LEVel]", false)) {
-    if (auto v = number_arg(cmd, -40.0, 40.0, 0.0)) bias_ = *v;
-    return outcome::done;
-  }
   if (is("[:SOURce]:BIAS:STATe", true)) {
     if (expect_args(cmd, 0)) reply = bool_reply(bias_on_);
     return outcome::done;
   }
-  if (is("[:SOURce]:BIAS:STATe", false)) {
-    if (auto on = bool_arg(cmd)) bias_on_ = *on;
-    return outcome::done;
-  }
+  if (handle_source_set(cmd, freq_, level_, bias_, bias_on_)) return outcome::done;
   if (is(":INITiate:CONTinuous", true)) {
     if (expect_args(cmd, 0)) reply = bool_reply(init_cont_);
     return outcome::done;
@@ -195,11 +209,7 @@ scpi_instrument::outcome e4980a::handle(const scpi_command& cmd,
     triggered_ = true;
     if (list_page_ && !list_bias_.empty()) {
       // The whole list in one trigger (SEQ); results are ready when the time has passed.
-      list_result_.clear();
-      for (double b : list_bias_) {
-        if (!list_result_.empty()) list_result_.push_back(',');
-        list_result_ += fetch_at(bias_on_ ? b : 0.0) + ",+0";
-      }
+      list_result_ = list_reply(list_bias_, bias_on_, [&](double b) { return fetch_at(b); });
       list_ready_ = true;
       list_done_at_ = std::chrono::steady_clock::now() +
                       aperture_ * static_cast<std::int64_t>(averages_ * list_bias_.size());
@@ -223,11 +233,7 @@ scpi_instrument::outcome e4980a::handle(const scpi_command& cmd,
     return outcome::done;
   }
   if (is(":LIST:BIAS:VOLTage", false)) {
-    if (cmd.args.empty() || cmd.args.size() > 201) {
-      push_error(cmd.args.empty() ? -109 : -108,
-                 cmd.args.empty() ? "Missing parameter" : "Parameter not allowed");
-      return outcome::done;
-    }
+    if (!list_arg_count_ok(cmd)) return outcome::done;
     std::vector<double> values;
     for (const auto& a : cmd.args) {
       scpi_command one;

@@ -239,53 +239,14 @@ scpi_instrument::outcome keithley2400::handle(const scpi_command& cmd,
     reply = fetch();
     return outcome::done;
   }
-  if (is("[:SENSe]:CURRent[:DC]:NPLCycles", false) || is("[:SENSe]:VOLTage[:DC]:NPLCycles", false)) {
-    if (auto v = number_arg(cmd, 0.01, 10.0, 1.0)) nplc_ = *v;
+  if (handle_sense_settings(cmd, nplc_, range_, kMaxVolts)) return outcome::done;
+  if (handle_source_function(cmd, reply, source_voltage_mode_) != source_function_cmd::none)
     return outcome::done;
-  }
-  if (is("[:SENSe]:CURRent[:DC]:RANGe[:UPPer]", false) || is("[:SENSe]:VOLTage[:DC]:RANGe[:UPPer]", false)) {
-    if (auto v = number_arg(cmd, 1e-8, kMaxVolts, 1e-4)) range_ = *v;
-    return outcome::done;
-  }
-  if (is("[:SENSe]:CURRent[:DC]:RANGe:AUTO", false) || is("[:SENSe]:VOLTage[:DC]:RANGe:AUTO", false)) {
-    if (auto on = bool_arg(cmd); on && *on) range_ = 0;
-    return outcome::done;
-  }
-  if (is(":SOURce:FUNCtion[:MODE]", true)) {
-    if (expect_args(cmd, 0)) reply = source_voltage_mode_ ? "VOLT" : "CURR";
-    return outcome::done;
-  }
-  if (is(":SOURce:FUNCtion[:MODE]", false)) {
-    if (!expect_args(cmd, 1)) return outcome::done;
-    std::string a = upper_ascii(cmd.args[0]);
-    if (a == "VOLT" || a == "VOLTAGE")
-      source_voltage_mode_ = true;
-    else if (a == "CURR" || a == "CURRENT")
-      source_voltage_mode_ = false;
-    else
-      push_error(-224, "Illegal parameter value");
-    return outcome::done;
-  }
-  if (is("[:SOURce]:VOLTage[:LEVel][:IMMediate][:AMPLitude]", true)) {
-    if (expect_args(cmd, 0)) reply = format_number("%+.6E", volts_);
-    return outcome::done;
-  }
-  if (is("[:SOURce]:VOLTage[:LEVel][:IMMediate][:AMPLitude]", false)) {
-    if (auto v = number_arg(cmd, -kMaxVolts, kMaxVolts, 0.0)) {
-      volts_ = *v;
-      if (source_voltage_mode_) log_.level(*v, output_);
-    }
-    return outcome::done;
-  }
-  if (is("[:SOURce]:CURRent[:LEVel][:IMMediate][:AMPLitude]", true)) {
-    if (expect_args(cmd, 0)) reply = format_number("%+.6E", amps_);
-    return outcome::done;
-  }
-  if (is("[:SOURce]:CURRent[:LEVel][:IMMediate][:AMPLitude]", false)) {
-    if (auto v = number_arg(cmd, -kMaxAmps, kMaxAmps, 0.0)) {
-      amps_ = *v;
-      if (!source_voltage_mode_) log_.level(*v, output_);
-    }
+  auto nr3_6 = [](double v) { return format_number("%+.6E", v); };
+  if (auto l = handle_source_level(cmd, reply, volts_, amps_, kMaxVolts, kMaxAmps, nr3_6);
+      l.handled) {
+    if (l.applied && l.voltage == source_voltage_mode_)
+      log_.level(l.voltage ? volts_ : amps_, output_);
     return outcome::done;
   }
   if (is("[:SENSe]:CURRent[:DC]:PROTection[:LEVel]", true)) {

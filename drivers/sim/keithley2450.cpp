@@ -1,7 +1,6 @@
 #include <semilab/sim/keithley2450.hpp>
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <optional>
 
@@ -36,17 +35,6 @@ double keithley2450::diode_voltage(double amps) noexcept {
   if (amps <= -kSaturationCurrent) return -1e9;  // reverse current beyond Is: clamp at the limit
   return kNVt * std::log1p(amps / kSaturationCurrent) + amps * kSeriesResistance;
 }
-
-namespace {
-std::optional<double> plain_number(std::string_view s) {
-  if (!s.empty() && s.front() == '+') s.remove_prefix(1);
-  double v = 0;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (s.empty() || ec != std::errc{} || p != s.data() + s.size() || !std::isfinite(v))
-    return std::nullopt;
-  return v;
-}
-}  // namespace
 
 void keithley2450::reset() {
   if (sweep_.running) stop_sweep();
@@ -158,11 +146,7 @@ bool keithley2450::configure_sweep(const scpi_command& cmd, bool list) {
       push_error(-222, "Parameter data out of range");
       return false;
     }
-    auto n = static_cast<std::size_t>(*points);
-    for (std::size_t k = 0; k < n; ++k)
-      levels.push_back(k + 1 == n ? *stop
-                                  : *start + (*stop - *start) * static_cast<double>(k) /
-                                                 static_cast<double>(n - 1));
+    levels = linear_levels(*start, *stop, static_cast<std::size_t>(*points));
     delay_arg = 3;
   } else {
     if (cmd.args.empty() || cmd.args.size() > 5) {
@@ -170,26 +154,10 @@ bool keithley2450::configure_sweep(const scpi_command& cmd, bool list) {
                  cmd.args.empty() ? "Missing parameter" : "Parameter not allowed");
       return false;
     }
-    auto index = num(0);
-    if (!index || *index < 1 || *index > static_cast<double>(list_.size())) {
-      push_error(-222, "Parameter data out of range");
-      return false;
-    }
-    levels.assign(list_.begin() + static_cast<std::ptrdiff_t>(*index) - 1, list_.end());
+    if (!list_levels(num(0), list_, levels)) return false;
     delay_arg = 1;
   }
-  double delay = 0;
-  if (cmd.args.size() > delay_arg) {
-    auto d = num(delay_arg);
-    if (!d || *d < 0 || *d > 1e4) {
-      push_error(-222, "Parameter data out of range");
-      return false;
-    }
-    delay = *d;
-  }
-  sweep_levels_ = std::move(levels);
-  sweep_delay_ = delay;
-  return true;
+  return store_sweep(cmd, delay_arg, levels, sweep_levels_, sweep_delay_);
 }
 
 double keithley2450::measure(bool want_current) {
@@ -247,27 +215,7 @@ scpi_instrument::outcome keithley2450::handle(const scpi_command& cmd,
                              header_matches(cmd, ":SOURce:SWEep:CURRent:LIST"));
     return outcome::done;
   }
-  if (is("[:SOURce]:LIST:VOLTage", false) || is("[:SOURce]:LIST:CURRent", false) ||
-      is("[:SOURce]:LIST:VOLTage:APPend", false) || is("[:SOURce]:LIST:CURRent:APPend", false)) {
-    bool append = cmd.nodes.back() == "APP" || cmd.nodes.back() == "APPEND";
-    if (cmd.args.empty() || cmd.args.size() > 100) {
-      push_error(cmd.args.empty() ? -109 : -108,
-                 cmd.args.empty() ? "Missing parameter" : "Parameter not allowed");
-      return outcome::done;
-    }
-    std::vector<double> values;
-    for (const auto& a : cmd.args) {
-      auto v = plain_number(a);
-      if (!v || std::fabs(*v) > kMaxVolts) {
-        push_error(v ? -222 : -104, v ? "Parameter data out of range" : "Data type error");
-        return outcome::done;
-      }
-      values.push_back(*v);
-    }
-    if (!append) list_.clear();
-    list_.insert(list_.end(), values.begin(), values.end());
-    return outcome::done;
-  }
+  if (handle_source_list(cmd, list_, kMaxVolts)) return outcome::done;
   if (is(":INITiate[:IMMediate]", false)) {
     if (!expect_args(cmd, 0)) return outcome::done;
     if (sweep_.running) {
@@ -305,16 +253,8 @@ scpi_instrument::outcome keithley2450::handle(const scpi_command& cmd,
     return outcome::done;
   }
   if (is(":TRACe:DATA", true)) {
-    if (cmd.args.size() < 2) {
-      push_error(-109, "Missing parameter");
-      return outcome::done;
-    }
-    auto first = plain_number(cmd.args[0]), last = plain_number(cmd.args[1]);
-    if (!first || !last || *first < 1 || *last < *first ||
-        *last > static_cast<double>(buffer_.size())) {
-      push_error(-222, "Parameter data out of range");
-      return outcome::done;
-    }
+    auto range = trace_range(cmd, buffer_.size());
+    if (!range) return outcome::done;
     if (cmd.args.size() > 2 && upper_ascii(unquote(cmd.args[2])) != "DEFBUFFER1") {
       push_error(-224, "Illegal parameter value");
       return outcome::done;
@@ -322,95 +262,31 @@ scpi_instrument::outcome keithley2450::handle(const scpi_command& cmd,
     std::vector<std::string> elements(cmd.args.begin() + std::min<std::ptrdiff_t>(3, static_cast<std::ptrdiff_t>(cmd.args.size())),
                                       cmd.args.end());
     std::string out;
-    auto f = static_cast<std::size_t>(*first);
-    if (format_entries(buffer_, f - 1, static_cast<std::size_t>(*last) - f + 1, elements, out))
-      reply = std::move(out);
+    if (format_entries(buffer_, range->first, range->count, elements, out)) reply = std::move(out);
     return outcome::done;
   }
-  if (is("[:SENSe]:CURRent[:DC]:NPLCycles", false) || is("[:SENSe]:VOLTage[:DC]:NPLCycles", false)) {
-    if (auto v = number_arg(cmd, 0.01, 10.0, 1.0)) nplc_ = *v;
-    return outcome::done;
-  }
+  if (handle_sense_settings(cmd, nplc_, range_, kMaxVolts)) return outcome::done;
   if (is("[:SENSe]:CURRent[:DC]:NPLCycles", true) || is("[:SENSe]:VOLTage[:DC]:NPLCycles", true)) {
     if (expect_args(cmd, 0)) reply = format_nr3(nplc_);
     return outcome::done;
   }
-  if (is("[:SENSe]:CURRent[:DC]:RANGe[:UPPer]", false) || is("[:SENSe]:VOLTage[:DC]:RANGe[:UPPer]", false)) {
-    if (auto v = number_arg(cmd, 1e-8, kMaxVolts, 1e-4)) range_ = *v;
+  if (handle_source_function(cmd, reply, source_voltage_mode_) != source_function_cmd::none)
+    return outcome::done;
+  if (auto l = handle_source_level(cmd, reply, volts_, amps_, kMaxVolts, kMaxAmps, format_nr3);
+      l.handled) {
+    if (l.applied && l.voltage == source_voltage_mode_)
+      log_.level(l.voltage ? volts_ : amps_, output_);
     return outcome::done;
   }
-  if (is("[:SENSe]:CURRent[:DC]:RANGe:AUTO", false) || is("[:SENSe]:VOLTage[:DC]:RANGe:AUTO", false)) {
-    if (auto on = bool_arg(cmd); on && *on) range_ = 0;
+  if (handle_source_limits(cmd, reply, ilim_, vlim_, kMaxAmps, kMaxVolts, kDefaultIlim,
+                           kDefaultVlim))
     return outcome::done;
-  }
-  // SOURce is required for FUNCtion: a bare :FUNC belongs to SENSe (the default root).
-  if (is(":SOURce:FUNCtion[:MODE]", true)) {
-    if (expect_args(cmd, 0)) reply = source_voltage_mode_ ? "VOLT" : "CURR";
-    return outcome::done;
-  }
-  if (is(":SOURce:FUNCtion[:MODE]", false)) {
-    if (!expect_args(cmd, 1)) return outcome::done;
-    std::string a = upper_ascii(cmd.args[0]);
-    if (a == "VOLT" || a == "VOLTAGE") source_voltage_mode_ = true;
-    else if (a == "CURR" || a == "CURRENT") source_voltage_mode_ = false;
-    else push_error(-224, "Illegal parameter value");
-    return outcome::done;
-  }
-  if (is("[:SOURce]:VOLTage[:LEVel][:IMMediate][:AMPLitude]", true)) {
-    if (expect_args(cmd, 0)) reply = format_nr3(volts_);
-    return outcome::done;
-  }
-  if (is("[:SOURce]:VOLTage[:LEVel][:IMMediate][:AMPLitude]", false)) {
-    if (auto v = number_arg(cmd, -kMaxVolts, kMaxVolts, 0.0)) {
-      volts_ = *v;
-      if (source_voltage_mode_) log_.level(*v, output_);
-    }
-    return outcome::done;
-  }
-  if (is("[:SOURce]:VOLTage:ILIMit[:LEVel]", true)) {
-    if (expect_args(cmd, 0)) reply = format_nr3(ilim_);
-    return outcome::done;
-  }
-  if (is("[:SOURce]:VOLTage:ILIMit[:LEVel]", false)) {
-    if (auto v = number_arg(cmd, 1e-9, kMaxAmps, kDefaultIlim)) ilim_ = *v;
-    return outcome::done;
-  }
   if (is("[:SOURce]:VOLTage:ILIMit[:LEVel]:TRIPped", true) ||
       is("[:SOURce]:CURRent:VLIMit[:LEVel]:TRIPped", true)) {
     if (expect_args(cmd, 0)) reply = bool_reply(tripped_);
     return outcome::done;
   }
-  if (is("[:SOURce]:CURRent[:LEVel][:IMMediate][:AMPLitude]", true)) {
-    if (expect_args(cmd, 0)) reply = format_nr3(amps_);
-    return outcome::done;
-  }
-  if (is("[:SOURce]:CURRent[:LEVel][:IMMediate][:AMPLitude]", false)) {
-    if (auto v = number_arg(cmd, -kMaxAmps, kMaxAmps, 0.0)) {
-      amps_ = *v;
-      if (!source_voltage_mode_) log_.level(*v, output_);
-    }
-    return outcome::done;
-  }
-  if (is("[:SOURce]:CURRent:VLIMit[:LEVel]", true)) {
-    if (expect_args(cmd, 0)) reply = format_nr3(vlim_);
-    return outcome::done;
-  }
-  if (is("[:SOURce]:CURRent:VLIMit[:LEVel]", false)) {
-    if (auto v = number_arg(cmd, 0.02, kMaxVolts, kDefaultVlim)) vlim_ = *v;
-    return outcome::done;
-  }
-  if (is("[:SENSe]:FUNCtion[:ON]", true)) {
-    if (expect_args(cmd, 0)) reply = sense_current_ ? "\"CURR:DC\"" : "\"VOLT:DC\"";
-    return outcome::done;
-  }
-  if (is("[:SENSe]:FUNCtion[:ON]", false)) {
-    if (!expect_args(cmd, 1)) return outcome::done;
-    std::string a = upper_ascii(unquote(cmd.args[0]));
-    if (a == "CURR" || a == "CURR:DC" || a == "CURRENT" || a == "CURRENT:DC") sense_current_ = true;
-    else if (a == "VOLT" || a == "VOLT:DC" || a == "VOLTAGE" || a == "VOLTAGE:DC") sense_current_ = false;
-    else push_error(-224, "Illegal parameter value");
-    return outcome::done;
-  }
+  if (handle_sense_function(cmd, reply, sense_current_, true)) return outcome::done;
   if (is(":OUTPut[:STATe]", true)) {
     if (expect_args(cmd, 0)) reply = bool_reply(output_);
     return outcome::done;

@@ -1,8 +1,8 @@
 #include <algorithm>
 #include <array>
-#include <charconv>
 #include <cmath>
 #include <semilab/sim/keysight34461a.hpp>
+#include <semilab/sim/smu.hpp>  // plain_number
 
 namespace semilab::sim {
 namespace {
@@ -17,14 +17,6 @@ double round_up(const std::array<double, N>& steps, double v) {
   return steps.back();
 }
 
-std::optional<double> plain_number(std::string_view s) {
-  if (!s.empty() && s.front() == '+') s.remove_prefix(1);
-  double v = 0;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (s.empty() || ec != std::errc{} || p != s.data() + s.size() || !std::isfinite(v))
-    return std::nullopt;
-  return v;
-}
 }  // namespace
 
 keysight34461a::keysight34461a(std::uint64_t seed) : rng_(seed) {}

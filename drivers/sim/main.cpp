@@ -4,8 +4,17 @@
 //               [--vxi11]            serve VXI-11 instead of a raw socket: --listen is then the
 //                                    simulator's own portmapper (GETPORT gives the core channel)
 // First stdout line: "listening HOST:PORT" (flushed; with --vxi11 the portmapper's port). Logs go to stderr. SIGINT/SIGTERM stop it.
-// Exit codes: 0 clean stop, 2 usage error, 3 cannot listen.
+//   semilab-sim --station FILE   several instruments over shared device models (station.hpp);
+//                                one stdout line "listening ID HOST:PORT" per instrument, then
+//                                "ready"
+//   semilab-sim --model export-folder DIR [--period SECONDS] [--count N] [--formats a,b]
+//                                export files (XRDML, JCAMP-DX, VAMAS, SPC, CSV, SEM TIFF) written
+//                                into DIR in pieces, one per period; "ready DIR", then
+//                                "wrote PATH" per file (export_folder.hpp)
+// Exit codes: 0 clean stop, 2 usage error, 3 cannot listen (export-folder: cannot write).
+#include <semilab/sim/export_folder.hpp>
 #include <semilab/sim/instrument.hpp>
+#include <semilab/sim/station.hpp>
 #include <semilab/sim/modbus_sim.hpp>
 #include <semilab/sim/server.hpp>
 #include <semilab/sim/vxi11_server.hpp>
@@ -45,6 +54,18 @@ int main(int argc, char** argv) {
                "the core channel, on a free port of the same address); the first stdout line\n"
                "'listening HOST:PORT' names the portmapper port (agent: --portmapper-port PORT,\n"
                "resource TCPIP0::HOST::inst0::INSTR; any device name is accepted)");
+  std::string station_file;
+  app.add_option("--station", station_file,
+                 "Serve a station: instruments on shared device models (TOML; see station.hpp)");
+  semilab::sim::export_folder_options export_opts;
+  std::string export_dir;
+  app.add_option("dir", export_dir, "--model export-folder: the folder export files appear in");
+  app.add_option("--period", export_opts.period_s,
+                 "--model export-folder: seconds between two files (default 5)");
+  app.add_option("--count", export_opts.count, "--model export-folder: files to write, then exit (0 = until a signal)");
+  app.add_option("--formats", export_opts.formats,
+                 "--model export-folder: formats in turn (xrdml, jcamp-dx, vamas, spc, csv, sem-tiff; default all)")
+      ->delimiter(',');
   app.add_flag("-v,--verbose", verbose, "Debug logging");
   try {
     app.parse(argc, argv);
@@ -55,9 +76,50 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (verbose) spdlog::set_level(spdlog::level::debug);
+  // Export files of optical/structural/chemical instruments in a folder (export_folder.hpp).
+  if (model == "export-folder") {
+    if (export_dir.empty()) {
+      spdlog::error("--model export-folder needs the folder: semilab-sim --model export-folder DIR [--period S]");
+      return 2;
+    }
+    export_opts.dir = export_dir;
+    export_opts.seed = seed;
+    return semilab::sim::run_export_folder(export_opts);
+  }
 
   if (list) {
     for (const auto& m : semilab::sim::sim_models()) std::cout << m.name << '\t' << m.description << '\n';
+    return 0;
+  }
+  if (!station_file.empty()) {
+    std::string err;
+    auto cfg = semilab::sim::load_station(station_file, err);
+    if (!cfg) {
+      spdlog::error("{}", err);
+      return 2;
+    }
+    asio::io_context io;
+    std::unique_ptr<semilab::sim::station> st;
+    try {
+      st = std::make_unique<semilab::sim::station>(io, *cfg, err);
+    } catch (const boost::system::system_error& e) {
+      spdlog::error("station {}: cannot listen: {}", station_file, e.code().message());
+      return 3;
+    }
+    if (!st->ok()) {
+      spdlog::error("station {}: {}", station_file, err);
+      return 2;
+    }
+    for (const auto& s : st->endpoints())
+      std::cout << "listening " << s.id << ' ' << s.endpoint.address().to_string() << ':'
+                << s.endpoint.port() << '\n';
+    std::cout << "ready" << std::endl;  // flushed: tests wait on it
+    asio::signal_set signals(io, SIGINT, SIGTERM);
+    signals.async_wait([&](boost::system::error_code ec, int) {
+      if (!ec) st->stop();
+    });
+    st->start();
+    io.run();
     return 0;
   }
   // Modbus models (eurotherm3200, vacuum-gauge, mfc) are served by libmodbus: modbus_sim.hpp.

@@ -129,15 +129,39 @@ struct session::impl {
   poll_schedule schedule;
   std::uint64_t schedule_gen = 0;  // worker-only: generation `schedule` was built for
   double base_interval_s = 1.0;
-  std::atomic<int> undelivered{0};
+  using handler_ptr = std::shared_ptr<const std::function<void(poll_result)>>;
+  std::atomic<int> undelivered{0};  // results held or posted, not yet handed to their handler
   std::weak_ptr<impl> self;  // for handlers that outlive the session
-  static constexpr int kMaxUndelivered = 2;
+  // Hand-off batching (worker-only state): when polls run back to back faster than
+  // kHoldWindow apart, a result is held until the next poll completes and both go to the strand
+  // in one post: half the wake-ups of the io thread (a wake-up costs the worker an epoll_ctl and
+  // often a futex on this path). A result is held only while the next poll is due at once, the
+  // link is healthy (no failed request) and the last poll took less than kHoldWindow; anything
+  // else (a queued write, stop_polling, a poll not due yet, the undelivered limit) flushes it
+  // first. So with back-to-back polling a result reaches the strand at most one poll later.
+  static constexpr int kMaxUndelivered = 4;  // two batches of two
+  static constexpr auto kHoldWindow = std::chrono::milliseconds(1);
+  struct held_result {
+    handler_ptr h;
+    poll_result r;
+  };
+  std::optional<held_result> held;
+  clock::time_point last_handoff{};
   std::map<std::vector<std::size_t>, std::vector<read_request>> plans;  // per due set
 
   void run() {
     std::unique_lock lk(mu);
     for (;;) {
       if (stopping) break;
+      // A held result goes out before anything but the next poll (see kHoldWindow).
+      if (held && (!jobs.empty() || !polling || schedule_gen != polling_gen ||
+                   undelivered.load(std::memory_order_acquire) >= kMaxUndelivered ||
+                   schedule.next_due() > clock::now())) {
+        lk.unlock();
+        flush_held();
+        lk.lock();
+        continue;
+      }
       if (!jobs.empty()) {
         auto job = std::move(jobs.front());
         jobs.pop_front();
@@ -181,18 +205,56 @@ struct session::impl {
     close("link stopped");
   }
 
-  void poll_due(std::shared_ptr<const std::function<void(poll_result)>> handler) {
-    auto which = schedule.take_due(clock::now());
+  void poll_due(handler_ptr handler) {
+    const auto started = clock::now();
+    auto which = schedule.take_due(started);
     if (which.empty()) return;
     const bool fastest = schedule.last_had_fastest();
     auto r = which.size() == map->points.size() ? do_poll({}) : do_poll(which);
     r.fastest = fastest;
-    undelivered.fetch_add(1, std::memory_order_acq_rel);
+    const int pending = undelivered.fetch_add(1, std::memory_order_acq_rel) + 1;
+    const auto now = clock::now();
+    if (!held && r.failed_requests == 0 && pending + 1 < kMaxUndelivered &&
+        now - started < kHoldWindow && now - last_handoff < kHoldWindow &&
+        schedule.next_due() <= now) {
+      held = held_result{std::move(handler), std::move(r)};
+      return;
+    }
+    last_handoff = now;
+    if (held) {
+      auto first = std::move(*held);
+      held.reset();
+      boost::asio::post(ex, [w = self, a = std::move(first), h = std::move(handler),
+                             r = std::move(r)]() mutable {
+        (*a.h)(std::move(a.r));
+        (*h)(std::move(r));
+        delivered(w, 2);
+      });
+      return;
+    }
     boost::asio::post(ex, [w = self, h = std::move(handler), r = std::move(r)]() mutable {
       (*h)(std::move(r));
-      if (auto p = w.lock())  // the session may be gone
-        if (p->undelivered.fetch_sub(1, std::memory_order_acq_rel) == kMaxUndelivered) p->wake();
+      delivered(w, 1);
     });
+  }
+
+  void flush_held() {
+    if (!held) return;
+    auto a = std::move(*held);
+    held.reset();
+    last_handoff = clock::now();
+    boost::asio::post(ex, [w = self, a = std::move(a)]() mutable {
+      (*a.h)(std::move(a.r));
+      delivered(w, 1);
+    });
+  }
+
+  // On the strand, after `n` results were handed to their handlers.
+  static void delivered(const std::weak_ptr<impl>& w, int n) {
+    if (auto p = w.lock()) {  // the session may be gone
+      const int before = p->undelivered.fetch_sub(n, std::memory_order_acq_rel);
+      if (before >= kMaxUndelivered && before - n < kMaxUndelivered) p->wake();
+    }
   }
 
   void wake() {
@@ -319,6 +381,16 @@ struct session::impl {
     return make_error(kind, msg);
   }
 
+  // Requests sent but not yet added to st.requests (worker-only): added once per poll or
+  // operation instead of taking the lock for every request.
+  std::uint64_t requests_uncounted = 0;
+  void flush_request_count() {
+    if (requests_uncounted == 0) return;
+    std::lock_guard lk(mu);
+    st.requests += requests_uncounted;
+    requests_uncounted = 0;
+  }
+
   // Worker-owned reply buffers: a poll allocates nothing per request. A span returned by read()
   // is valid until the next read().
   std::vector<std::uint16_t> regs_buf = std::vector<std::uint16_t>(2000);
@@ -326,7 +398,7 @@ struct session::impl {
   std::vector<std::optional<result<value>>> got_buf;  // do_poll's per-point results
 
   result<std::span<const std::uint16_t>> read(const read_request& r) {
-    count(&link_stats::requests);
+    ++requests_uncounted;
     int n = -1;
     if (is_bit_table(r.tab)) {
       n = r.tab == table::coil ? modbus_read_bits(ctx, r.start, r.count, bits_buf.data())
@@ -414,6 +486,7 @@ struct session::impl {
       const std::size_t i = which.empty() ? k : which[k];
       if (got[i]) out.values.push_back(point_value{i, std::move(*got[i])});
     }
+    flush_request_count();  // before the result is handed on: stats() already counts its requests
     return out;
   }
 
@@ -540,6 +613,7 @@ void session::async_write(std::size_t index, value v, std::function<void(result<
     auto r = index < p->map->points.size()
                  ? p->do_write(index, v)
                  : result<value>(make_error(errc::unknown_point, "point index " + std::to_string(index)));
+    p->flush_request_count();
     boost::asio::post(p->ex, [h = std::move(h), r = std::move(r)]() mutable { h(std::move(r)); });
   });
 }

@@ -38,14 +38,32 @@ try:
                         out += os.read(fd, 4096)
                     except OSError:
                         return
-        pump(5, b"scpi> ")
+        # Generous waits: under ASan on a loaded machine the agent may take seconds to start, and
+        # input typed before the line editor has set up the terminal is flushed by it.
+        pump(30, b"scpi> ")
+        assert b"scpi> " in out, out
         for line in lines:
             os.write(fd, line + b"\r")
-            pump(5, b"scpi> ")
+            pump(15, b"scpi> ")
             out += b"\n--\n"
-        os.write(fd, b"\x04")  # Ctrl-D ends the session
-        pump(2)
-        _, status = os.waitpid(pid, 0)
+        # Ctrl-D ends the session. Typed ahead while the terminal is still in cooked mode (the
+        # line editor switches to raw mode around its prompt), the kernel's line discipline turns
+        # it into an end-of-file mark the editor never sees: as with a person at a terminal, a
+        # second Ctrl-D then ends it.
+        end = time.time() + 30
+        status = None
+        while status is None and time.time() < end:
+            os.write(fd, b"\x04")
+            for _ in range(3):
+                pump(1)
+                done, st = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    status = st
+                    break
+        if status is None:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            raise AssertionError("the session did not end on Ctrl-D: " + out.decode(errors="replace"))
         return out.decode(errors="replace"), os.waitstatus_to_exitcode(status)
 
     out, code = session([b":SYST:NONC? first", b":SOUR:VOLT 0.5", b":SOUR:VOLT?"])

@@ -13,6 +13,7 @@
 
 #include <netinet/tcp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <mutex>
 #include <thread>
@@ -259,6 +260,58 @@ type = "u16"
   CHECK(with_slow <= 4);
   CHECK(with_other >= 4);
   CHECK(with_other <= 7);
+}
+
+// Back-to-back polls hand their results over in pairs when they come less than 1 ms apart (a
+// held result waits for the next poll). Whichever way they travel, every result arrives, in
+// order, and a write queued meanwhile runs between two polls (the held result goes out first).
+TEST_CASE("start_polling back to back: every result in order, a write runs between polls") {
+  server srv;
+  asio::io_context io;
+  auto m = parse_map(R"(
+[[point]]
+name = "sp"
+register = 40021
+type = "u16"
+writable = true
+min = 0
+max = 1000
+)", "one.toml");
+  REQUIRE(m.has_value());
+  auto map = std::make_shared<const device_map>(std::move(*m));
+  session l(asio::make_strand(io), res_of(srv.uri()), map);
+  auto before = write(io, l, "sp", value{std::int64_t{111}});
+  REQUIRE_MESSAGE(before.has_value(), before.error().message);
+  std::vector<std::int64_t> seen;  // sp in each result, in delivery order
+  std::size_t failed = 0, after_write = 0;
+  std::optional<result<value>> wrote;
+  io.restart();
+  auto guard = asio::make_work_guard(io);
+  l.start_polling(0.0, [&](poll_result r) {
+    if (!all_ok(r)) {
+      ++failed;
+      return;
+    }
+    seen.push_back(std::get<std::int64_t>(*get(r, *map, "sp")));
+    if (seen.size() == 20)
+      l.async_write(*map->index_of("sp"), value{std::int64_t{777}},
+                    [&](result<value> x) { wrote = std::move(x); });
+    if (wrote && ++after_write == 50) io.stop();
+  });
+  io.run_for(20s);
+  l.stop_polling();
+  CHECK(failed == 0);
+  REQUIRE(wrote.has_value());
+  CHECK_MESSAGE(wrote->has_value(), wrote->error().message);
+  CHECK(after_write >= 50);  // 51 when the 50th came as the first of a pair
+  // 111 until the write, 777 after it; never back.
+  auto first_new = std::find(seen.begin(), seen.end(), std::int64_t{777});
+  CHECK(first_new - seen.begin() >= 20);
+  CHECK(std::all_of(seen.begin(), first_new, [](std::int64_t v) { return v == 111; }));
+  CHECK(std::all_of(first_new, seen.end(), [](std::int64_t v) { return v == 777; }));
+  CHECK(seen.end() - first_new >= 50);
+  auto st = l.stats();
+  CHECK(st.requests >= seen.size() + 2);  // one read per poll, plus the writes and read-backs
 }
 
 TEST_CASE("poll_schedule: fixed-rate groups, no catch-up burst, 0 = always due") {

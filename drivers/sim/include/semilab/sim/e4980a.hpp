@@ -23,7 +23,30 @@
 
 namespace semilab::sim {
 
-class e4980a final : public scpi_instrument {
+// What the E4980A command dialect shares between e4980a and the station LCR meter
+// (station_instruments.cpp).
+class e4980a_dialect : public scpi_instrument {
+ protected:
+  // Set forms of [:SOURce]:FREQuency[:CW] (20 Hz..2 MHz), [:SOURce]:VOLTage[:LEVel] (0..20 V),
+  // [:SOURce]:BIAS:VOLTage[:LEVel] (+-40 V) and [:SOURce]:BIAS:STATe; true when consumed.
+  bool handle_source_set(const scpi_command& cmd, double& freq, double& level, double& bias,
+                         bool& bias_on);
+  // :LIST:BIAS:VOLTage takes 1 to 201 values; queues -109/-108 and returns false otherwise.
+  bool list_arg_count_ok(const scpi_command& cmd);
+  // The :FETC? reply of a list sweep: point(bias) + ",+0" (comparator off) for every list bias,
+  // the bias applied only with the bias on.
+  template <class Point>
+  static std::string list_reply(const std::vector<double>& biases, bool bias_on, Point&& point) {
+    std::string out;
+    for (double b : biases) {
+      if (!out.empty()) out.push_back(',');
+      out += point(bias_on ? b : 0.0) + ",+0";
+    }
+    return out;
+  }
+};
+
+class e4980a final : public e4980a_dialect {
  public:
   static constexpr std::string_view kIdn = "Keysight Technologies,E4980A,MY46101234,A.06.10";
   static constexpr double kCox = 100e-12;            // F, accumulation

@@ -19,7 +19,7 @@
 
 namespace semilab::sim {
 
-class keithley2400 final : public scpi_instrument {
+class keithley2400 final : public smu_instrument {
  public:
   static constexpr std::string_view kIdn =
       "KEITHLEY INSTRUMENTS INC.,MODEL 2400,1234567,C32   Oct  4 2010 14:20:11/A02  /S/K";

@@ -20,7 +20,7 @@
 
 namespace semilab::sim {
 
-class keithley2450 final : public scpi_instrument {
+class keithley2450 final : public smu_instrument {
  public:
   static constexpr std::string_view kIdn = "KEITHLEY INSTRUMENTS,MODEL 2450,04412345,1.7.12b";
   static constexpr double kSaturationCurrent = 1e-12;  // A

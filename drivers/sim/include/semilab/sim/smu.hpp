@@ -1,15 +1,19 @@
 #pragma once
-// What the simulated source-measure units (keithley2450, keithley2400) share: the device under
-// test (diode, MOSFET, resistor), a thread-safe log of what the source did (so tests can see
-// ramps and output-off actions from another thread), and the timing of instrument-side sweeps.
+// What the simulated source-measure units (keithley2450, keithley2400, the station SMU) share:
+// the device under test (diode, MOSFET, resistor), a thread-safe log of what the source did (so
+// tests can see ramps and output-off actions from another thread), the timing of
+// instrument-side sweeps, and the command handling of their common dialect (smu_instrument).
 //
 // Sweeps run in simulated real time: :INIT starts one at t0; point k (source level applied,
 // then measured) completes at t0 + (k+1) * per_point with per_point = source delay + NPLC/50 s.
 // The state is advanced lazily whenever a command arrives, so an :ABORt or :OUTP OFF arriving
 // mid-sweep stops it after the points already completed. *OPC? (and *WAI) are answered once the
 // sweep would have finished (scpi_instrument::pending_time, the server holds the reply).
+#include <semilab/sim/instrument.hpp>
+
 #include <chrono>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -87,6 +91,71 @@ struct smu_sweep {
     return end > now ? std::chrono::ceil<std::chrono::milliseconds>(end - now)
                      : std::chrono::milliseconds{0};
   }
+};
+
+// A plain decimal argument (optional '+', no suffix, no MIN/MAX keywords), finite; nullopt
+// otherwise. Used where an argument list is parsed element by element (sweeps, lists, ranges).
+[[nodiscard]] std::optional<double> plain_number(std::string_view s);
+
+// Command handling the simulated SMUs share: the 2450 dialect of keithley2450 and the station
+// SMU (station_instruments.cpp); keithley2400 shares the sense settings, :SOURce:FUNCtion and
+// the source levels. Each handle_* consumes only its own headers and leaves the rest to the
+// model; side effects (logging, driving a station device) stay with the model.
+class smu_instrument : public scpi_instrument {
+ protected:
+  // [:SENSe]:CURRent|VOLTage[:DC]:NPLCycles, :RANGe[:UPPer] and :RANGe:AUTO (set forms).
+  bool handle_sense_settings(const scpi_command& cmd, double& nplc, double& range, double max_range);
+
+  // :SOURce:FUNCtion[:MODE] (SOURce is required: a bare :FUNC belongs to SENSe). `set`: the
+  // set form with one argument (applied, or -224 queued for an unknown function); `handled`:
+  // the query, or a set form with a wrong argument count.
+  enum class source_function_cmd { none, handled, set };
+  source_function_cmd handle_source_function(const scpi_command& cmd,
+                                             std::optional<std::string>& reply,
+                                             bool& source_voltage);
+
+  // [:SOURce]:VOLTage|CURRent[:LEVel][:IMMediate][:AMPLitude] and their queries (replies
+  // formatted by `fmt`).
+  struct level_cmd {
+    bool handled = false;
+    bool set = false;      // a set form (accepted or rejected)
+    bool voltage = false;  // the voltage level (else the current level)
+    bool applied = false;  // the set form's value was accepted and stored
+  };
+  level_cmd handle_source_level(const scpi_command& cmd, std::optional<std::string>& reply,
+                                double& volts, double& amps, double max_volts, double max_amps,
+                                std::string (*fmt)(double));
+
+  // 2450 dialect: [:SENSe]:FUNCtion[:ON] "CURR[:DC]"|"CURRENT"|"VOLT[:DC]"|"VOLTAGE" (with
+  // `long_dc` also "CURRENT:DC"|"VOLTAGE:DC") and its query ("CURR:DC" or "VOLT:DC").
+  bool handle_sense_function(const scpi_command& cmd, std::optional<std::string>& reply,
+                             bool& sense_current, bool long_dc);
+
+  // 2450 dialect: [:SOURce]:VOLTage:ILIMit[:LEVel] and [:SOURce]:CURRent:VLIMit[:LEVel].
+  bool handle_source_limits(const scpi_command& cmd, std::optional<std::string>& reply,
+                            double& ilim, double& vlim, double max_amps, double max_volts,
+                            double default_ilim, double default_vlim);
+
+  // 2450 dialect: [:SOURce]:LIST:VOLTage|CURRent[:APPend] <v>{,<v>} (at most 100 values).
+  bool handle_source_list(const scpi_command& cmd, std::vector<double>& list, double max_abs);
+
+  // 2450 dialect: a buffer range <first>,<last> (1-based, inclusive) of :TRACe:DATA?; queues
+  // -109/-222 and returns nullopt when wrong; else the 0-based first index and the count.
+  struct buffer_range {
+    std::size_t first = 0, count = 0;
+  };
+  std::optional<buffer_range> trace_range(const scpi_command& cmd, std::size_t buffer_size);
+
+  // 2450 dialect sweeps (:SOURce:SWEep:VOLTage|CURRent:LINear|LIST). linear_levels: n >= 2
+  // points from start to stop (the last exactly stop). list_levels: the source list from its
+  // 1-based `index` on; -222 queued when the index is missing or out of range.
+  // store_sweep: the optional delay argument at `delay_arg` (0..1e4 s, -222 when bad), then
+  // levels and delay stored for the next :INIT.
+  static std::vector<double> linear_levels(double start, double stop, std::size_t n);
+  bool list_levels(std::optional<double> index, const std::vector<double>& list,
+                   std::vector<double>& levels);
+  bool store_sweep(const scpi_command& cmd, std::size_t delay_arg, std::vector<double>& levels,
+                   std::vector<double>& sweep_levels, double& sweep_delay);
 };
 
 }  // namespace semilab::sim
