@@ -55,7 +55,51 @@ std::string encode_ack(const ack& a) {
     o["reason"] = a.reason;
   }
   if (!a.central_instance.empty()) o["central"] = a.central_instance;
+  if (!a.signature.empty()) {
+    o["kid"] = a.key_id;
+    o["sig"] = a.signature;
+  }
   return boost::json::serialize(o);
+}
+
+namespace {
+void field(std::string& out, std::string_view v) {
+  out += std::to_string(v.size());
+  out += ':';
+  out += v;
+  out += '\n';
+}
+}  // namespace
+
+std::string canonical_bytes(const ack& a) {
+  std::string s = "semilab-ack-v1\n";
+  field(s, a.agent_id);
+  field(s, std::to_string(a.store_epoch));
+  field(s, std::to_string(a.batch_id));
+  field(s, a.stored ? "stored" : "rejected");
+  if (a.stored) {
+    std::string r;
+    for (auto& x : a.ranges) r += std::to_string(x.first) + '-' + std::to_string(x.last) + ',';
+    field(s, r);
+  } else {
+    const bool foreign = !a.wire_code.empty();
+    field(s, foreign ? std::string_view(a.wire_code) : to_string(a.code));
+    field(s, (foreign ? a.wire_retry : a.retry) ? "1" : "0");
+    field(s, a.reason);
+  }
+  field(s, a.central_instance);
+  return s;
+}
+
+void sign_ack(ack& a, const signing_key& key) {
+  auto msg = canonical_bytes(a);
+  auto sig = key.sign(kAckSigDomain, {reinterpret_cast<const std::uint8_t*>(msg.data()), msg.size()});
+  a.key_id = key.key_id();
+  a.signature = to_hex(sig);
+}
+
+pinned_verdict verify_ack(const ack& a, std::span<const ed25519_public_key> pinned) {
+  return verify_pinned(pinned, a.key_id, a.signature, kAckSigDomain, canonical_bytes(a));
 }
 
 result<ack> decode_ack(std::string_view json) {
@@ -76,6 +120,14 @@ result<ack> decode_ack(std::string_view json) {
   a.store_epoch = *epoch;
   a.batch_id = *batch;
   if (auto c = detail::get_str(*o, "central")) a.central_instance = *c;
+  if (auto k = detail::get_str(*o, "kid")) {
+    auto sg = detail::get_str(*o, "sig");
+    if (!sg || k->empty() || k->size() > 64 || sg->size() != 2 * kEd25519SignatureBytes) return bad;
+    a.key_id = *k;
+    a.signature = *sg;
+  } else if (o->if_contains("sig")) {
+    return bad;
+  }
   if (*status == "stored") {
     a.stored = true;
     auto* rs = o->if_contains("ranges");
@@ -97,6 +149,10 @@ result<ack> decode_ack(std::string_view json) {
     auto c = reject_code_from_string(*code);
     a.code = c.value_or(reject_code::internal);  // a newer central's code: treat as retryable
     a.retry = c ? *retry : true;
+    if (!c) {
+      a.wire_code = *code;
+      a.wire_retry = *retry;
+    }
     a.reason = detail::get_str(*o, "reason").value_or("");
   } else {
     return bad;

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <iterator>
 
+#include <semilab/schemas/frame.hpp>
 #include <semilab/schemas/topics.hpp>
 
 #include "json_util.hpp"
@@ -55,6 +56,11 @@ std::string command_mac(const replay_command& c, std::string_view key) {
 }
 
 std::string encode_command(const replay_command& c, std::string_view key) {
+  return encode_command(c, key, nullptr);
+}
+
+std::string encode_command(const replay_command& c, std::string_view hmac_key,
+                           const signing_key* signer) {
   boost::json::object o;
   o["v"] = 1;
   o["cmd"] = "replay";
@@ -64,7 +70,14 @@ std::string encode_command(const replay_command& c, std::string_view key) {
   o["to"] = detail::u64_str(c.to);
   o["issued_ns"] = std::to_string(c.issued_ns);
   o["nonce"] = c.nonce;
-  o["mac"] = command_mac(c, key);
+  if (!hmac_key.empty() || !signer) o["mac"] = command_mac(c, hmac_key);
+  if (signer) {
+    auto msg = canonical_bytes(c);
+    auto sig = signer->sign(kCommandSigDomain,
+                            {reinterpret_cast<const std::uint8_t*>(msg.data()), msg.size()});
+    o["kid"] = signer->key_id();
+    o["sig"] = to_hex(sig);
+  }
   return boost::json::serialize(o);
 }
 
@@ -84,26 +97,51 @@ result<signed_replay_command> decode_command(std::string_view json) {
   auto issued = detail::get_u64(*o, "issued_ns");
   auto nonce = detail::get_str(*o, "nonce");
   auto mac = detail::get_str(*o, "mac");
-  if (!agent || !epoch || !from || !to || !issued || !nonce || !mac) return bad;
+  auto kid = detail::get_str(*o, "kid");
+  auto sig = detail::get_str(*o, "sig");
+  if (!agent || !epoch || !from || !to || !issued || !nonce || (!mac && !sig)) return bad;
   if (*issued > static_cast<std::uint64_t>(INT64_MAX) || *from > *to || !is_hex(*nonce, 32) ||
-      mac->size() > 128)
+      (mac && mac->size() > 128))
     return bad;
+  if (sig && (!kid || kid->empty() || kid->size() > 64 || !is_hex(*sig, 128))) return bad;
   if (!valid_id(*agent)) return make_error_code(errc::bad_id);
   s.cmd = {*agent, *epoch, *from, *to, static_cast<std::int64_t>(*issued), *nonce};
-  s.mac = *mac;
+  if (mac) s.mac = *mac;
+  if (sig) {
+    s.key_id = *kid;
+    s.sig = *sig;
+  }
   return s;
 }
 
-command_verdict verify_command(const signed_replay_command& c, std::string_view key,
-                               std::int64_t now_ns) {
-  auto want = command_mac(c.cmd, key);
-  if (want.empty() || c.mac.size() != want.size() ||
-      CRYPTO_memcmp(want.data(), c.mac.data(), want.size()) != 0)
-    return command_verdict::bad_mac;
+namespace {
+command_verdict fresh(const signed_replay_command& c, std::int64_t now_ns) {
   const auto window = std::chrono::duration_cast<std::chrono::nanoseconds>(kCommandWindow).count();
   const auto age = now_ns - c.cmd.issued_ns;
   if (age > window || age < -window) return command_verdict::stale;
   return command_verdict::ok;
+}
+}  // namespace
+
+command_verdict verify_command(const signed_replay_command& c, std::string_view key,
+                               std::int64_t now_ns) {
+  auto want = command_mac(c.cmd, key);
+  if (key.empty() || want.empty() || c.mac.size() != want.size() ||
+      CRYPTO_memcmp(want.data(), c.mac.data(), want.size()) != 0)
+    return command_verdict::bad_mac;
+  return fresh(c, now_ns);
+}
+
+command_verdict verify_command(const signed_replay_command& c, std::string_view hmac_key,
+                               std::span<const ed25519_public_key> pinned, std::int64_t now_ns) {
+  if (pinned.empty()) return verify_command(c, hmac_key, now_ns);
+  switch (verify_pinned(pinned, c.key_id, c.sig, kCommandSigDomain, canonical_bytes(c.cmd))) {
+    case pinned_verdict::ok: return fresh(c, now_ns);
+    case pinned_verdict::unsigned_message: return command_verdict::unsigned_command;
+    case pinned_verdict::unknown_key:
+    case pinned_verdict::bad_signature: return command_verdict::bad_signature;
+  }
+  return command_verdict::bad_signature;
 }
 
 std::string_view to_string(command_verdict v) noexcept {
@@ -111,6 +149,8 @@ std::string_view to_string(command_verdict v) noexcept {
     case command_verdict::ok: return "ok";
     case command_verdict::bad_mac: return "bad_mac";
     case command_verdict::stale: return "stale";
+    case command_verdict::unsigned_command: return "unsigned";
+    case command_verdict::bad_signature: return "bad_signature";
   }
   return "bad_mac";
 }

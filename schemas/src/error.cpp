@@ -27,6 +27,8 @@ class category final : public boost::system::error_category {
       case errc::bad_topic: return "topic is not of the semilab/v1 layout";
       case errc::bad_json: return "malformed JSON message";
       case errc::bad_id: return "id not allowed (1-64 of A-Z a-z 0-9 . _ -)";
+      case errc::unknown_dictionary: return "frame compressed with a dictionary not known yet";
+      case errc::bad_dictionary: return "not a usable zstd dictionary";
     }
     return "unknown schemas error " + std::to_string(ev);
   }

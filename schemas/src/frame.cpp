@@ -3,9 +3,13 @@
 #include <semilab/schemas/topics.hpp>
 
 #include <openssl/evp.h>
+#include <boost/json.hpp>
+#include <zdict.h>
 #include <zstd.h>
 #include <zstd_errors.h>
 
+#include <deque>
+#include <map>
 #include <unordered_map>
 
 #include "bytes.hpp"
@@ -200,13 +204,98 @@ std::string to_hex(std::span<const std::uint8_t> bytes) {
   return s;
 }
 
+std::string encode_dictionary_request(const dictionary_request& r) {
+  boost::json::object o;
+  o["v"] = 1;
+  o["cmd"] = "dictionary";
+  o["agent"] = r.agent_id;
+  o["id"] = std::to_string(r.dict_id);
+  return boost::json::serialize(o);
+}
+
+result<dictionary_request> decode_dictionary_request(std::string_view json) {
+  const auto bad = make_error_code(errc::bad_json);
+  if (json.size() > 1024) return bad;
+  boost::system::error_code ec;
+  auto v = boost::json::parse(json, ec);
+  if (ec || !v.is_object()) return bad;
+  const auto& o = v.get_object();
+  auto* ver = o.if_contains("v");
+  auto* cmd = o.if_contains("cmd");
+  auto* agent = o.if_contains("agent");
+  auto* id = o.if_contains("id");
+  if (!ver || !ver->is_int64() || ver->get_int64() != 1 || !cmd || !cmd->is_string() ||
+      cmd->get_string() != "dictionary" || !agent || !agent->is_string() || !id || !id->is_string())
+    return bad;
+  dictionary_request r;
+  r.agent_id = std::string(agent->get_string());
+  if (!valid_id(r.agent_id)) return make_error_code(errc::bad_id);
+  std::string_view s = id->get_string();
+  std::uint64_t n = 0;
+  if (s.empty() || s.size() > 10) return bad;
+  for (char c : s) {
+    if (c < '0' || c > '9') return bad;
+    n = n * 10 + static_cast<std::uint64_t>(c - '0');
+  }
+  if (n == 0 || n > 0xffffffffu) return bad;
+  r.dict_id = static_cast<std::uint32_t>(n);
+  return r;
+}
+
+result<zstd_dictionary> make_dictionary(std::span<const std::uint8_t> bytes) {
+  if (bytes.size() < 8 || bytes.size() > kMaxDictionaryBytes) return make_error_code(errc::bad_dictionary);
+  // A trained dictionary starts with the zstd dictionary magic and carries a non-zero id; raw
+  // content dictionaries (id 0) cannot be named in a frame.
+  unsigned id = ZDICT_getDictID(bytes.data(), bytes.size());
+  if (id == 0) return make_error_code(errc::bad_dictionary);
+  ZSTD_DDict* probe = ZSTD_createDDict(bytes.data(), bytes.size());
+  if (!probe) return make_error_code(errc::bad_dictionary);
+  ZSTD_freeDDict(probe);
+  return zstd_dictionary{id, std::vector<std::uint8_t>(bytes.begin(), bytes.end())};
+}
+
+result<zstd_dictionary> train_dictionary(std::span<const record> records,
+                                         std::size_t records_per_sample, std::size_t dict_bytes) {
+  if (records_per_sample == 0 || dict_bytes < 1024 || dict_bytes > kMaxDictionaryBytes)
+    return make_error_code(errc::bad_dictionary);
+  std::vector<std::uint8_t> samples;
+  std::vector<std::size_t> sizes;
+  std::vector<std::uint8_t> body;
+  for (std::size_t i = 0; i < records.size(); i += records_per_sample) {
+    batch b;
+    auto end = std::min(records.size(), i + records_per_sample);
+    b.records.assign(records.begin() + static_cast<std::ptrdiff_t>(i),
+                     records.begin() + static_cast<std::ptrdiff_t>(end));
+    // Seq and time as the batch would carry them: relative to the batch's first record is what
+    // varies; the absolute first values are left as they are (they repeat across samples).
+    body.clear();
+    encode_body(b, body);
+    samples.insert(samples.end(), body.begin(), body.end());
+    sizes.push_back(body.size());
+  }
+  // zstd needs a handful of samples and more sample bytes than dictionary bytes to do better
+  // than nothing.
+  if (sizes.size() < 8) return make_error_code(errc::bad_dictionary);
+  std::vector<std::uint8_t> dict(dict_bytes);
+  std::size_t n = ZDICT_trainFromBuffer(dict.data(), dict.size(), samples.data(), sizes.data(),
+                                        static_cast<unsigned>(sizes.size()));
+  if (ZDICT_isError(n)) return make_error_code(errc::bad_dictionary);
+  dict.resize(n);
+  return make_dictionary(dict);
+}
+
 // ---------------------------------------------------------------------------
 struct frame_encoder::impl {
   codec c;
   int level;
   ZSTD_CCtx* cctx = nullptr;
+  ZSTD_CDict* cdict = nullptr;
+  std::uint32_t dict_id = 0;
   std::vector<std::uint8_t> body;
-  ~impl() { ZSTD_freeCCtx(cctx); }
+  ~impl() {
+    ZSTD_freeCDict(cdict);
+    ZSTD_freeCCtx(cctx);
+  }
 };
 
 frame_encoder::frame_encoder(codec c, int level) : impl_(std::make_unique<impl>()) {
@@ -215,6 +304,18 @@ frame_encoder::frame_encoder(codec c, int level) : impl_(std::make_unique<impl>(
   if (c == codec::zstd) impl_->cctx = ZSTD_createCCtx();
 }
 frame_encoder::~frame_encoder() = default;
+
+void frame_encoder::set_dictionary(std::shared_ptr<const zstd_dictionary> dict) {
+  ZSTD_freeCDict(impl_->cdict);
+  impl_->cdict = nullptr;
+  impl_->dict_id = 0;
+  if (impl_->cctx) ZSTD_CCtx_reset(impl_->cctx, ZSTD_reset_session_and_parameters);
+  if (!dict || impl_->c != codec::zstd || dict->id == 0) return;
+  impl_->cdict = ZSTD_createCDict(dict->bytes.data(), dict->bytes.size(), impl_->level);
+  if (impl_->cdict) impl_->dict_id = dict->id;
+}
+
+std::uint32_t frame_encoder::dictionary_id() const noexcept { return impl_->dict_id; }
 
 result<std::vector<std::uint8_t>> frame_encoder::encode(const batch& b, const signing_key* signer) {
   if (!valid_id(b.agent_id)) return make_error_code(errc::bad_id);
@@ -244,7 +345,7 @@ result<std::vector<std::uint8_t>> frame_encoder::encode(const batch& b, const si
   w.u8(0);  // flags
   std::size_t header_len_at = w.size();
   w.u32(0);  // header_len, patched below
-  w.u32(0);  // dict_id
+  w.u32(impl_->c == codec::zstd ? impl_->dict_id : 0);
   w.u64(b.store_epoch);
   w.u64(b.batch_id);
   w.u32(static_cast<std::uint32_t>(b.records.size()));
@@ -264,8 +365,18 @@ result<std::vector<std::uint8_t>> frame_encoder::encode(const batch& b, const si
   std::size_t body_at = out.size();
   if (impl_->c == codec::zstd) {
     out.resize(body_at + bound);
-    std::size_t n = ZSTD_compressCCtx(impl_->cctx, out.data() + body_at, bound, impl_->body.data(),
-                                      impl_->body.size(), impl_->level);
+    std::size_t n = 0;
+    if (impl_->cdict) {
+      // The frame header names the dictionary: zstd's own 4-byte copy of the id is left out.
+      ZSTD_CCtx_reset(impl_->cctx, ZSTD_reset_session_and_parameters);
+      ZSTD_CCtx_setParameter(impl_->cctx, ZSTD_c_dictIDFlag, 0);
+      ZSTD_CCtx_refCDict(impl_->cctx, impl_->cdict);
+      n = ZSTD_compress2(impl_->cctx, out.data() + body_at, bound, impl_->body.data(),
+                         impl_->body.size());
+    } else {
+      n = ZSTD_compressCCtx(impl_->cctx, out.data() + body_at, bound, impl_->body.data(),
+                            impl_->body.size(), impl_->level);
+    }
     if (ZSTD_isError(n)) return make_error_code(errc::decompress_failed);
     out.resize(body_at + n);
   } else {
@@ -291,6 +402,12 @@ struct frame_decoder::impl {
   frame_limits limits;
   ZSTD_DCtx* dctx = nullptr;
   std::vector<std::uint8_t> body;
+  struct ddict_free {
+    void operator()(ZSTD_DDict* d) const noexcept { ZSTD_freeDDict(d); }
+  };
+  using key = std::pair<std::string, std::uint32_t>;
+  std::map<key, std::unique_ptr<ZSTD_DDict, ddict_free>, std::less<>> dicts;
+  std::deque<key> added;  // oldest first, for the bound
   ~impl() { ZSTD_freeDCtx(dctx); }
 };
 
@@ -299,6 +416,29 @@ frame_decoder::frame_decoder(frame_limits limits) : impl_(std::make_unique<impl>
   impl_->dctx = ZSTD_createDCtx();
 }
 frame_decoder::~frame_decoder() = default;
+
+boost::system::error_code frame_decoder::add_dictionary(std::string_view agent_id,
+                                                        const zstd_dictionary& d) {
+  if (!valid_id(agent_id)) return make_error_code(errc::bad_id);
+  if (d.id == 0 || d.bytes.size() > kMaxDictionaryBytes ||
+      ZDICT_getDictID(d.bytes.data(), d.bytes.size()) != d.id)
+    return make_error_code(errc::bad_dictionary);
+  impl::key k{std::string(agent_id), d.id};
+  if (impl_->dicts.contains(k)) return {};
+  std::unique_ptr<ZSTD_DDict, impl::ddict_free> dd(ZSTD_createDDict(d.bytes.data(), d.bytes.size()));
+  if (!dd) return make_error_code(errc::bad_dictionary);
+  while (impl_->dicts.size() >= kMaxDecoderDictionaries && !impl_->added.empty()) {
+    impl_->dicts.erase(impl_->added.front());
+    impl_->added.pop_front();
+  }
+  impl_->dicts.emplace(k, std::move(dd));
+  impl_->added.push_back(std::move(k));
+  return {};
+}
+
+bool frame_decoder::has_dictionary(std::string_view agent_id, std::uint32_t id) const {
+  return impl_->dicts.contains(impl::key{std::string(agent_id), id});
+}
 
 result<frame_header> frame_decoder::decode_header(std::span<const std::uint8_t> in) const {
   const auto& lim = impl_->limits;
@@ -322,9 +462,10 @@ result<frame_header> frame_decoder::decode_header(std::span<const std::uint8_t> 
   h.body_len = rd.u32();
   std::uint8_t agent_len = rd.u8();
   if (!rd.ok()) return make_error_code(errc::truncated);
-  if (c > static_cast<std::uint8_t>(codec::zstd) || h.dict_id != 0)
-    return make_error_code(errc::unknown_codec);
+  if (c > static_cast<std::uint8_t>(codec::zstd)) return make_error_code(errc::unknown_codec);
   h.body_codec = static_cast<codec>(c);
+  // A dictionary only means something to zstd.
+  if (h.dict_id != 0 && h.body_codec != codec::zstd) return make_error_code(errc::bad_header);
   if (flags != 0) return make_error_code(errc::bad_header);
   if (h.record_count > lim.max_records) return make_error_code(errc::too_many_records);
   if (h.uncompressed_len > lim.max_body_bytes) return make_error_code(errc::body_too_large);
@@ -381,9 +522,17 @@ result<decoded_frame> frame_decoder::decode(std::span<const std::uint8_t> in) {
     if (declared != ZSTD_CONTENTSIZE_UNKNOWN && declared != h.uncompressed_len)
       return make_error_code(errc::decompressed_size_mismatch);
     // Allocation bounded by the limit-checked declared size, never by the zstd frame.
+    const ZSTD_DDict* dd = nullptr;
+    if (h.dict_id != 0) {
+      auto it = impl_->dicts.find(impl::key{h.agent_id, h.dict_id});
+      if (it == impl_->dicts.end()) return make_error_code(errc::unknown_dictionary);
+      dd = it->second.get();
+    }
     impl_->body.resize(h.uncompressed_len);
-    std::size_t n = ZSTD_decompressDCtx(impl_->dctx, impl_->body.data(), impl_->body.size(),
-                                        body.data(), body.size());
+    std::size_t n = dd ? ZSTD_decompress_usingDDict(impl_->dctx, impl_->body.data(),
+                                                    impl_->body.size(), body.data(), body.size(), dd)
+                       : ZSTD_decompressDCtx(impl_->dctx, impl_->body.data(), impl_->body.size(),
+                                             body.data(), body.size());
     if (ZSTD_isError(n)) {
       return make_error_code(ZSTD_getErrorCode(n) == ZSTD_error_dstSize_tooSmall
                                  ? errc::decompressed_size_mismatch

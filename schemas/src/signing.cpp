@@ -25,12 +25,24 @@ struct bio_free {
 };
 using pkey_ptr = std::unique_ptr<EVP_PKEY, pkey_free>;
 
-// The message an Ed25519 signature covers: domain tag, NUL, header bytes.
-std::vector<std::uint8_t> message_of(std::span<const std::uint8_t> header) {
-  std::vector<std::uint8_t> m(kBatchSigDomain.begin(), kBatchSigDomain.end());
+// The message an Ed25519 signature covers: domain tag, NUL, the bytes.
+std::vector<std::uint8_t> message_of(std::string_view domain, std::span<const std::uint8_t> bytes) {
+  std::vector<std::uint8_t> m(domain.begin(), domain.end());
   m.push_back(0);
-  m.insert(m.end(), header.begin(), header.end());
+  m.insert(m.end(), bytes.begin(), bytes.end());
   return m;
+}
+std::vector<std::uint8_t> message_of(std::span<const std::uint8_t> header) {
+  return message_of(kBatchSigDomain, header);
+}
+
+bool verify_message(const ed25519_public_key& pub, const std::uint8_t* sig,
+                    const std::vector<std::uint8_t>& msg) {
+  pkey_ptr key(EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr, pub.data(), pub.size()));
+  if (!key) return false;
+  std::unique_ptr<EVP_MD_CTX, md_ctx_free> ctx(EVP_MD_CTX_new());
+  return ctx && EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, key.get()) == 1 &&
+         EVP_DigestVerify(ctx.get(), sig, kEd25519SignatureBytes, msg.data(), msg.size()) == 1;
 }
 
 int hex_digit(char c) noexcept {
@@ -160,6 +172,79 @@ std::vector<std::uint8_t> signing_key::sign_header(std::span<const std::uint8_t>
   return field;
 }
 
+ed25519_signature signing_key::sign(std::string_view domain,
+                                    std::span<const std::uint8_t> message) const {
+  ed25519_signature sig{};
+  if (!impl_ || !impl_->key) return sig;
+  auto msg = message_of(domain, message);
+  std::size_t n = sig.size();
+  std::unique_ptr<EVP_MD_CTX, md_ctx_free> ctx(EVP_MD_CTX_new());
+  if (!ctx || EVP_DigestSignInit(ctx.get(), nullptr, nullptr, nullptr, impl_->key.get()) != 1 ||
+      EVP_DigestSign(ctx.get(), sig.data(), &n, msg.data(), msg.size()) != 1 || n != sig.size())
+    sig.fill(0);
+  return sig;
+}
+
+bool verify_detached(const ed25519_public_key& pub, std::string_view domain,
+                     std::span<const std::uint8_t> message, const ed25519_signature& sig) {
+  return verify_message(pub, sig.data(), message_of(domain, message));
+}
+
+result<ed25519_signature> parse_signature_hex(std::string_view hex) {
+  if (hex.size() != 2 * kEd25519SignatureBytes) return make_error_code(errc::bad_value);
+  ed25519_signature s{};
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    int hi = hex_digit(hex[2 * i]), lo = hex_digit(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) return make_error_code(errc::bad_value);
+    s[i] = static_cast<std::uint8_t>(hi * 16 + lo);
+  }
+  return s;
+}
+
+std::string_view to_string(pinned_verdict v) noexcept {
+  switch (v) {
+    case pinned_verdict::ok: return "ok";
+    case pinned_verdict::unsigned_message: return "unsigned";
+    case pinned_verdict::unknown_key: return "unknown_key";
+    case pinned_verdict::bad_signature: return "bad_signature";
+  }
+  return "bad_signature";
+}
+
+pinned_verdict verify_pinned(std::span<const ed25519_public_key> pinned, std::string_view key_id,
+                             std::string_view sig_hex, std::string_view domain,
+                             std::string_view message) {
+  if (key_id.empty() && sig_hex.empty()) return pinned_verdict::unsigned_message;
+  auto sig = parse_signature_hex(sig_hex);
+  if (!sig) return pinned_verdict::bad_signature;
+  for (const auto& pub : pinned) {
+    if (key_id_of(pub) != key_id) continue;
+    const auto* p = reinterpret_cast<const std::uint8_t*>(message.data());
+    return verify_detached(pub, domain, {p, message.size()}, *sig)
+               ? pinned_verdict::ok
+               : pinned_verdict::bad_signature;
+  }
+  return pinned_verdict::unknown_key;
+}
+
+result<std::vector<ed25519_public_key>> parse_public_key_list(std::string_view list) {
+  std::vector<ed25519_public_key> out;
+  std::size_t i = 0;
+  auto sep = [](char c) { return c == ',' || c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+  while (i < list.size()) {
+    while (i < list.size() && sep(list[i])) ++i;
+    std::size_t j = i;
+    while (j < list.size() && !sep(list[j])) ++j;
+    if (j > i) {
+      auto k = parse_public_key_hex(list.substr(i, j - i));
+      if (!k) return k.error();
+      out.push_back(*k);
+    }
+    i = j;
+  }
+  return out;
+}
+
 result<frame_signature> parse_signature_field(std::span<const std::uint8_t> field) {
   if (field.size() < 2) return make_error_code(errc::bad_value);
   frame_signature s;
@@ -186,12 +271,7 @@ std::span<const std::uint8_t> signed_header_bytes(std::span<const std::uint8_t> 
 bool verify_header_signature(const ed25519_public_key& pub, const frame_signature& sig,
                              std::span<const std::uint8_t> header) {
   if (sig.algorithm != kSigAlgEd25519 || header.empty()) return false;
-  pkey_ptr key(EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr, pub.data(), pub.size()));
-  if (!key) return false;
-  auto msg = message_of(header);
-  std::unique_ptr<EVP_MD_CTX, md_ctx_free> ctx(EVP_MD_CTX_new());
-  return ctx && EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, key.get()) == 1 &&
-         EVP_DigestVerify(ctx.get(), sig.sig.data(), sig.sig.size(), msg.data(), msg.size()) == 1;
+  return verify_message(pub, sig.sig.data(), message_of(header));
 }
 
 }  // namespace semilab::schemas

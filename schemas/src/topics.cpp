@@ -19,6 +19,7 @@ std::string_view to_string(agent_topic_kind k) noexcept {
     case agent_topic_kind::state: return "state";
     case agent_topic_kind::health: return "health";
     case agent_topic_kind::cmd: return "cmd";
+    case agent_topic_kind::dict: return "dict";
   }
   return "batch";
 }
@@ -42,6 +43,8 @@ std::string central_batch_subscription() {
   return "$share/" + std::string(kCentralShareGroup) + "/" + std::string(kTopicRoot) + "/+/+/batch";
 }
 
+std::string central_dictionary_subscription() { return std::string(kTopicRoot) + "/+/+/dict"; }
+
 result<agent_topic_parts> parse_agent_topic(std::string_view topic) {
   auto bad = make_error_code(errc::bad_topic);
   std::string prefix = std::string(kTopicRoot) + "/";
@@ -58,7 +61,7 @@ result<agent_topic_parts> parse_agent_topic(std::string_view topic) {
   if (!valid_id(parts[0]) || !valid_id(parts[1]) || parts[0] == "central") return bad;
   agent_topic_parts p{std::string(parts[0]), std::string(parts[1]), agent_topic_kind::batch};
   for (auto k : {agent_topic_kind::batch, agent_topic_kind::ack, agent_topic_kind::state,
-                 agent_topic_kind::health, agent_topic_kind::cmd}) {
+                 agent_topic_kind::health, agent_topic_kind::cmd, agent_topic_kind::dict}) {
     if (parts[2] == to_string(k)) {
       p.kind = k;
       return p;

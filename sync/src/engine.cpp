@@ -8,7 +8,10 @@
 #include <boost/asio/steady_timer.hpp>
 #include <spdlog/spdlog.h>
 
+#include <pthread.h>
+
 #include <deque>
+#include <thread>
 #include <future>
 #include <map>
 #include <mutex>
@@ -70,6 +73,7 @@ struct engine::impl : std::enable_shared_from_this<impl> {
     std::size_t records = 0;
     int rejections = 0;  // permanent rejections so far
     bool replay = false;  // re-sent from the retention window on a replay command
+    std::uint32_t dict_id = 0;  // dictionary the frame was compressed with (kept until acked)
   };
   // A verified replay command being served: retained records [next, to] still to re-send.
   struct replay_job {
@@ -104,6 +108,20 @@ struct engine::impl : std::enable_shared_from_this<impl> {
   std::deque<replay_job> replays;
   bool replay_reading = false;
   std::map<std::string, std::int64_t> seen_nonces;  // accepted commands within the window
+
+  // Dictionaries: those stored in the outbox (by id), the one the encoder uses, the telemetry
+  // collected for the next training, and the worker thread that trains.
+  std::string dict_topic;
+  std::map<std::uint32_t, std::shared_ptr<const schemas::zstd_dictionary>> dicts;
+  std::uint32_t dict_current = 0;
+  bool dict_announced = true;   // the current one was published on the dict topic
+  bool dict_training = false;
+  bool dict_loaded = false;     // stored dictionaries read at start
+  bool dict_disabled = false;   // central refused a dictionary frame as unsupported
+  clock::time_point dict_trained_at{};
+  std::vector<schemas::record> dict_samples;
+  std::map<std::uint32_t, clock::time_point> dict_answered;  // rate limit of answers per id
+  std::thread trainer;
 
   mutable std::mutex stats_mu;
   engine_stats st;
@@ -153,6 +171,13 @@ struct engine::impl : std::enable_shared_from_this<impl> {
       if (auto s = w.lock()) s->message(std::move(m));
     });
     epoch = box.store_epoch();
+    dict_topic = schemas::agent_topic(opts.site, opts.agent_id, schemas::agent_topic_kind::dict);
+    if (opts.dict_train_records > 0) {
+      box.load_dictionaries([w](error_code ec, std::vector<schemas::zstd_dictionary> ds) {
+        if (auto s = w.lock())
+          asio::post(s->ex, [s, ec, ds = std::move(ds)]() mutable { s->dictionaries_loaded(ec, std::move(ds)); });
+      });
+    }
     box.on_committed([w] {
       // Writer thread: hop to the strand.
       if (auto s = w.lock()) asio::post(s->ex, [s] { s->records_arrived(); });
@@ -160,8 +185,129 @@ struct engine::impl : std::enable_shared_from_this<impl> {
     tick();
   }
 
+  // Dictionaries --------------------------------------------------------------------------
+
+  void dictionaries_loaded(error_code ec, std::vector<schemas::zstd_dictionary> ds) {
+    dict_loaded = true;
+    if (ec) {
+      spdlog::error("[sync] reading stored dictionaries failed: {}; a new one will be trained",
+                    ec.message());
+      return;
+    }
+    adopt_dictionaries(std::move(ds), false);
+    // The newest stored one is used as it is; it is retrained after dict_retrain from now.
+    if (dict_current) dict_trained_at = clock::now();
+  }
+
+  // `ds` = every stored dictionary, newest first: the newest becomes the encoder's.
+  void adopt_dictionaries(std::vector<schemas::zstd_dictionary> ds, bool fresh) {
+    dicts.clear();
+    for (auto& d : ds) {
+      auto id = d.id;
+      dicts.emplace(id, std::make_shared<const schemas::zstd_dictionary>(std::move(d)));
+    }
+    if (ds.empty() || dict_disabled) return;
+    auto id = ds.front().id;
+    if (id == dict_current) return;
+    dict_current = id;
+    encoder.set_dictionary(dicts[id]);
+    dict_announced = false;
+    spdlog::info("[sync] {} zstd dictionary {} ({} bytes) for the batches from now on",
+                 fresh ? "new" : "stored", id, dicts[id]->bytes.size());
+    update_stats([&](engine_stats& s) { s.dictionary_id = id; });
+    announce_dictionary();
+  }
+
+  // Central learns a new dictionary before the first batch that needs it arrives (it can still
+  // ask for it on the cmd topic: WIRE.md "Dictionaries").
+  void announce_dictionary() {
+    if (dict_announced || !dict_current || !mqtt.connected()) return;
+    dict_announced = publish_dictionary(dict_current);
+  }
+
+  bool publish_dictionary(std::uint32_t id) {
+    auto it = dicts.find(id);
+    if (it == dicts.end() || !mqtt.connected()) return false;
+    const auto& b = it->second->bytes;
+    bytes_bucket.charge(static_cast<double>(b.size()), clock::now());
+    mqtt.publish(dict_topic, std::string(b.begin(), b.end()), 1, false, [id](error_code ec) {
+      if (ec) spdlog::debug("[sync] publish of dictionary {} failed: {}", id, ec.message());
+    });
+    update_stats([](engine_stats& s) { ++s.dictionaries_published; });
+    return true;
+  }
+
+  // Telemetry of a batch about to be sent: material for the next dictionary.
+  void collect_dictionary_samples(const std::vector<schemas::record>& recs) {
+    if (opts.dict_train_records == 0 || !dict_loaded || dict_training || dict_disabled) return;
+    if (dict_current && clock::now() - dict_trained_at < opts.dict_retrain) return;
+    for (const auto& r : recs) {
+      if (r.cls != schemas::record_class::telemetry) continue;
+      if (dict_samples.size() >= opts.dict_train_records) break;
+      dict_samples.push_back(r);
+    }
+    if (dict_samples.size() < opts.dict_train_records) return;
+    dict_training = true;
+    if (trainer.joinable()) trainer.join();  // the previous one has finished (it posted)
+    // Training takes 0.1-0.5 s of CPU: never on the strand. The thread only posts its result.
+    trainer = std::thread([ex = ex, w = weak_from_this(), samples = std::move(dict_samples),
+                           per = opts.dict_sample_records, bytes = opts.dict_bytes] {
+      pthread_setname_np(pthread_self(), "sync-dict");
+      auto d = schemas::train_dictionary(samples, per, bytes);
+      asio::post(ex, [w, d = std::move(d)]() mutable {
+        if (auto s = w.lock()) s->dictionary_trained(std::move(d));
+      });
+    });
+    dict_samples = {};
+  }
+
+  void dictionary_trained(schemas::result<schemas::zstd_dictionary> d) {
+    dict_trained_at = clock::now();  // also after a failure: no retry loop
+    if (!d) {
+      dict_training = false;
+      spdlog::warn("[sync] no dictionary trained from recent telemetry ({}); batches stay "
+                   "without one until the next attempt", d.error().message());
+      return;
+    }
+    update_stats([](engine_stats& s) { ++s.dictionaries_trained; });
+    // Keep what batches in flight were compressed with: central may still ask for it.
+    std::vector<std::uint32_t> keep;
+    for (auto& [id, b] : inflight)
+      if (b.dict_id) keep.push_back(b.dict_id);
+    if (dict_current) keep.push_back(dict_current);
+    box.save_dictionary(std::move(*d), std::move(keep),
+                        [w = weak_from_this()](error_code ec, std::vector<schemas::zstd_dictionary> ds) {
+                          if (auto s = w.lock())
+                            asio::post(s->ex, [s, ec, ds = std::move(ds)]() mutable {
+                              s->dict_training = false;
+                              if (ec) {
+                                spdlog::error("[sync] saving the new dictionary failed: {}",
+                                              ec.message());
+                                return;
+                              }
+                              s->adopt_dictionaries(std::move(ds), true);
+                            });
+                        });
+  }
+
+  // Central lacks a dictionary one of our frames names. Not authenticated like replay: it
+  // changes nothing and only publishes, on our own dict topic (which only central may read),
+  // what central was meant to have; answers are rate-limited per dictionary.
+  void dictionary_requested(const schemas::dictionary_request& r) {
+    if (r.agent_id != opts.agent_id) return refuse_command("dictionary request for agent " + r.agent_id);
+    if (!dicts.contains(r.dict_id))
+      return refuse_command("dictionary " + std::to_string(r.dict_id) + " is not stored here");
+    auto now = clock::now();
+    auto& last = dict_answered[r.dict_id];
+    if (last != clock::time_point{} && now - last < std::chrono::seconds(1)) return;
+    last = now;
+    spdlog::info("[sync] central asked for dictionary {}: published", r.dict_id);
+    publish_dictionary(r.dict_id);
+  }
+
   void connected() {
     if (stopped) return;
+    announce_dictionary();
     spdlog::info("[sync] connected to broker; {} batch(es) awaiting an ack are resent",
                  inflight.size());
     for (auto& [id, b] : inflight) send(id, b, true);
@@ -233,7 +379,7 @@ struct engine::impl : std::enable_shared_from_this<impl> {
       return;
     if (!central_available() || !rate_allows()) return;
     reading = true;
-    box.read(cursors, opts.batch_max_records,
+    box.read(cursors, opts.batch_max_records, class_limits_now(),
              outbox::read_epoch_done([w = weak_from_this()](error_code ec,
                                                            std::vector<schemas::record> recs,
                                                            std::uint64_t ep) {
@@ -242,6 +388,20 @@ struct engine::impl : std::enable_shared_from_this<impl> {
                    s->got_records(ec, std::move(recs), ep);
                  });
              }));
+  }
+
+  // Blob chunks per batch (engine_options::blob_batch_max_records); none when taking the last
+  // in-flight slot, which stays for higher classes (an event never waits for a blob's ack).
+  class_limits class_limits_now() const {
+    auto l = kNoClassLimits;
+    std::size_t blobs = opts.blob_batch_max_records;
+    if (blobs == 0)
+      blobs = opts.max_bytes_per_s > 0
+                  ? std::max<std::size_t>(1, static_cast<std::size_t>(opts.max_bytes_per_s / 4 / 4096))
+                  : 64;
+    if (opts.max_inflight_batches > 1 && inflight.size() + 1 >= opts.max_inflight_batches) blobs = 0;
+    l[static_cast<std::size_t>(schemas::record_class::blob)] = blobs;
+    return l;
   }
 
   // The outbox was replaced (corruption found at run time): what was in flight belongs to the
@@ -275,6 +435,7 @@ struct engine::impl : std::enable_shared_from_this<impl> {
       auto& c = cursors[static_cast<std::size_t>(r.cls)];
       c = std::max(c, r.seq);
     }
+    collect_dictionary_samples(recs);
     schemas::batch b{opts.agent_id, ep, next_batch_id++, std::move(recs)};
     auto frame = encoder.encode(b, opts.signer.get());
     if (!frame) {
@@ -289,6 +450,7 @@ struct engine::impl : std::enable_shared_from_this<impl> {
     ib.frame.assign(frame->begin(), frame->end());
     ib.ranges = schemas::ranges_of(seqs);
     ib.records = b.records.size();
+    ib.dict_id = encoder.dictionary_id();
     send(b.batch_id, ib, false);
     // More may be waiting (a full read) or have arrived meanwhile; pump() stops at the in-flight
     // window, the rate cap and an empty read.
@@ -319,11 +481,15 @@ struct engine::impl : std::enable_shared_from_this<impl> {
   // A command from central (or an operator) on our cmd topic: authenticated, fresh, never seen,
   // for this agent and the current store epoch; then its range is queued for re-sending.
   void command(const std::string& payload) {
-    if (opts.command_key.empty()) return refuse_command("no command key configured");
+    // A dictionary request is not a signed command (WIRE.md "Dictionaries"): see
+    // dictionary_requested().
+    if (auto dr = schemas::decode_dictionary_request(payload)) return dictionary_requested(*dr);
+    if (opts.command_key.empty() && opts.central_keys.empty())
+      return refuse_command("no command key configured");
     auto c = schemas::decode_command(payload);
     if (!c) return refuse_command("malformed (" + c.error().message() + ")");
     const auto now = wall_ns();
-    auto v = schemas::verify_command(*c, opts.command_key, now);
+    auto v = schemas::verify_command(*c, opts.command_key, opts.central_keys, now);
     if (v != schemas::command_verdict::ok) return refuse_command(schemas::to_string(v));
     const auto window =
         std::chrono::duration_cast<std::chrono::nanoseconds>(schemas::kCommandWindow).count();
@@ -394,6 +560,7 @@ struct engine::impl : std::enable_shared_from_this<impl> {
     ib.ranges = schemas::ranges_of(seqs);
     ib.records = b.records.size();
     ib.replay = true;
+    ib.dict_id = encoder.dictionary_id();
     update_stats([&](engine_stats& s) {
       s.records_replayed += b.records.size();
       ++s.replay_batches;
@@ -440,6 +607,15 @@ struct engine::impl : std::enable_shared_from_this<impl> {
       spdlog::warn("[sync] malformed ack ignored: {}", a.error().message());
       return;
     }
+    if (!opts.central_keys.empty()) {
+      // A pinned central key: only acks signed by it may delete or reject anything.
+      if (auto v = schemas::verify_ack(*a, opts.central_keys); v != schemas::pinned_verdict::ok) {
+        spdlog::warn("[sync] ack for batch {} ignored: signature {}", a->batch_id,
+                     schemas::to_string(v));
+        update_stats([](engine_stats& s) { ++s.acks_refused; });
+        return;
+      }
+    }
     if (a->agent_id != opts.agent_id || a->store_epoch != epoch) {
       spdlog::warn("[sync] ack for {}/{} is not for this outbox; ignored", a->agent_id, a->store_epoch);
       return;
@@ -471,6 +647,21 @@ struct engine::impl : std::enable_shared_from_this<impl> {
       return;  // stays in flight; the ack timeout resends it
     }
     if (it == inflight.end()) return;  // a batch of an earlier run: the rescan sends its records
+    if (a->code == schemas::reject_code::unsupported && it->second.dict_id != 0) {
+      // A central older than dictionaries refuses the frame, not the records: stop using
+      // dictionaries (until restart) and send these records again without one.
+      spdlog::warn("[sync] central refused batch {} compressed with dictionary {} ({}): "
+                   "dictionaries off, its records are sent again without one",
+                   a->batch_id, it->second.dict_id, a->reason);
+      dict_disabled = true;
+      dict_current = 0;
+      encoder.set_dictionary(nullptr);
+      update_stats([](engine_stats& s) { s.dictionary_id = 0; });
+      inflight.erase(it);
+      cursors = {};
+      pump();
+      return;
+    }
     auto& b = it->second;
     if (++b.rejections < kPermanentAttempts) {
       // A permanent code is usually final, but a central mid-upgrade can say it once: try again.
@@ -522,6 +713,8 @@ void engine::stop() {
   // The executor may already be gone (io_context stopped): do not wait forever.
   if (f.wait_for(std::chrono::seconds(2)) != std::future_status::ready)
     spdlog::debug("[sync] strand did not run the stop request");
+  // The trainer only posts; the strand is stopped, so its result is dropped.
+  if (s->trainer.joinable()) s->trainer.join();
   s->mqtt.stop(std::chrono::milliseconds(1000), s->state_topic,
                schemas::encode_presence({false, s->opts.agent_id, wall_ns(), s->opts.version}));
 }

@@ -233,6 +233,7 @@ struct outbox::impl {
     class_cursors after;
     std::size_t max;
     read_epoch_done done;
+    class_limits limits = kNoClassLimits;
   };
   struct dead_letter_job {
     std::vector<schemas::seq_range> ranges;
@@ -253,8 +254,13 @@ struct outbox::impl {
     std::string why;
     std::uint64_t epoch;  // of the database found corrupt: a later one is not replaced
   };
+  // Runs on the writer thread after the group's commit, with the writer's connection (outside
+  // any transaction): rare statements that need no group commit (dictionaries).
+  struct call_job {
+    std::function<void(sqlite3*, bool broken)> fn;
+  };
   using job = std::variant<insert_job, ack_job, read_job, dead_letter_job, retry_job, replace_job,
-                           retained_read_job>;
+                           retained_read_job, call_job>;
 
   // Refusals of one class since its intake paused, for the `resumed` notice.
   struct pause_info {
@@ -264,6 +270,10 @@ struct outbox::impl {
   // What one transaction did to the accounting; applied to `stats` only after its commit.
   struct txn_state {
     std::uint64_t used = 0;  // held bytes as the transaction goes
+    // Retained (acked) bytes as the transaction goes; they count against the quota and are the
+    // first to go under its pressure (0 while retention is off).
+    std::uint64_t ret_bytes = 0, ret_count = 0;
+    std::uint64_t ret_evicted = 0, ret_evicted_bytes = 0;
     std::uint64_t dropped = 0, dropped_bytes = 0, refused = 0;
     std::map<std::string, std::uint64_t> reasons;
     std::uint32_t paused = 0;
@@ -453,6 +463,38 @@ struct outbox::impl {
     return true;
   }
 
+  // Evicts retained (acked, safe at central) records, oldest seq first, until `need` bytes are
+  // free or none is left; in chunks of at least 1/64 of the quota. False on SQL error.
+  bool evict_retained(std::uint64_t need, txn_state& t) {
+    const std::uint64_t target = std::max(need, opts.quota.max_bytes / 64);
+    std::uint64_t freed = 0;
+    while (freed < target && t.ret_bytes > 0) {
+      // As many of the oldest as the rest needs at their average size (plus one), so a full
+      // outbox evicts about what it must and no more.
+      const auto avg = std::max<std::uint64_t>(1, t.ret_bytes / std::max<std::uint64_t>(1, t.ret_count));
+      const auto n = std::min<std::uint64_t>((target - freed) / avg + 1, 4096);
+      prune_size.bind(1, static_cast<std::int64_t>(n));
+      int rc;
+      std::uint64_t rows = 0;
+      while ((rc = prune_size.step()) == SQLITE_ROW) {
+        auto b = static_cast<std::uint64_t>(prune_size.int64(0));
+        ++rows;
+        freed += b;
+        t.ret_bytes -= std::min(t.ret_bytes, b);
+        t.ret_count -= std::min<std::uint64_t>(t.ret_count, 1);
+        ++t.ret_evicted;
+        t.ret_evicted_bytes += b;
+      }
+      prune_size.reset();
+      if (rc != SQLITE_DONE) return false;
+      if (rows == 0) {
+        t.ret_bytes = 0;  // the counter was ahead of the table: nothing left to evict
+        break;
+      }
+    }
+    return true;
+  }
+
   enum class admit_result { yes, refused, error };
 
   // Quota decision for one record about to be inserted (see outbox.hpp, quota_options).
@@ -460,7 +502,13 @@ struct outbox::impl {
     const auto& q = opts.quota;
     const bool protected_class =
         r.cls == schemas::record_class::event || r.cls == schemas::record_class::run_result;
-    if (t.used + b <= q.max_bytes) return admit_result::yes;
+    if (t.used + t.ret_bytes + b <= q.max_bytes) return admit_result::yes;
+    // Acked records in the retention window are safe at central: they go before any held
+    // record is paused or dropped.
+    if (t.ret_bytes > 0) {
+      if (!evict_retained(t.used + t.ret_bytes + b - q.max_bytes, t)) return admit_result::error;
+      if (t.used + t.ret_bytes + b <= q.max_bytes) return admit_result::yes;
+    }
     // Make room from the lowest class up to this record's own, where the policy allows drops;
     // only then do events and run results dip into their reserve.
     for (int d = schemas::kRecordClassCount - 1; d >= static_cast<int>(r.cls); --d) {
@@ -742,9 +790,11 @@ struct outbox::impl {
     boost::system::error_code ec;
     if (broken) ec = make_error_code(errc::storage);
     for (int c = 0; !broken && c < schemas::kRecordClassCount && out.size() < j.max; ++c) {
+      const auto limit = std::min(j.max - out.size(), j.limits[static_cast<std::size_t>(c)]);
+      if (limit == 0) continue;
       read_class.bind(1, static_cast<std::int64_t>(c))
           .bind(2, static_cast<std::int64_t>(j.after[static_cast<std::size_t>(c)]))
-          .bind(3, static_cast<std::int64_t>(j.max - out.size()));
+          .bind(3, static_cast<std::int64_t>(limit));
       int rc;
       while ((rc = read_class.step()) == SQLITE_ROW) out.push_back(row_record(read_class));
       read_class.reset();
@@ -803,7 +853,8 @@ struct outbox::impl {
   void process(std::vector<job>& jobs) {
     bool writes = false;
     for (auto& j : jobs)
-      writes |= !std::holds_alternative<read_job>(j) && !std::holds_alternative<retained_read_job>(j);
+      writes |= !std::holds_alternative<read_job>(j) && !std::holds_alternative<retained_read_job>(j) &&
+                !std::holds_alternative<call_job>(j);
     std::vector<schemas::seq_range> assigned(jobs.size());
     std::vector<std::uint64_t> acked_by_job(jobs.size()), refused_by_job(jobs.size());
     std::uint64_t added = 0, added_bytes = 0, deleted = 0, deleted_bytes = 0;
@@ -815,6 +866,10 @@ struct outbox::impl {
     {
       std::lock_guard lk(stats_mu);
       t.used = stats.held_bytes;
+      if (opts.retention.enabled()) {
+        t.ret_bytes = stats.retained_bytes;
+        t.ret_count = stats.retained;
+      }
     }
     bool ok = !broken;
     if (writes && ok) {
@@ -827,6 +882,10 @@ struct outbox::impl {
           ok = do_ack(*a, deleted, deleted_bytes);
           acked_by_job[i] = deleted - before;
           t.used -= std::min(t.used, deleted_bytes - before_bytes);
+          if (opts.retention.enabled()) {
+            t.ret_bytes += deleted_bytes - before_bytes;
+            t.ret_count += deleted - before;
+          }
         } else if (auto* d = std::get_if<dead_letter_job>(&jobs[i])) {
           ok = do_dead_letter(*d, acked_by_job[i]);
           dead_delta += static_cast<std::int64_t>(acked_by_job[i]);
@@ -843,8 +902,11 @@ struct outbox::impl {
         ret_before_bytes = stats.retained_bytes;
       }
       if (opts.retention.enabled()) {
-        ret_count = ret_before + deleted;
-        ret_bytes = ret_before_bytes + deleted_bytes;
+        // Evicted under quota pressure (admit) before the retention bounds are applied.
+        ret_count = ret_before + deleted - std::min(ret_before + deleted, t.ret_evicted);
+        ret_bytes = ret_before_bytes + deleted_bytes -
+                    std::min(ret_before_bytes + deleted_bytes, t.ret_evicted_bytes);
+        if (t.ret_evicted) t.reasons["evicted.quota.retained"] += t.ret_evicted;
         std::uint64_t pruned = 0, pruned_bytes = 0;
         if (ok) ok = prune_retained(ret_bytes, ret_count, pruned, pruned_bytes);
         ret_count -= std::min(ret_count, pruned);
@@ -916,6 +978,7 @@ struct outbox::impl {
     for (auto& j : jobs) {
       if (auto* r = std::get_if<read_job>(&j)) do_read(*r);
       else if (auto* rr = std::get_if<retained_read_job>(&j)) do_read_retained(*rr);
+      else if (auto* cj = std::get_if<call_job>(&j)) cj->fn(db, broken);
     }
   }
 
@@ -1334,6 +1397,11 @@ void outbox::read(class_cursors after, std::size_t max, read_epoch_done done) {
   impl_->push(impl::read_job{after, max, std::move(done)});
 }
 
+void outbox::read(class_cursors after, std::size_t max, const class_limits& limits,
+                  read_epoch_done done) {
+  impl_->push(impl::read_job{after, max, std::move(done), limits});
+}
+
 void outbox::read(class_cursors after, std::size_t max, read_done done) {
   read(after, max,
        read_epoch_done([d = std::move(done)](boost::system::error_code ec,
@@ -1348,6 +1416,66 @@ void outbox::read_retained(std::uint64_t from, std::uint64_t to, std::size_t max
 }
 
 void outbox::on_committed(std::function<void()> h) { impl_->committed = std::move(h); }
+
+namespace {
+// Every stored dictionary, newest first. False on a SQL error.
+bool select_dictionaries(sqlite3* db, std::vector<schemas::zstd_dictionary>& out) {
+  detail::statement q(db, "SELECT dict_id, bytes FROM dictionaries ORDER BY created_ns DESC, dict_id");
+  if (!q) return false;
+  int rc;
+  while ((rc = q.step()) == SQLITE_ROW) {
+    auto* p = static_cast<const std::uint8_t*>(sqlite3_column_blob(q.get(), 1));
+    auto n = static_cast<std::size_t>(sqlite3_column_bytes(q.get(), 1));
+    auto d = schemas::make_dictionary(std::span<const std::uint8_t>(p, n));
+    // A row that is not a dictionary any more (bit rot) is skipped: the engine trains anew.
+    if (d && d->id == static_cast<std::uint32_t>(q.int64(0))) out.push_back(std::move(*d));
+  }
+  return rc == SQLITE_DONE;
+}
+}  // namespace
+
+void outbox::save_dictionary(schemas::zstd_dictionary d, std::vector<std::uint32_t> keep,
+                             dictionaries_done done) {
+  impl_->push(impl::call_job{[d = std::move(d), keep = std::move(keep), done = std::move(done)](
+                                 sqlite3* db, bool broken) {
+    std::vector<schemas::zstd_dictionary> out;
+    if (broken) return done(make_error_code(errc::storage), std::move(out));
+    bool ok = detail::exec(db, "BEGIN IMMEDIATE");
+    if (ok) {
+      detail::statement ins(db,
+                            "INSERT OR REPLACE INTO dictionaries(dict_id, bytes, created_ns) VALUES(?, ?, ?)");
+      ok = static_cast<bool>(ins);
+      if (ok) {
+        ins.bind(1, static_cast<std::int64_t>(d.id));
+        sqlite3_bind_blob(ins.get(), 2, d.bytes.data(), static_cast<int>(d.bytes.size()), SQLITE_TRANSIENT);
+        ins.bind(3, wall_now_ns());
+        ok = ins.step() == SQLITE_DONE;
+      }
+    }
+    if (ok) {
+      std::string sql = "DELETE FROM dictionaries WHERE dict_id NOT IN (" + std::to_string(d.id);
+      for (auto k : keep) sql += "," + std::to_string(k);
+      sql += ")";
+      ok = detail::exec(db, sql.c_str());
+    }
+    if (ok) ok = detail::exec(db, "COMMIT");
+    if (!ok) {
+      spdlog::error("[outbox] saving dictionary {} failed: {}", d.id, sqlite3_errmsg(db));
+      detail::exec(db, "ROLLBACK");
+      return done(make_error_code(errc::storage), std::move(out));
+    }
+    if (!select_dictionaries(db, out)) return done(make_error_code(errc::storage), {});
+    done({}, std::move(out));
+  }});
+}
+
+void outbox::load_dictionaries(dictionaries_done done) {
+  impl_->push(impl::call_job{[done = std::move(done)](sqlite3* db, bool broken) {
+    std::vector<schemas::zstd_dictionary> out;
+    if (broken || !select_dictionaries(db, out)) return done(make_error_code(errc::storage), {});
+    done({}, std::move(out));
+  }});
+}
 
 outbox_counters outbox::counters() const {
   std::lock_guard lk(impl_->stats_mu);

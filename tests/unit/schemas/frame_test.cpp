@@ -227,3 +227,149 @@ TEST_CASE("random garbage never crashes the decoder") {
     if (d) CHECK(d->records.size() == d->header.record_count);
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Dictionaries (WIRE.md "Dictionaries") and old frames.
+
+namespace {
+
+std::vector<std::uint8_t> from_hex(std::string_view h) {
+  std::vector<std::uint8_t> out;
+  for (std::size_t i = 0; i + 1 < h.size(); i += 2)
+    out.push_back(static_cast<std::uint8_t>(std::stoi(std::string(h.substr(i, 2)), nullptr, 16)));
+  return out;
+}
+
+// Telemetry as an agent produces it: a few channels polled at 10 Hz, drifting decimals.
+std::vector<record> telemetry(std::size_t n, std::uint64_t first_seq = 1) {
+  std::vector<record> out;
+  std::mt19937_64 rng(11);
+  const char* ch[] = {"curr", "volt", "temp", "res"};
+  const char* unit[] = {"A", "V", "K", "Ohm"};
+  for (std::size_t i = 0; i < n; ++i) {
+    record r;
+    r.seq = first_seq + i;
+    r.ts_ns = 1'764'250'001'223'431'000 + static_cast<std::int64_t>(i) * 25'000'000 +
+              static_cast<std::int64_t>(rng() % 1'000'000);
+    r.instrument = i % 8 < 4 ? "smu1" : "dmm2";
+    r.channel = ch[i % 4];
+    r.unit = unit[i % 4];
+    r.val = decimal{static_cast<std::int64_t>(1'234'500 + (i % 4) * 1'000'000 + rng() % 300), -9};
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+}  // namespace
+
+// Written by the version-1 encoder before dictionaries existed (codec none, then zstd): every
+// later reader must decode them to the same records.
+TEST_CASE("golden version-1 frames without a dictionary stay readable") {
+  const auto none = from_hex("534c4246010000007c000000000000001032547698badcfe07000000000000000600000080000000800000000d6c6162312d6167656e742d30310200640000000000000067000000000000006b000000000000006c000000000000005d3d68c285e299f5d8e9ddb11a04210dcecd79cd960d4146e9e143633b3d88c10604736d75310463757272014104766f6c7401560672756e2d3432060a64b0cdbd9eeb81f0fb3000010288d99601f706018084af5f000304ffffffffffffffff1f42018084af5f000102019a9999999999b93f2e018084af5f00030405026f6b0a048084af5f00010288d99601f704018084af5f000304ffffffffffffffff1f0000");
+  const auto zstd = from_hex("534c4246010001007c000000000000001032547698badcfe07000000000000000600000080000000680000000d6c6162312d6167656e742d30310200640000000000000067000000000000006b000000000000006c000000000000008bfd7aa362b61b585013123c96493ca20d5df0326f0070afa050638c816babdd28b52ffd2080fd0200a4040604736d75310463757272014104766f6c7401560672756e2d3432060a64b0cdbd9eeb81f0fb3000010288d99601f706018084af5f000304ff1f420102019a99b93f2e05026f6b0a040407003045080e5025ca51347041d71c383300050000");
+  frame_decoder d;
+  auto a = d.decode(none);
+  auto b = d.decode(zstd);
+  REQUIRE(a.has_value());
+  REQUIRE(b.has_value());
+  CHECK(a->header.version == 1);
+  CHECK(a->header.dict_id == 0);
+  CHECK(b->header.body_codec == codec::zstd);
+  CHECK(a->records == b->records);
+  REQUIRE(a->records.size() == 6);
+  CHECK(a->header.agent_id == "lab1-agent-01");
+  CHECK(a->header.store_epoch == 0xfedcba9876543210ull);
+  CHECK(a->header.ranges == std::vector<seq_range>{{100, 103}, {107, 108}});
+  CHECK(std::get<decimal>(a->records[0].val) == decimal{1234500, -9});
+  CHECK(std::get<std::int64_t>(a->records[1].val) == -(1ll << 60));
+  CHECK(a->records[2].quality == quality::compliance);
+  CHECK(std::get<double>(a->records[2].val) == 0.1);
+  CHECK(a->records[3].run_id == "run-42");
+  CHECK(std::get<std::string>(a->records[3].val) == "ok");
+  CHECK(a->records[5].cls == record_class::event);
+  CHECK(a->records[5].seq == 108);
+}
+
+TEST_CASE("a trained dictionary: frames carry its id and decode once it is added") {
+  auto train = telemetry(4000);
+  auto dict = train_dictionary(train, 16, 8192);
+  REQUIRE(dict.has_value());
+  CHECK(dict->id != 0);
+  CHECK(dict->bytes.size() <= 8192);
+
+  batch b;
+  b.agent_id = "lab1-agent-01";
+  b.store_epoch = 5;
+  b.batch_id = 1;
+  b.records = telemetry(10, 9000);
+  frame_encoder plain;
+  frame_encoder with;
+  with.set_dictionary(std::make_shared<zstd_dictionary>(*dict));
+  CHECK(with.dictionary_id() == dict->id);
+  auto f0 = plain.encode(b);
+  auto f1 = with.encode(b);
+  REQUIRE(f0.has_value());
+  REQUIRE(f1.has_value());
+  CHECK(f1->size() < f0->size());  // small batches are where a dictionary pays
+
+  frame_decoder d;
+  auto h = d.decode_header(*f1);
+  REQUIRE(h.has_value());
+  CHECK(h->dict_id == dict->id);
+  auto miss = d.decode(*f1);
+  REQUIRE(!miss.has_value());
+  CHECK(miss.error() == errc::unknown_dictionary);
+  // Another agent's dictionary with the same id does not count.
+  REQUIRE(!d.add_dictionary("other-agent", *dict));
+  CHECK(!d.decode(*f1).has_value());
+  REQUIRE(!d.add_dictionary("lab1-agent-01", *dict));
+  CHECK(d.has_dictionary("lab1-agent-01", dict->id));
+  auto ok = d.decode(*f1);
+  REQUIRE(ok.has_value());
+  CHECK(ok->records == b.records);
+  // Frames without a dictionary still decode with the same decoder.
+  auto ok0 = d.decode(*f0);
+  REQUIRE(ok0.has_value());
+  CHECK(ok0->records == b.records);
+  // Dropping the dictionary goes back to plain frames.
+  with.set_dictionary(nullptr);
+  auto f2 = with.encode(b);
+  REQUIRE(f2.has_value());
+  CHECK(*f2 == *f0);
+}
+
+TEST_CASE("dictionaries that are not zstd dictionaries or lie about their id are refused") {
+  std::vector<std::uint8_t> junk(2000, 7);
+  CHECK(make_dictionary(junk).error() == errc::bad_dictionary);
+  auto dict = train_dictionary(telemetry(2000), 16, 4096);
+  REQUIRE(dict.has_value());
+  auto again = make_dictionary(dict->bytes);
+  REQUIRE(again.has_value());
+  CHECK(again->id == dict->id);
+  frame_decoder d;
+  auto liar = *dict;
+  liar.id ^= 1;
+  CHECK(d.add_dictionary("lab1-agent-01", liar) == errc::bad_dictionary);
+  CHECK(d.add_dictionary("bad id!", *dict) == errc::bad_id);
+  CHECK(!train_dictionary(telemetry(20), 16, 4096).has_value());  // too few samples
+  // A dictionary id on an uncompressed frame is a malformed header.
+  frame_encoder raw(codec::none);
+  batch b{"lab1-agent-01", 1, 1, telemetry(4)};
+  auto f = raw.encode(b);
+  REQUIRE(f.has_value());
+  patch_u32_and_resum(*f, 12, dict->id);
+  CHECK(d.decode(*f).error() == errc::bad_header);
+}
+
+TEST_CASE("dictionary request JSON round trip; other commands are not dictionary requests") {
+  auto j = encode_dictionary_request({"lab1-agent-01", 4000000000u});
+  auto r = decode_dictionary_request(j);
+  REQUIRE(r.has_value());
+  CHECK(r->agent_id == "lab1-agent-01");
+  CHECK(r->dict_id == 4000000000u);
+  CHECK(!decode_dictionary_request(R"({"v":1,"cmd":"replay","agent":"a","id":"1"})").has_value());
+  CHECK(!decode_dictionary_request(R"({"v":1,"cmd":"dictionary","agent":"a","id":"0"})").has_value());
+  CHECK(!decode_dictionary_request(R"({"v":1,"cmd":"dictionary","agent":"a","id":"4294967296"})").has_value());
+  CHECK(!decode_dictionary_request(R"({"v":2,"cmd":"dictionary","agent":"a","id":"1"})").has_value());
+  CHECK(!decode_dictionary_request("not json").has_value());
+}

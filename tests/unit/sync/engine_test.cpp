@@ -355,3 +355,234 @@ TEST_CASE("an outbox replaced at run time: the engine follows the new epoch, not
     }
   CHECK(found);
 }
+
+// ---------------------------------------------------------------------------------------------
+// zstd dictionaries (schemas/WIRE.md "Dictionaries"): the agent trains one from its telemetry,
+// stores it, announces it and answers central's request for it; a restarted agent keeps using it.
+
+namespace {
+
+std::vector<schemas::record> varied(std::size_t n, std::uint64_t salt) {
+  std::vector<schemas::record> v(n);
+  const char* ch[] = {"curr", "volt", "temp", "res"};
+  std::uint64_t x = 12345 + salt;
+  for (std::size_t i = 0; i < n; ++i) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    v[i].ts_ns = 1'700'000'000'000'000'000 + static_cast<std::int64_t>(salt * n + i) * 25'000'000 +
+                 static_cast<std::int64_t>(x >> 44);
+    v[i].instrument = i % 8 < 4 ? "smu1" : "dmm2";
+    v[i].channel = ch[i % 4];
+    v[i].unit = "A";
+    v[i].val = schemas::decimal{static_cast<std::int64_t>(1'234'500 + (i % 4) * 1'000'000 + (x >> 54)), -9};
+  }
+  return v;
+}
+
+// Central's side of the protocol: a frame naming an unknown dictionary waits until the
+// dictionary arrives on the dict topic, after a request on the agent's cmd topic.
+struct dict_central {
+  asio::io_context io;
+  sync::mqtt_client client;
+  schemas::frame_decoder dec;
+  std::mutex mu;
+  std::set<std::uint64_t> stored;
+  std::vector<std::string> waiting;  // frames held for their dictionary
+  std::set<std::uint32_t> dict_frames;  // dictionary ids seen in frames
+  std::atomic<int> requests{0}, dicts_received{0};
+  std::atomic<bool> ignore_announcements{true};
+  std::atomic<bool> old_central{false};  // refuses dictionary frames as `unsupported`
+  std::thread th;
+
+  explicit dict_central(const std::string& url)
+      : client(io.get_executor(), sync::mqtt_options{.broker_url = url, .client_id = "central-dict",
+                                                     .clean_start = true}) {
+    client.add_subscription(schemas::central_batch_subscription(), 1);
+    client.add_subscription(schemas::central_dictionary_subscription(), 1);
+    client.on_message([this](sync::mqtt_message m) { on_message(std::move(m)); });
+    client.start();
+    th = std::thread([this] {
+      auto guard = asio::make_work_guard(io);
+      io.run();
+    });
+    test::wait_until([&] { return client.connected(); }, std::chrono::seconds(5));
+  }
+  ~dict_central() {
+    client.stop(std::chrono::milliseconds(500));
+    io.stop();
+    th.join();
+  }
+  static std::span<const std::uint8_t> bytes(const std::string& s) {
+    return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
+  }
+  void on_message(sync::mqtt_message m) {
+    auto t = schemas::parse_agent_topic(m.topic);
+    REQUIRE(t.has_value());
+    if (t->kind == schemas::agent_topic_kind::dict) {
+      // The first copies (the announcement) are lost on purpose: central must ask.
+      if (requests == 0 && ignore_announcements) return;
+      ++dicts_received;
+      auto d = schemas::make_dictionary(bytes(m.payload));
+      REQUIRE(d.has_value());
+      REQUIRE_FALSE(dec.add_dictionary(t->agent, *d));
+      auto w = std::move(waiting);
+      waiting.clear();
+      for (auto& f : w) batch(*t, f);
+      return;
+    }
+    batch(*t, m.payload);
+  }
+  void batch(const schemas::agent_topic_parts& t, const std::string& payload) {
+    if (old_central) {
+      auto h = dec.decode_header(bytes(payload));
+      REQUIRE(h.has_value());
+      if (h->dict_id != 0) {
+        schemas::ack r;
+        r.agent_id = h->agent_id;
+        r.store_epoch = h->store_epoch;
+        r.batch_id = h->batch_id;
+        r.stored = false;
+        r.code = schemas::reject_code::unsupported;
+        r.reason = "unknown codec or dictionary";
+        client.publish(schemas::agent_topic(t.site, t.agent, schemas::agent_topic_kind::ack),
+                       schemas::encode_ack(r), 1, false, [](boost::system::error_code) {});
+        return;
+      }
+    }
+    auto f = dec.decode(bytes(payload));
+    if (!f && f.error() == schemas::errc::unknown_dictionary) {
+      auto h = dec.decode_header(bytes(payload));
+      REQUIRE(h.has_value());
+      waiting.push_back(payload);
+      ++requests;
+      client.publish(schemas::agent_topic(t.site, t.agent, schemas::agent_topic_kind::cmd),
+                     schemas::encode_dictionary_request({t.agent, h->dict_id}), 1, false,
+                     [](boost::system::error_code) {});
+      return;
+    }
+    REQUIRE(f.has_value());
+    {
+      std::lock_guard lk(mu);
+      for (auto& r : f->records) stored.insert(r.seq);
+      if (f->header.dict_id) dict_frames.insert(f->header.dict_id);
+    }
+    schemas::ack a;
+    a.agent_id = f->header.agent_id;
+    a.store_epoch = f->header.store_epoch;
+    a.batch_id = f->header.batch_id;
+    a.ranges = f->header.ranges;
+    client.publish(schemas::agent_topic(t.site, t.agent, schemas::agent_topic_kind::ack),
+                   schemas::encode_ack(a), 1, false, [](boost::system::error_code) {});
+  }
+  std::size_t count() {
+    std::lock_guard lk(mu);
+    return stored.size();
+  }
+};
+
+// Runs `io` on a thread; stops and joins it when it goes (also when a REQUIRE fails).
+struct io_runner {
+  asio::io_context& io;
+  std::thread th;
+  explicit io_runner(asio::io_context& c) : io(c), th([this] {
+    auto guard = asio::make_work_guard(io);
+    io.run();
+  }) {}
+  ~io_runner() {
+    io.stop();
+    th.join();
+  }
+};
+
+std::unique_ptr<sync::engine> dict_engine(asio::io_context& io, sync::outbox& box,
+                                          const std::string& url) {
+  sync::engine_options eo{.agent_id = "agent-1", .site = "lab", .batch_max_records = 10,
+                          .linger = std::chrono::milliseconds(5)};
+  eo.dict_train_records = 600;
+  eo.dict_bytes = 4096;
+  return std::make_unique<sync::engine>(asio::make_strand(io), box, eo,
+                                        sync::mqtt_options{.broker_url = url});
+}
+
+}  // namespace
+
+TEST_CASE("dictionary: trained from telemetry, fetched by central on request, kept across restarts") {
+  test::temp_dir dir;
+  test::mosquitto broker(dir.path());
+  dict_central central(broker.url());
+  std::string err;
+  sync::outbox_options oo{dir.path() / "o.db", "agent-1", sync::durability::normal};
+  oo.integrity_interval = std::chrono::seconds(0);
+  std::uint32_t dict_id = 0;
+  {
+    auto box = *sync::outbox::open(oo, err);
+    asio::io_context io;
+    auto eng = dict_engine(io, *box, broker.url());
+    REQUIRE_FALSE(eng->start());
+    io_runner run(io);
+    // Small live batches until a dictionary is in use, then some more.
+    std::uint64_t salt = 0;
+    test::wait_until([&] {
+      REQUIRE(box->enqueue_wait(varied(40, salt++)).has_value());
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      return eng->stats().dictionary_id != 0;
+    }, std::chrono::seconds(30));
+    dict_id = eng->stats().dictionary_id;
+    REQUIRE(dict_id != 0);
+    for (int i = 0; i < 5; ++i) REQUIRE(box->enqueue_wait(varied(40, salt++)).has_value());
+    REQUIRE(test::wait_until([&] { return box->counters().held == 0; }, std::chrono::seconds(30)));
+    CHECK(central.count() == box->counters().produced);
+    CHECK(central.requests >= 1);
+    CHECK(central.dicts_received >= 1);
+    {
+      std::lock_guard lk(central.mu);
+      CHECK(central.dict_frames.contains(dict_id));
+    }
+    auto st = eng->stats();
+    CHECK(st.dictionaries_trained == 1);
+    CHECK(st.dictionaries_published >= 2);  // the announcement and the answer
+    eng->stop();
+  }
+  // Restarted: the stored dictionary is used again at once, without training.
+  auto box = *sync::outbox::open(oo, err);
+  asio::io_context io;
+  auto eng = dict_engine(io, *box, broker.url());
+  REQUIRE_FALSE(eng->start());
+  io_runner run(io);
+  REQUIRE(test::wait_until([&] { return eng->stats().dictionary_id == dict_id; },
+                           std::chrono::seconds(10)));
+  REQUIRE(box->enqueue_wait(varied(40, 999)).has_value());
+  REQUIRE(test::wait_until([&] { return box->counters().held == 0; }, std::chrono::seconds(30)));
+  CHECK(central.count() == box->counters().produced);
+  CHECK(eng->stats().dictionaries_trained == 0);
+  eng->stop();
+}
+
+TEST_CASE("dictionary: a central that predates dictionaries gets the records without one") {
+  test::temp_dir dir;
+  test::mosquitto broker(dir.path());
+  dict_central central(broker.url());
+  central.old_central = true;
+  std::string err;
+  sync::outbox_options oo{dir.path() / "o.db", "agent-1", sync::durability::normal};
+  oo.integrity_interval = std::chrono::seconds(0);
+  auto box = *sync::outbox::open(oo, err);
+  asio::io_context io;
+  auto eng = dict_engine(io, *box, broker.url());
+  REQUIRE_FALSE(eng->start());
+  io_runner run(io);
+  std::uint64_t salt = 0;
+  // Until a dictionary was trained and then given up after the first refusal.
+  REQUIRE(test::wait_until([&] {
+    REQUIRE(box->enqueue_wait(varied(40, salt++)).has_value());
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    auto st = eng->stats();
+    return st.dictionaries_trained == 1 && st.dictionary_id == 0 && st.batches_rejected > 0;
+  }, std::chrono::seconds(60)));
+  for (int i = 0; i < 3; ++i) REQUIRE(box->enqueue_wait(varied(40, salt++)).has_value());
+  REQUIRE(test::wait_until([&] { return box->counters().held == 0; }, std::chrono::seconds(30)));
+  auto c = box->counters();
+  CHECK(c.dead_letters == 0);
+  CHECK(central.count() == c.produced);
+  CHECK(eng->stats().dictionary_id == 0);
+  eng->stop();
+}

@@ -321,3 +321,75 @@ TEST_CASE("quota under a random mix of classes and acks: the invariant at every 
     if (n.action == schemas::drop_action::dropped) dropped_announced += n.records;
   CHECK(dropped_announced == c.dropped);
 }
+
+TEST_CASE("quota pressure evicts acked records of the retention window before any held record") {
+  for (auto policy : {sync::full_policy::pause, sync::full_policy::drop_oldest}) {
+    CAPTURE(static_cast<int>(policy));
+    test::temp_dir dir;
+    std::string err;
+    sync::outbox_options o{dir.path() / "o.db", "a", sync::durability::normal};
+    o.quota.max_bytes = 100 * kRec;
+    o.quota.telemetry = policy;
+    o.retention.max_age = std::chrono::hours(1);
+    o.retention.max_bytes = 1u << 20;  // far above the quota: only the quota bounds it here
+    auto box = *sync::outbox::open(o, err);
+    auto a = enqueue(*box, make(100));
+    REQUIRE_FALSE(a.ec);
+    // Central acks 60: they move into the retention window and still count against the quota.
+    CHECK(ack_wait(*box, {{a.r.first, a.r.first + 59}}) == 60);
+    auto c = box->counters();
+    CHECK(c.retained == 60);
+    CHECK(c.held == 40);
+    // 30 new records: room is made from the retention window, oldest first; nothing held is
+    // paused, refused or dropped.
+    auto b = enqueue(*box, make(30, record_class::telemetry, 1'800'000'000'000'000'000));
+    CHECK_FALSE(b.ec);
+    CHECK(b.r.count() == 30);
+    c = box->counters();
+    CHECK(c.dropped == 0);
+    CHECK(c.refused == 0);
+    CHECK(c.paused_classes == 0);
+    CHECK(c.held == 70);
+    CHECK(c.retained >= 20);  // evicted what was needed (in small chunks), not the whole window
+    CHECK(c.retained <= 30);
+    CHECK(reason(c, "evicted.quota.retained") == 60 - c.retained);
+    CHECK(c.held_bytes + c.retained_bytes <= o.quota.max_bytes);
+    check_invariant(c);
+    // The oldest retained went first: the newest acked seq is still there for a replay.
+    {
+      std::promise<std::vector<record>> p;
+      box->read_retained(a.r.first, a.r.first + 59, 100,
+                         sync::outbox::read_epoch_done(
+                             [&](boost::system::error_code, std::vector<record> r, std::uint64_t) {
+                               p.set_value(std::move(r));
+                             }));
+      auto kept = p.get_future().get();
+      REQUIRE(kept.size() == c.retained);
+      CHECK(kept.back().seq == a.r.first + 59);
+      CHECK(kept.front().seq == a.r.first + 60 - c.retained);
+    }
+    // More than the window can give: the window empties first, only then the class policy acts.
+    auto more = enqueue(*box, make(60, record_class::telemetry, 1'900'000'000'000'000'000));
+    c = box->counters();
+    CHECK(c.retained == 0);
+    CHECK(c.retained_bytes == 0);
+    CHECK(reason(c, "evicted.quota.retained") == 60);
+    if (policy == sync::full_policy::pause) {
+      CHECK(more.ec);
+      CHECK(c.refused > 0);
+      CHECK(c.dropped == 0);
+    } else {
+      CHECK_FALSE(more.ec);
+      CHECK(c.dropped > 0);
+      CHECK(c.refused == 0);
+    }
+    check_invariant(c);
+    // Persisted like every counter.
+    box.reset();
+    auto s = sync::outbox::read_status(o.path, err);
+    REQUIRE(s.has_value());
+    CHECK(s->retained == 0);
+    CHECK(reason(*s, "evicted.quota.retained") == 60);
+    check_invariant(*s);
+  }
+}

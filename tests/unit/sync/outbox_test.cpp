@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <future>
 
 #include "support/processes.hpp"
@@ -211,4 +212,39 @@ TEST_CASE("group commit: concurrent producers, every completion after its commit
   REQUIRE(test::wait_until([&] { return done == 200; }, std::chrono::seconds(20)));
   CHECK(box->counters().produced == 4000);
   CHECK(read_all(*box, {}, 10000).size() == 4000);
+}
+
+TEST_CASE("per-class read limits: a blob backlog gives at most its share of a batch") {
+  test::temp_dir dir;
+  std::string err;
+  auto box = sync::outbox::open(sync::outbox_options{dir.path() / "outbox.db", "agent-1"}, err);
+  REQUIRE_MESSAGE(box.has_value(), err);
+  REQUIRE((*box)->enqueue_wait(make(100, record_class::blob)).has_value());
+  REQUIRE((*box)->enqueue_wait(make(3, record_class::event)).has_value());
+  REQUIRE((*box)->enqueue_wait(make(5, record_class::telemetry)).has_value());
+  auto read_limited = [&](sync::class_cursors after, std::size_t blobs) {
+    auto limits = sync::kNoClassLimits;
+    limits[static_cast<std::size_t>(record_class::blob)] = blobs;
+    std::promise<std::vector<record>> p;
+    (*box)->read(after, 2000, limits,
+                 sync::outbox::read_epoch_done([&](boost::system::error_code ec, std::vector<record> r, std::uint64_t) {
+                   CHECK_FALSE(ec);
+                   p.set_value(std::move(r));
+                 }));
+    return p.get_future().get();
+  };
+  auto count = [](const std::vector<record>& v, record_class c) {
+    return std::count_if(v.begin(), v.end(), [c](const record& r) { return r.cls == c; });
+  };
+  auto r = read_limited({}, 8);
+  CHECK(count(r, record_class::event) == 3);
+  CHECK(count(r, record_class::telemetry) == 5);
+  CHECK(count(r, record_class::blob) == 8);
+  CHECK(r.front().seq == 1);  // in seq order: the oldest blob chunks first
+  r = read_limited({}, 0);
+  CHECK(r.size() == 8);
+  CHECK(count(r, record_class::blob) == 0);
+  sync::class_cursors after{};
+  after[static_cast<std::size_t>(record_class::blob)] = 96;
+  CHECK(read_limited(after, 8).size() == 3 + 5 + 4);
 }

@@ -1,6 +1,7 @@
 #pragma once
 // Ack message, central -> agent on semilab/v1/{site}/{agent}/ack. JSON, u64 fields as strings.
 #include <semilab/schemas/frame.hpp>
+#include <semilab/schemas/signing.hpp>
 
 #include <optional>
 #include <string>
@@ -33,9 +34,29 @@ struct ack {
   bool retry = false;                // when !stored: whether resending may succeed
   std::string reason;                // when !stored: human-readable, no secrets
   std::string central_instance;      // which ingest instance answered
+  // Ed25519 signature by the key every central instance shares ("kid", "sig" in the JSON);
+  // both empty when central has no signing key. See sign_ack / verify_ack.
+  std::string key_id;
+  std::string signature;  // 128 lowercase hex digits
+  // A rejection code this version does not know, and its retry flag, as received (the
+  // signature covers them; `code` and `retry` then hold the safe local reading).
+  std::string wire_code;
+  bool wire_retry = false;
 };
+
+inline constexpr std::string_view kAckSigDomain = "semilab-ack-sig-v1";
 
 std::string encode_ack(const ack& a);
 result<ack> decode_ack(std::string_view json);
+
+// The bytes an ack signature covers: every field but the signature itself, in a fixed order,
+// each string length-prefixed ("semilab-ack-v1\n" then "len:bytes\n" per field), so no two acks
+// share them.
+std::string canonical_bytes(const ack& a);
+// Sets key_id and signature.
+void sign_ack(ack& a, const signing_key& key);
+// Against the pinned central keys (agent side). An empty `pinned` is the caller's business:
+// with no key pinned an agent takes unsigned acks (backward compatible).
+pinned_verdict verify_ack(const ack& a, std::span<const ed25519_public_key> pinned);
 
 }  // namespace semilab::schemas

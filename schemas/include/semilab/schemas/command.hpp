@@ -1,10 +1,13 @@
 #pragma once
 // Commands central -> agent on semilab/v1/{site}/{agent}/cmd (schemas/WIRE.md, "Commands").
-// JSON, u64 fields as strings, authenticated by HMAC-SHA256 over the canonical bytes with a
-// secret shared by agent and central (a file named in both configurations). Interim: the
-// security issue replaces the shared secret by per-central Ed25519 keys; the canonical bytes and
-// the freshness window stay.
+// JSON, u64 fields as strings, authenticated over the canonical bytes by
+// - an Ed25519 signature ("kid", "sig") with the key every central instance shares
+//   ([central] signing_key_file), which agents pin ([sync] central_public_keys), and/or
+// - HMAC-SHA256 ("mac") with a secret shared by agent and central (command_key_file), the
+//   original scheme, still accepted by an agent that pins no central key.
+// An agent that pins a key requires the signature and ignores the MAC.
 #include <semilab/schemas/error.hpp>
+#include <semilab/schemas/signing.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -35,20 +38,32 @@ std::string canonical_bytes(const replay_command& c);
 // HMAC-SHA256 of the canonical bytes, 64 lowercase hex digits.
 std::string command_mac(const replay_command& c, std::string_view key);
 
+inline constexpr std::string_view kCommandSigDomain = "semilab-cmd-sig-v1";
+
 // The JSON message with its MAC.
 std::string encode_command(const replay_command& c, std::string_view key);
+// With a MAC when `hmac_key` is not empty and a signature when `signer` is given (at least one).
+std::string encode_command(const replay_command& c, std::string_view hmac_key,
+                           const signing_key* signer);
 
 struct signed_replay_command {
   replay_command cmd;
-  std::string mac;  // as received (hex)
+  std::string mac;     // as received (hex); "" = none
+  std::string key_id;  // "" = unsigned
+  std::string sig;     // 128 hex digits; "" = unsigned
 };
-// Parses the JSON (bad_json when it is not a replay command of version 1). Does not verify.
+// Parses the JSON (bad_json when it is not a replay command of version 1, or carries neither a
+// MAC nor a signature). Does not verify.
 result<signed_replay_command> decode_command(std::string_view json);
 
-enum class command_verdict { ok, bad_mac, stale };
+enum class command_verdict { ok, bad_mac, stale, unsigned_command, bad_signature };
 // Constant-time MAC comparison, then the freshness window against `now_ns`.
 command_verdict verify_command(const signed_replay_command& c, std::string_view key,
                                std::int64_t now_ns);
+// With pinned central keys: the Ed25519 signature must verify with one of them (the MAC is not
+// looked at); without: the MAC with `hmac_key` (as above). Then the freshness window.
+command_verdict verify_command(const signed_replay_command& c, std::string_view hmac_key,
+                               std::span<const ed25519_public_key> pinned, std::int64_t now_ns);
 std::string_view to_string(command_verdict v) noexcept;
 
 // 16 random bytes from the OS, as hex.

@@ -28,6 +28,8 @@ enum class errc {
   bad_topic,                   // MQTT topic not of the semilab/v1 layout
   bad_json,                    // ack / state message is not the expected JSON
   bad_id,                      // agent, site or instance id not allowed
+  unknown_dictionary,          // frame compressed with a dictionary this reader has not got (yet)
+  bad_dictionary,              // bytes that are not a usable zstd dictionary
 };
 
 const boost::system::error_category& error_category() noexcept;

@@ -26,6 +26,7 @@ inline constexpr std::size_t kEd25519SignatureBytes = 64;
 inline constexpr std::string_view kBatchSigDomain = "semilab-batch-sig-v1";
 
 using ed25519_public_key = std::array<std::uint8_t, kEd25519PublicBytes>;
+using ed25519_signature = std::array<std::uint8_t, kEd25519SignatureBytes>;
 
 // The key id of a public key: 16 lowercase hex digits.
 std::string key_id_of(const ed25519_public_key& pub);
@@ -51,6 +52,9 @@ class signing_key {
   const std::string& key_id() const noexcept { return key_id_; }
   // Signature field for a frame whose header bytes (0 .. checksum inclusive) are `header`.
   std::vector<std::uint8_t> sign_header(std::span<const std::uint8_t> header) const;
+  // Detached Ed25519 signature over `domain`, NUL, `message` (acks, commands, audit heads);
+  // all zero when signing failed (never verifies).
+  ed25519_signature sign(std::string_view domain, std::span<const std::uint8_t> message) const;
 
  private:
   struct impl;
@@ -78,5 +82,22 @@ std::span<const std::uint8_t> signed_header_bytes(std::span<const std::uint8_t> 
 // True when `sig` is a valid Ed25519 signature by `pub` over the domain tag and `header`.
 bool verify_header_signature(const ed25519_public_key& pub, const frame_signature& sig,
                              std::span<const std::uint8_t> header);
+
+// True when `sig` is a valid Ed25519 signature by `pub` over `domain`, NUL, `message`.
+bool verify_detached(const ed25519_public_key& pub, std::string_view domain,
+                     std::span<const std::uint8_t> message, const ed25519_signature& sig);
+result<ed25519_signature> parse_signature_hex(std::string_view hex);
+
+// Messages central signs with the key every central instance shares ([central] signing_key_file)
+// and agents pin (acks, commands): how a received one fared against the pinned keys.
+enum class pinned_verdict { ok, unsigned_message, unknown_key, bad_signature };
+std::string_view to_string(pinned_verdict v) noexcept;
+// `key_id` and `sig_hex` as carried by the message ("" = unsigned); `message` its canonical bytes.
+pinned_verdict verify_pinned(std::span<const ed25519_public_key> pinned, std::string_view key_id,
+                             std::string_view sig_hex, std::string_view domain,
+                             std::string_view message);
+// A comma- or whitespace-separated list of public keys (64 hex digits each), e.g. the agent's
+// [sync] central_public_keys; bad_value when any item is not a key.
+result<std::vector<ed25519_public_key>> parse_public_key_list(std::string_view list);
 
 }  // namespace semilab::schemas

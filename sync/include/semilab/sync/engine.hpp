@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace semilab::sync {
 
@@ -21,9 +22,21 @@ struct engine_options {
   std::string site;
   std::size_t batch_max_records = 2000;
   std::size_t max_inflight_batches = 4;
+  // Blob chunks (class blob, about 4 KiB each) in one batch at most; 0 = derived from the
+  // bandwidth cap (a quarter of a second of it, at least one chunk) or 64 without a cap. With the
+  // class order of the outbox read, this bounds what a large file makes a newer event wait for:
+  // one small batch, never the file. Blob batches also leave one in-flight slot free.
+  std::size_t blob_batch_max_records = 0;
   std::chrono::milliseconds ack_timeout{10'000};
   std::chrono::milliseconds linger{100};  // wait this long for more records before a small batch
   int zstd_level = 3;
+  // zstd dictionary (schemas/WIRE.md "Dictionaries"): trained on a worker thread from this many
+  // recent telemetry records, saved in the outbox, announced on the dict topic and used for
+  // every batch from then on; retrained after `dict_retrain`. 0 = no dictionary.
+  std::size_t dict_train_records = 0;
+  std::size_t dict_bytes = 16u << 10;
+  std::size_t dict_sample_records = 16;  // records per training sample (a small live batch)
+  std::chrono::seconds dict_retrain{std::chrono::hours(24)};
   // Bandwidth caps (token buckets; 0 = no cap). Resends count too: they use the same link.
   double max_bytes_per_s = 0;
   double max_batches_per_s = 0;
@@ -33,6 +46,10 @@ struct engine_options {
   std::string command_key;
   // Ed25519 key every batch is signed with (schemas/signing.hpp); null = unsigned batches.
   std::shared_ptr<const schemas::signing_key> signer;
+  // Pinned public keys of central (the key every instance shares): when not empty, an ack or a
+  // command not signed by one of them is ignored, logged and counted (acks_refused,
+  // commands_refused), and the command MAC is no longer looked at.
+  std::vector<schemas::ed25519_public_key> central_keys;
 };
 
 struct engine_stats {
@@ -53,6 +70,12 @@ struct engine_stats {
   std::uint64_t commands_refused = 0;
   std::uint64_t records_replayed = 0;
   std::uint64_t replay_batches = 0;
+  std::uint64_t acks_refused = 0;  // unsigned or badly signed acks ignored (central_keys)
+  // Dictionaries: the one in use (0 = none), how many were trained, and how many were published
+  // on the dict topic (announcements and answers to central's requests).
+  std::uint32_t dictionary_id = 0;
+  std::uint64_t dictionaries_trained = 0;
+  std::uint64_t dictionaries_published = 0;
 };
 
 class engine {

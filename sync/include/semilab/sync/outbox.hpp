@@ -48,7 +48,9 @@ struct quota_options {
 // Acked records kept after central's ack (table `retained`), for replays after central restored
 // a backup. Off when either bound is 0. Pruned in the writer's transactions: older than
 // `max_age` since the ack, and oldest seq first above `max_bytes` (the same `bytes` estimate as
-// the quota; this budget is on top of the quota, see docs/ARCHITECTURE.md "Retention").
+// the quota). Retained bytes also count against the quota, and under its pressure retained rows
+// are evicted (oldest seq first, counter "evicted.quota.retained") before any held record is
+// paused or dropped (docs/ARCHITECTURE.md "Retention").
 struct retention_options {
   std::chrono::seconds max_age{0};
   std::uint64_t max_bytes = 0;
@@ -101,6 +103,9 @@ struct dead_letter_entry {
 
 // Cursor per priority class: the highest seq already handed out of that class.
 using class_cursors = std::array<std::uint64_t, schemas::kRecordClassCount>;
+// Records of each class one read may return at most (on top of the read's total).
+using class_limits = std::array<std::size_t, schemas::kRecordClassCount>;
+inline constexpr class_limits kNoClassLimits{SIZE_MAX, SIZE_MAX, SIZE_MAX, SIZE_MAX};
 
 class outbox {
  public:
@@ -159,6 +164,8 @@ class outbox {
   // Up to `max` records above the cursors, highest-priority class first, returned in seq order.
   void read(class_cursors after, std::size_t max, read_done done);
   void read(class_cursors after, std::size_t max, read_epoch_done done);
+  // Same, at most limits[c] records of class c (blob chunks: a few per batch, engine.cpp).
+  void read(class_cursors after, std::size_t max, const class_limits& limits, read_epoch_done done);
 
   // Up to `max` retained (acked) records with seq in [from, to], in seq order, for a replay;
   // `store_epoch` says which outbox they came from (the caller checks it is the one asked for).
@@ -168,6 +175,16 @@ class outbox {
   // A corrupt outbox is moved aside and replaced (new epoch) with an outbox_replaced event, a
   // drop notice of the unrecoverable records and an alarm.
   void request_integrity_check();
+
+  // zstd dictionaries (schemas/WIRE.md "Dictionaries"), kept in the outbox database. `done`
+  // runs on the writer thread with every stored dictionary, newest first.
+  using dictionaries_done =
+      std::function<void(boost::system::error_code, std::vector<schemas::zstd_dictionary>)>;
+  // Stores `d` and deletes every other dictionary whose id is not in `keep` (those batches in
+  // flight still use), in one transaction.
+  void save_dictionary(schemas::zstd_dictionary d, std::vector<std::uint32_t> keep,
+                       dictionaries_done done);
+  void load_dictionaries(dictionaries_done done);
 
   // Called on the writer thread after each commit that added records (set before use).
   void on_committed(std::function<void()> h);
