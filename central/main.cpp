@@ -1,7 +1,9 @@
 // semilab-central: the ingest service and its admin CLI. Thin: parsing and dispatch only.
 #include <semilab/central/app.hpp>
+#include <semilab/central/audit.hpp>
 #include <semilab/central/config.hpp>
 #include <semilab/central/replay_cmd.hpp>
+#include <semilab/central/users.hpp>
 
 #include <CLI/CLI.hpp>
 
@@ -15,6 +17,7 @@ int main(int argc, char** argv) {
       "Exit codes: 0 ok / clean shutdown on SIGINT or SIGTERM, 1 runtime error (store, listener, "
       "broker client), 2 bad command line or configuration.");
   app.require_subcommand(1);
+  app.fallthrough();  // global options (--as, --reason) also after the subcommand
 
   std::string config_file;
   auto* run = app.add_subcommand("run", "Run the ingest service until SIGINT/SIGTERM. Prints "
@@ -108,6 +111,59 @@ int main(int argc, char** argv) {
   replay->add_option("--from", replay_req.from, "First seq")->required();
   replay->add_option("--to", replay_req.to, "Last seq (inclusive)")->required();
 
+  // Audit trail (central/include/semilab/central/audit.hpp): who acts and why, for the entries
+  // the admin commands write.
+  std::string audit_actor, audit_reason;
+  app.add_option("--as", audit_actor, "Who runs this command, for the audit trail (default: "
+                                      "os:<login>)");
+  app.add_option("--reason", audit_reason, "Why, for the audit trail");
+  std::string keygen_out;
+  auto* keygen = app.add_subcommand(
+      "keygen", "Create central's Ed25519 key (signs acks, commands and audit heads); prints the "
+                "public key that agents pin.");
+  keygen->add_option("--config,-c", config_file, "TOML configuration file")->required();
+  keygen->add_option("--out", keygen_out, "Key file (default: [central] signing_key_file)");
+  auto* audit = app.add_subcommand("audit", "Audit trail and stored-batch signatures.");
+  audit->require_subcommand(1);
+  auto* averify = audit->add_subcommand(
+      "verify", "Check every chain, each batch entry against its ledger row and the newest "
+                "exported head; exit 1 on any finding.");
+  auto* averifyb = audit->add_subcommand(
+      "verify-batches", "Re-verify the signature of every stored batch; exit 1 on a failure.");
+  auto* aexport = audit->add_subcommand(
+      "export-head", "Write the chains' heads, signed, to [central] audit_head_dir.");
+  std::string audit_chain;
+  std::size_t audit_limit = 50;
+  auto* alog = audit->add_subcommand("log", "Print audit entries, newest first.");
+  alog->add_option("--chain", audit_chain, "Only this chain (admin, ingest:<instance>)");
+  alog->add_option("--limit", audit_limit, "Most entries")->check(CLI::Range(1, 1000000));
+  for (auto* c : {averify, averifyb, aexport, alog})
+    c->add_option("--config,-c", config_file, "TOML configuration file")->required();
+  // Named users (users.hpp): passwords are read from stdin, never from the command line.
+  auto* users = app.add_subcommand("users", "Named users with roles (scrypt password hashes, "
+                                            "lockout); `login` issues a token to a user.");
+  users->require_subcommand(1);
+  std::string user_name, user_role;
+  auto* uadd = users->add_subcommand("add", "Create a user; password on stdin.");
+  uadd->add_option("--role", user_role, "viewer, engineer or admin")->required();
+  auto* upasswd = users->add_subcommand("passwd", "Set a user's password; password on stdin.");
+  auto* ulist = users->add_subcommand("list", "List users (never their hashes).");
+  auto* udisable = users->add_subcommand("disable", "Disable a user.");
+  auto* uenable = users->add_subcommand("enable", "Enable a disabled user.");
+  auto* uunlock = users->add_subcommand("unlock", "Clear a user's lockout.");
+  auto* urole = users->add_subcommand("role", "Change a user's role.");
+  urole->add_option("role", user_role, "viewer, engineer or admin")->required();
+  auto* ulogin = users->add_subcommand(
+      "login", "Check a user's password (stdin; lockout applies) and print a bearer token with "
+               "the user's role.");
+  for (auto* c : {uadd, upasswd, udisable, uenable, uunlock, urole, ulogin})
+    c->add_option("name", user_name, "User name")->required();
+  for (auto* c : {uadd, upasswd, ulist, udisable, uenable, uunlock, urole, ulogin})
+    c->add_option("--config,-c", config_file, "TOML configuration file")->required();
+  auto* seccheck = app.add_subcommand(
+      "security-check", "Load the configuration and report insecure settings (exit 1 if any).");
+  seccheck->add_option("--config,-c", config_file, "TOML configuration file")->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -132,6 +188,20 @@ int main(int argc, char** argv) {
     std::cout << "ok\n";
     return sc::kExitOk;
   }
+  sc::set_audit_context({audit_actor, audit_reason});
+  if (keygen->parsed()) return sc::run_keygen(cfg, keygen_out, stdout, stderr);
+  if (seccheck->parsed()) return sc::run_security_check(cfg, config_file, stdout, stderr);
+  if (uadd->parsed()) return sc::run_users_add(cfg, user_name, user_role, stdin, stdout, stderr);
+  if (upasswd->parsed()) return sc::run_users_passwd(cfg, user_name, stdin, stdout, stderr);
+  if (ulist->parsed()) return sc::run_users_list(cfg, stdout, stderr);
+  if (ulogin->parsed()) return sc::run_users_login(cfg, user_name, stdin, stdout, stderr);
+  for (auto [c, what] : {std::pair{udisable, "disable"}, std::pair{uenable, "enable"},
+                         std::pair{uunlock, "unlock"}, std::pair{urole, "role"}})
+    if (c->parsed()) return sc::run_users_set(cfg, user_name, what, user_role, stdout, stderr);
+  if (averify->parsed()) return sc::run_audit_verify(cfg, stdout, stderr);
+  if (averifyb->parsed()) return sc::run_audit_verify_batches(cfg, stdout, stderr);
+  if (aexport->parsed()) return sc::run_audit_export_head(cfg, stdout, stderr);
+  if (alog->parsed()) return sc::run_audit_log(cfg, audit_chain, audit_limit, stdout, stderr);
   if (replay->parsed()) return sc::run_replay(cfg, replay_req, stdout, stderr);
   if (verify->parsed()) return sc::run_verify_backup(backup_file, &cfg, stdout, stderr);
   if (backup->parsed()) return sc::run_backup(cfg, to_dir, stdout, stderr);
@@ -147,5 +217,10 @@ int main(int argc, char** argv) {
   if (qlist->parsed()) return sc::run_quarantine_list(cfg, limit, before, stdout, stderr);
   if (qshow->parsed()) return sc::run_quarantine_show(cfg, id, payload_out, stdout, stderr);
   sc::set_log_level(cfg.central.log_level);
+  // [log]: format and file for the service; its level overrides [central] log_level when given.
+  if (auto e = semilab::service::apply_log_options(cfg.log); !e.empty()) {
+    std::cerr << "semilab-central: " << config_file << ": " << e << '\n';
+    return sc::kExitUsage;
+  }
   return sc::run_service(cfg, stdout);
 }

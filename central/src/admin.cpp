@@ -7,6 +7,7 @@
 #include <semilab/central/app.hpp>
 #include <semilab/central/auth.hpp>
 #include <semilab/central/backup.hpp>
+#include <semilab/central/restore_replay.hpp>
 #include <semilab/schemas/frame.hpp>
 
 namespace semilab::central {
@@ -353,6 +354,41 @@ int run_verify_backup(const std::string& file, const central_config* cfg, std::F
   return kExitOk;
 }
 
+namespace {
+// After a restore: the agents' high-water marks in the restored store, written for the service
+// to turn into replay commands (restore_replay.hpp). The restore itself already succeeded, so a
+// failure here says what to do by hand and exits 1.
+int plan_restore_replay(const central_config& cfg, std::FILE* out, std::FILE* err) {
+  auto s = open_for_admin(cfg, err);
+  if (!s) return kExitRuntime;
+  auto marks = restored_high_water(**s);
+  if (!marks) {
+    std::fprintf(err, "semilab-central restore: high-water marks: %s (ask the agents with "
+                      "`semilab-central replay`)\n", (*s)->last_error().c_str());
+    return kExitRuntime;
+  }
+  const auto file = pending_replay_path(cfg);
+  std::error_code fec;
+  std::filesystem::create_directories(cfg.central.data_dir, fec);
+  std::string msg;
+  if (auto ec = write_pending_replays(file, *marks, msg)) {
+    std::fprintf(err, "semilab-central restore: %s (ask the agents with `semilab-central "
+                      "replay`)\n", msg.c_str());
+    return kExitRuntime;
+  }
+  std::fprintf(out, "%zu agent(s) will be asked to replay from their restored high-water mark "
+                    "when the service starts (%s):\n", marks->size(), file.c_str());
+  for (const auto& m : *marks)
+    std::fprintf(out, "  %-24s epoch %" PRIu64 " seq %" PRIu64 "..%" PRIu64 " held, replay from %" PRIu64 "\n",
+                 m.agent_id.c_str(), m.store_epoch, m.first_seq, m.contiguous, m.replay_from());
+  if (cfg.mqtt.command_key_file.empty() && cfg.central.signing_key_file.empty())
+    std::fprintf(err, "semilab-central restore: warning: neither [central] signing_key_file nor "
+                      "[mqtt] command_key_file is set; the service cannot authenticate the "
+                      "replay commands\n");
+  return kExitOk;
+}
+}  // namespace
+
 int run_restore(const central_config& cfg, const std::string& file, std::FILE* out,
                 std::FILE* err) {
   const auto so = storage_options_from(cfg, open_mode::read_write);
@@ -370,7 +406,7 @@ int run_restore(const central_config& cfg, const std::string& file, std::FILE* o
     }
     std::fprintf(out, "restored %s into %s (checksums match the manifest)\n", file.c_str(),
                  redact_url(so.url).c_str());
-    return kExitOk;
+    return plan_restore_replay(cfg, out, err);
   }
   if (file.ends_with(".pgdump")) {
     std::fprintf(err, "semilab-central restore: the store is SQLite; %s is a PostgreSQL dump\n",
@@ -384,7 +420,7 @@ int run_restore(const central_config& cfg, const std::string& file, std::FILE* o
   }
   std::fprintf(out, "restored %s as %s\n", file.c_str(), so.sqlite_path.c_str());
   if (!kept.empty()) std::fprintf(out, "previous database kept as %s\n", kept.c_str());
-  return kExitOk;
+  return plan_restore_replay(cfg, out, err);
 }
 
 }  // namespace semilab::central

@@ -1,4 +1,5 @@
 #include <semilab/central/agent_keys.hpp>
+#include <semilab/central/audit.hpp>
 #include <semilab/schemas/topics.hpp>
 
 #include <charconv>
@@ -30,6 +31,12 @@ result<bool> approve_agent_key(storage& db, std::string_view agent_id,
   const std::string key_id = schemas::key_id_of(pub);
   const sql_param p[] = {text_p(std::string(agent_id)), text_p(key_id),
                          text_p(schemas::public_key_hex(pub)), num_p(now)};
+  auto before = db.query("SELECT revoked_ns FROM agent_keys WHERE agent_id = ?1 AND key_id = ?2",
+                         std::span(p, 2));
+  if (!before) {
+    error = db.last_error();
+    return result<bool>(boost::system::in_place_error, before.error());
+  }
   // A revoked key approved again becomes valid again; an approved key stays as it was.
   auto n = db.execute(
       "INSERT INTO agent_keys(agent_id, key_id, public_key, approved_ns) VALUES(?1, ?2, ?3, ?4) "
@@ -39,6 +46,18 @@ result<bool> approve_agent_key(storage& db, std::string_view agent_id,
   if (!n) {
     error = db.last_error();
     return result<bool>(boost::system::in_place_error, n.error());
+  }
+  if (*n > 0) {
+    audit_action a;
+    a.action = "agent_key.approve";
+    a.target = std::string(agent_id) + "/" + key_id;
+    if (!before->empty()) a.old_value = "revoked";
+    a.new_value = schemas::public_key_hex(pub);
+    std::string why;
+    if (auto ec = audit_record(db, a, now, why)) {
+      error = "approved, but the audit entry was not written: " + why;
+      return result<bool>(boost::system::in_place_error, ec);
+    }
   }
   return *n > 0;
 }
@@ -70,10 +89,20 @@ result<std::vector<agent_key_row>> list_agent_keys(storage& db, std::string_view
 result<std::uint64_t> revoke_agent_key(storage& db, std::string_view agent_id,
                                        std::string_view key_id, std::int64_t now) {
   const sql_param p[] = {text_p(std::string(agent_id)), text_p(std::string(key_id)), num_p(now)};
-  return db.execute(
+  auto n = db.execute(
       "UPDATE agent_keys SET revoked_ns = ?3 WHERE agent_id = ?1 AND key_id = ?2 "
       "AND revoked_ns IS NULL",
       p);
+  if (n && *n > 0) {
+    std::string why;
+    if (auto ec = audit_record(db,
+                               audit_action{"agent_key.revoke",
+                                            std::string(agent_id) + "/" + std::string(key_id),
+                                            "approved", "revoked", {}, {}},
+                               now, why))
+      return ec;  // revoked, but unaudited: the caller reports a failure (db.last_error())
+  }
+  return n;
 }
 
 result<schemas::ed25519_public_key> read_public_key_arg(std::string_view file_or_hex,

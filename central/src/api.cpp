@@ -1,5 +1,6 @@
 #include <semilab/central/api.hpp>
 #include <semilab/central/spc.hpp>
+#include <semilab/central/users.hpp>
 
 #include "log.hpp"
 
@@ -72,6 +73,56 @@ std::optional<std::uint64_t> parse_u64(std::string_view s) {
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   if (ec != std::errc() || p != s.data() + s.size() || s.empty()) return std::nullopt;
   return v;
+}
+
+// Direct JSON writing for the hot routes (the same text boost::json would accept back).
+void append_json_string(std::string& out, std::string_view v) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out += '"';
+  std::size_t run = 0;  // start of the pending stretch that needs no escape
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    const auto c = static_cast<unsigned char>(v[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out.append(v.data() + run, i - run);
+    run = i + 1;
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        out += "\\u00";
+        out += kHex[c >> 4];
+        out += kHex[c & 15];
+    }
+  }
+  out.append(v.data() + run, v.size() - run);
+  out += '"';
+}
+
+template <class T>
+void append_int(std::string& out, T v) {
+  char buf[24];
+  auto [p, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, ec == std::errc() ? p : buf);
+}
+
+// Shortest round-trip form, always read back as a double ("1.0", not "1"); null when not finite.
+void append_json_double(std::string& out, double v) {
+  if (!std::isfinite(v)) {
+    out += "null";
+    return;
+  }
+  char buf[32];
+  auto [p, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  if (ec != std::errc()) {
+    out += "null";
+    return;
+  }
+  const std::string_view s(buf, static_cast<std::size_t>(p - buf));
+  out += s;
+  if (s.find_first_of(".e") == std::string_view::npos) out += ".0";
 }
 
 // "ts_ns:epoch:seq:agent" (agent ids cannot hold ':').
@@ -234,6 +285,19 @@ constexpr api_param kResultsParams[] = {
     {"limit", false, "integer", "rows per page, 1..10000 (100)"},
     {"after", false, "string", "cursor: `next` of the previous page"},
 };
+constexpr api_param kSamplesParams[] = {
+    {"group", false, "string", "sample (default), wafer or lot: one row per group"},
+    {"lot", false, "string", "lot id"},
+    {"wafer", false, "string", "wafer id"},
+    {"sample", false, "string", "sample id"},
+    {"die", false, "string", "die label, e.g. 3,-2"},
+    {"agent", false, "string", "only samples measured by runs of this agent"},
+    {"from_ns", false, "integer", "last seen from (ns, inclusive)"},
+    {"to_ns", false, "integer", "first seen before (ns, exclusive)"},
+    {"limit", false, "integer", "rows per page, 1..10000 (100)"},
+    {"after", false, "string", "cursor: `next` of the previous page"},
+    {"format", false, "string", "json (default) or csv"},
+};
 constexpr api_param kGapsParams[] = {
     {"agent", false, "string", "agent id"},
     {"limit", false, "integer", "rows, 1..100000 (1000)"},
@@ -244,6 +308,21 @@ constexpr api_param kQuarantineParams[] = {
 };
 constexpr api_param kTokensParams[] = {
     {"all", false, "boolean", "include revoked tokens (true/false)"},
+};
+
+constexpr api_param kBlobsParams[] = {
+    {"sha256", false, "string", "content hash (lowercase hex)"},
+    {"agent", false, "string", "agent id"},
+    {"instrument", false, "string", "file-drop id ([[filedrop]] id)"},
+    {"format", false, "string", "detected format (csv, jcamp-dx, xrdml, vamas, spc, sem-tiff)"},
+    {"parse_error", false, "boolean", "true: only files that did not parse; false: only those that did"},
+    {"from_ns", false, "integer", "taken from (ns, inclusive)"},
+    {"to_ns", false, "integer", "taken before (ns, exclusive)"},
+    {"limit", false, "integer", "rows, 1..1000 (100)"},
+};
+constexpr api_param kBlobParams[] = {
+    {"sha256", true, "string", "content hash (lowercase hex)", true,
+     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
 };
 
 const std::string_view kMethods = "GET, HEAD";
@@ -286,11 +365,20 @@ std::span<const api_route> api::routes() {
        kRunsParams},
       {"/api/v1/runs/{run_id}", role::viewer, true, &api::runs, "One run with its records",
        "application/json", kRunParams, "run", "detail=1"},
+      {"/api/v1/samples", role::viewer, true, &api::samples,
+       "Samples, wafers and lots (die coordinates, runs) from run metadata, keyset pages, JSON "
+       "or CSV", "application/json", kSamplesParams},
       {"/api/v1/results", role::viewer, true, &api::results,
        "run_result records as results, keyset pages", "application/json", kResultsParams},
       {"/api/v1/gaps", role::viewer, true, &api::gaps,
        "Gaps in each agent's sequences, explained by drop notices or not", "application/json",
        kGapsParams},
+      {"/api/v1/blobs", role::viewer, true, &api::blobs,
+       "Export files (file drops) with metadata, parse errors and parameters, newest first",
+       "application/json", kBlobsParams},
+      {"/api/v1/blobs/{sha256}", role::viewer, false, &api::blob_content,
+       "The raw bytes of one export file, stored once per content", "application/octet-stream",
+       kBlobParams, "sha256"},
       {"/api/v1/quarantine", role::engineer, false, &api::quarantine,
        "Frames rejected as invalid, newest first (without payloads)", "application/json",
        kQuarantineParams},
@@ -418,6 +506,9 @@ http_response api::handle(const http_request& req) {
       auto r = t ? authenticate(*t) : std::nullopt;
       if (!r) {
         ++unauthorized_;
+        if (auth_failures().record(now_ns()))
+          logger("http")->error("alarm: more than {} failed authentications in the last minute",
+                                failure_monitor::kAlarmPerMinute);
         auto reply = error_reply(401, "invalid, unknown or revoked token");
         reply.headers.emplace_back(
             "WWW-Authenticate",
@@ -875,6 +966,28 @@ http_response api::metrics(std::string_view) {
          s.unapproved);
   metric("semilab_central_ingest_signatures_verified_total", "counter",
          "Batches whose Ed25519 signature verified.", s.signed_verified);
+  metric("semilab_central_ingest_dictionaries_stored_total", "counter",
+         "zstd dictionaries received from agents and stored.", s.dictionaries_stored);
+  metric("semilab_central_ingest_dictionary_requests_total", "counter",
+         "Dictionary requests sent to agents (a batch named a dictionary central lacked).",
+         s.dictionary_requests);
+  metric("semilab_central_ingest_held_for_dictionary", "gauge",
+         "Batches held (not acked) until their agent's dictionary arrives.", s.held_for_dictionary);
+  metric("semilab_central_audit_entries_total", "counter",
+         "batch.store audit entries appended by this instance.", s.audit_entries);
+  metric("semilab_central_audit_errors_total", "counter",
+         "Failed audit trail appends (retried; alarm on any increase).", s.audit_errors);
+  {
+    const auto now = now_ns();
+    metric("semilab_central_auth_failures_total", "counter",
+           "Failed authentications (API tokens and user logins) in this process.",
+           auth_failures().total());
+    metric("semilab_central_auth_failures_last_minute", "gauge",
+           "Failed authentications in the last 60 s.", auth_failures().last_minute(now));
+    metric("semilab_central_auth_failure_alarm", "gauge",
+           "1 while more than 50 authentications failed in the last 60 s.",
+           auth_failures().alarm(now) ? 1 : 0);
+  }
   metric("semilab_central_ingest_storage_errors_total", "counter", "Failed group commits.",
          s.storage_errors);
   metric("semilab_central_ingest_commits_total", "counter", "Successful group commits.",
@@ -1141,7 +1254,150 @@ json::object run_json(const run_row& r) {
 }
 
 constexpr std::int64_t kMaxI = INT64_MAX;
+
+// The window and page size of a listing: from_ns and to_ns (any int64) and limit (1..10000)
+// into the query; nothing for any other key, an error reply for a malformed value.
+template <class Query>
+std::optional<http_response> window_arg(const std::string& k, const std::string& v, Query& q) {
+  std::int64_t n = 0;
+  if (k == "from_ns") {
+    if (auto e = int_arg(k, v, INT64_MIN, kMaxI, n)) return e;
+    q.from_ns = n;
+  } else if (k == "to_ns") {
+    if (auto e = int_arg(k, v, INT64_MIN, kMaxI, n)) return e;
+    q.to_ns = n;
+  } else if (k == "limit") {
+    if (auto e = int_arg(k, v, 1, 10000, n)) return e;
+    q.limit = static_cast<std::size_t>(n);
+  }
+  return std::nullopt;
+}
 }  // namespace
+
+namespace {
+// Cursor of /api/v1/samples: the last row's key, each part hex-encoded, joined by '.'.
+std::string hex_of(std::string_view v) {
+  static const char* d = "0123456789abcdef";
+  std::string o;
+  for (unsigned char c : v) {
+    o += d[c >> 4];
+    o += d[c & 15];
+  }
+  return o;
+}
+std::optional<std::string> unhex(std::string_view v) {
+  if (v.size() % 2) return std::nullopt;
+  std::string o;
+  for (std::size_t i = 0; i < v.size(); i += 2) {
+    unsigned x = 0;
+    auto [p, ec] = std::from_chars(v.data() + i, v.data() + i + 2, x, 16);
+    if (ec != std::errc{} || p != v.data() + i + 2) return std::nullopt;
+    o += static_cast<char>(x);
+  }
+  return o;
+}
+}  // namespace
+
+http_response api::samples(std::string_view query) {
+  std::vector<std::pair<std::string, std::string>> args;
+  if (auto e = parse_known(query,
+                           {"group", "lot", "wafer", "sample", "die", "agent", "from_ns", "to_ns",
+                            "limit", "after", "format"},
+                           args))
+    return *e;
+  sample_query q;
+  bool csv = false;
+  std::string after;
+  for (auto& [k, v] : args) {
+    if (k == "group") {
+      if (v == "wafer") q.group = sample_group::wafer;
+      else if (v == "lot") q.group = sample_group::lot;
+      else if (v != "sample") return error_reply(400, "group: expected sample, wafer or lot");
+    }
+    if (k == "lot") q.lot = v;
+    if (k == "wafer") q.wafer = v;
+    if (k == "sample") q.sample = v;
+    if (k == "die") q.die = v;
+    if (k == "agent") q.agent_id = v;
+    if (auto e = window_arg(k, v, q)) return *e;
+    if (k == "after") after = v;
+    if (k == "format") {
+      if (v == "csv") csv = true;
+      else if (v != "json") return error_reply(400, "format: expected json or csv");
+    }
+  }
+  if (!after.empty()) {
+    // Parsed after `group`, whatever the order of the parameters: the parts are its key's.
+    std::vector<std::string> parts;
+    std::string_view rest = after;
+    while (true) {
+      const auto dot = rest.find('.');
+      auto part = unhex(rest.substr(0, dot));
+      if (!part) return error_reply(400, "after: not a cursor from a previous page's `next`");
+      parts.push_back(std::move(*part));
+      if (dot == std::string_view::npos) break;
+      rest.remove_prefix(dot + 1);
+    }
+    const std::size_t want = q.group == sample_group::lot ? 1 : q.group == sample_group::wafer ? 2 : 4;
+    if (parts.size() != want)
+      return error_reply(400, "after: not a cursor of this group");
+    parts.resize(4);
+    q.has_after = true;
+    q.after_lot = parts[0];
+    q.after_wafer = parts[1];
+    q.after_sample = parts[2];
+    q.after_die = parts[3];
+  }
+  auto rows_r = read([&] { return src_.reader->samples(q); });
+  if (!rows_r) return store_failed("samples");
+  const auto& rows = *rows_r;
+  std::optional<std::string> next;
+  if (rows.size() == q.limit && !rows.empty()) {
+    const auto& b = rows.back();
+    std::string c = hex_of(b.lot);
+    for (const std::string* part : {&b.wafer, &b.sample, &b.die}) {
+      if (part == &b.wafer ? q.group == sample_group::lot : q.group != sample_group::sample)
+        break;
+      c += '.';
+      c += hex_of(*part);
+    }
+    next = std::move(c);
+  }
+  if (csv) {
+    http_response res;
+    res.content_type = "text/csv; charset=utf-8";
+    res.body = "lot,wafer,sample,die,die_x,die_y,first_seen_ns,last_seen_ns,runs,samples\n";
+    for (const auto& r : rows)
+      res.body += csv_field(r.lot) + "," + csv_field(r.wafer) + "," + csv_field(r.sample) + "," +
+                  csv_field(r.die) + "," + (r.die_x ? std::to_string(*r.die_x) : "") + "," +
+                  (r.die_y ? std::to_string(*r.die_y) : "") + "," +
+                  std::to_string(r.first_seen_ns) + "," + std::to_string(r.last_seen_ns) + "," +
+                  std::to_string(r.runs) + "," + std::to_string(r.samples) + "\n";
+    if (next) res.body += "# next=" + *next + "\n";
+    return res;
+  }
+  json::array list;
+  list.reserve(rows.size());
+  for (const auto& r : rows) {
+    json::object o{{"lot", r.lot},
+                   {"first_seen_ns", ns_string(r.first_seen_ns)},
+                   {"last_seen_ns", ns_string(r.last_seen_ns)},
+                   {"runs", r.runs}};
+    if (q.group != sample_group::lot) o["wafer"] = r.wafer;
+    if (q.group == sample_group::sample) {
+      o["sample"] = r.sample;
+      o["die"] = r.die;
+      o["die_x"] = r.die_x ? json::value(*r.die_x) : json::value(nullptr);
+      o["die_y"] = r.die_y ? json::value(*r.die_y) : json::value(nullptr);
+    } else {
+      o["samples"] = r.samples;
+    }
+    list.push_back(std::move(o));
+  }
+  json::object body{{"samples", std::move(list)}};
+  body["next"] = next ? json::value(*next) : json::value(nullptr);
+  return json_reply(200, body);
+}
 
 http_response api::store_failed(std::string_view what) {
   logger("http")->warn("{} query failed: {}", what, src_.reader->last_error());
@@ -1219,23 +1475,11 @@ http_response api::runs(std::string_view query) {
   run_query q;
   bool detail = false;
   for (auto& [k, v] : args) {
-    std::int64_t n = 0;
     if (k == "agent") q.agent_id = v;
     if (k == "instrument") q.instrument = v;
     if (k == "run") q.run_id = v;
     if (k == "detail") detail = v == "1";
-    if (k == "from_ns") {
-      if (auto e = int_arg(k, v, INT64_MIN, kMaxI, n)) return *e;
-      q.from_ns = n;
-    }
-    if (k == "to_ns") {
-      if (auto e = int_arg(k, v, INT64_MIN, kMaxI, n)) return *e;
-      q.to_ns = n;
-    }
-    if (k == "limit") {
-      if (auto e = int_arg(k, v, 1, 10000, n)) return *e;
-      q.limit = static_cast<std::size_t>(n);
-    }
+    if (auto e = window_arg(k, v, q)) return *e;
   }
   auto rows_r = read([&] { return src_.reader->runs(q); });
   if (!rows_r) return store_failed("runs");
@@ -1297,83 +1541,77 @@ http_response api::results(std::string_view query) {
           query, {"agent", "instrument", "run", "parameter", "from_ns", "to_ns", "limit", "after"},
           args))
     return *e;
-  // The measurement query (measurement_sql), restricted to class run_result and a run.
-  std::string run;
+  // The typed measurement query restricted to class run_result (and a run); the JSON is
+  // written straight into the body (the hot path of the API bench: no DOM, no text round trip
+  // of the values).
   measurement_query q;
+  q.cls = static_cast<int>(schemas::record_class::run_result);
   for (auto& [k, v] : args) {
-    std::int64_t n = 0;
-    if (k == "run") run = v;
+    if (k == "run") q.run_id = v;
     if (k == "agent") q.agent_id = v;
     if (k == "instrument") q.instrument = v;
     if (k == "parameter") q.channel = v;
-    if (k == "from_ns") {
-      if (auto e = int_arg(k, v, INT64_MIN, kMaxI, n)) return *e;
-      q.from_ns = n;
-    }
-    if (k == "to_ns") {
-      if (auto e = int_arg(k, v, INT64_MIN, kMaxI, n)) return *e;
-      q.to_ns = n;
-    }
-    if (k == "limit") {
-      if (auto e = int_arg(k, v, 1, 10000, n)) return *e;
-      q.limit = static_cast<std::size_t>(n);
-    }
+    if (auto e = window_arg(k, v, q)) return *e;
     if (k == "after" && !parse_cursor(v, q))
       return error_reply(400, "after: not a cursor from a previous page's `next`");
   }
-  std::vector<sql_param> params;
-  std::string sql = measurement_sql(q, params, false);
-  // measurement_sql ends with "ORDER BY ... LIMIT ?N": insert the class (and run) filter before.
-  const auto order = sql.find(" ORDER BY ");
-  std::string extra = " AND class = 1";
-  if (!run.empty()) {
-    params.insert(params.end() - 1, sql_param{true, 0, run});
-    extra += " AND run_id = ?" + std::to_string(params.size() - 1);
-    // the LIMIT placeholder moves one up
-    const auto lim = sql.rfind("LIMIT ?");
-    sql = sql.substr(0, lim) + "LIMIT ?" + std::to_string(params.size());
-  }
-  sql.insert(order, extra);
-  auto rows_r = read([&] { return src_.reader->query(sql, params); });
+  auto rows_r = read([&] { return src_.reader->measurements(q); });
   if (!rows_r) return store_failed("results");
-  auto rows = std::move(*rows_r);
-  json::array list;
-  std::optional<std::string> next;
-  measurement_row last;
-  for (const auto& row : rows) {
-    auto i64 = [](const sql_cell& c) {
-      std::int64_t v = 0;
-      if (c) std::from_chars(c->data(), c->data() + c->size(), v);
-      return v;
-    };
-    measurement_row m;
-    m.agent_id = row[0].value_or("");
-    m.store_epoch = static_cast<std::uint64_t>(i64(row[1]));
-    m.seq = static_cast<std::uint64_t>(i64(row[2]));
-    m.cls = static_cast<int>(i64(row[3]));
-    m.ts_ns = i64(row[4]);
-    m.instrument = row[5].value_or("");
-    m.channel = row[6].value_or("");
-    m.unit = row[7].value_or("");
-    m.quality = static_cast<std::uint32_t>(i64(row[8]));
-    if (row[9]) m.real = parse_double(*row[9]);
-    if (row[10]) m.integer = i64(row[10]);
-    m.text = row[11];
-    m.repr = row[12];
-    m.run_id = row[13].value_or("");
-    auto o = measurement_json(m);
-    o.erase("class");
-    o["parameter"] = m.channel;
-    o.erase("channel");
-    o["uncertainty"] = nullptr;     // not on the wire yet (schemas/WIRE.md)
-    o["method_version"] = nullptr;  // idem
-    list.push_back(std::move(o));
-    last = std::move(m);
+  const auto& rows = *rows_r;
+  http_response res;
+  res.status = 200;
+  auto& b = res.body;
+  b.reserve(64 + rows.size() * 256);
+  b += "{\"results\":[";
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const auto& m = rows[i];
+    if (i) b += ',';
+    b += "{\"agent_id\":";
+    append_json_string(b, m.agent_id);
+    b += ",\"store_epoch\":\"";
+    append_int(b, m.store_epoch);
+    b += "\",\"seq\":\"";
+    append_int(b, m.seq);
+    b += "\",\"ts_ns\":\"";
+    append_int(b, m.ts_ns);
+    b += "\",\"instrument\":";
+    append_json_string(b, m.instrument);
+    b += ",\"unit\":";
+    append_json_string(b, m.unit);
+    b += ",\"quality\":";
+    append_int(b, m.quality);
+    b += ",\"value\":";
+    if (m.integer) {
+      b += '"';  // exact beyond 2^53
+      append_int(b, *m.integer);
+      b += '"';
+    } else if (m.text) {
+      append_json_string(b, *m.text);
+    } else if (m.real) {
+      append_json_double(b, *m.real);
+    } else {
+      b += "null";
+    }
+    if (m.repr) {
+      b += ",\"value_repr\":";
+      append_json_string(b, *m.repr);
+    }
+    if (!m.run_id.empty()) {
+      b += ",\"run_id\":";
+      append_json_string(b, m.run_id);
+    }
+    b += ",\"parameter\":";
+    append_json_string(b, m.channel);
+    // Not on the wire yet (schemas/WIRE.md).
+    b += ",\"uncertainty\":null,\"method_version\":null}";
   }
-  if (rows.size() == q.limit && !rows.empty()) next = make_cursor(last);
-  json::object body{{"results", std::move(list)}};
-  body["next"] = next ? json::value(*next) : json::value(nullptr);
-  return json_reply(200, body);
+  b += "],\"next\":";
+  if (rows.size() == q.limit && !rows.empty())
+    append_json_string(b, make_cursor(rows.back()));
+  else
+    b += "null";
+  b += "}\n";
+  return res;
 }
 
 http_response api::gaps(std::string_view query) {

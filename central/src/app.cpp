@@ -1,7 +1,9 @@
 #include <semilab/central/api.hpp>
 #include <semilab/central/app.hpp>
+#include <semilab/central/audit.hpp>
 #include <semilab/central/auth.hpp>
 #include <semilab/central/http.hpp>
+#include <semilab/central/restore_replay.hpp>
 #include <semilab/central/service.hpp>
 #include <semilab/central/storage.hpp>
 #include <semilab/service/systemd.hpp>
@@ -10,10 +12,12 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 
 #include <csignal>
 #include <filesystem>
+#include <functional>
 
 #ifndef SEMILAB_VERSION
 #define SEMILAB_VERSION "0.0.0"
@@ -49,6 +53,8 @@ int run_service(const central_config& cfg, std::FILE* out) {
     return kExitRuntime;
   }
   (*writer)->set_quarantine_cap(static_cast<std::size_t>(cfg.ingest.quarantine_payload_bytes));
+  // Audit trail: a configuration that differs from the last one this instance recorded.
+  if (audit_config(**writer, cfg, err)) log->warn("audit trail: configuration not recorded: {}", err);
   so.mode = open_mode::read_only;
   auto reader = open_storage(so, err);
   if (!reader) {
@@ -76,6 +82,15 @@ int run_service(const central_config& cfg, std::FILE* out) {
                                : 10.0 * in.quota_records_per_s;
   in.ts_max_future_ns = cfg.ingest.max_clock_skew_s * 1'000'000'000;
   in.require_signatures = cfg.ingest.require_signatures;
+  if (!cfg.central.signing_key_file.empty()) {
+    auto key = schemas::signing_key::load(cfg.central.signing_key_file, err);
+    if (!key) {
+      log->error("central.signing_key_file: {}", err);
+      return kExitRuntime;
+    }
+    log->info("acks signed with central key {}", key->key_id());
+    in.signer = std::make_shared<const schemas::signing_key>(std::move(*key));
+  }
   sv.mqtt.broker_url = cfg.mqtt.broker;
   sv.mqtt.username = cfg.mqtt.username;
   sv.mqtt.password = cfg.mqtt.password;
@@ -85,6 +100,7 @@ int run_service(const central_config& cfg, std::FILE* out) {
   sv.mqtt.cert_file = cfg.mqtt.tls_cert_file;
   sv.mqtt.key_file = cfg.mqtt.tls_key_file;
   sv.mqtt.verify_hostname = cfg.mqtt.tls_verify_hostname;
+  const auto head_signer = in.signer;
   ingest_service service(asio::make_strand(ioc), std::move(*writer), sv);
 
   api_sources as{reader->get(), [&service] { return service.stats(); },
@@ -127,6 +143,32 @@ int run_service(const central_config& cfg, std::FILE* out) {
   }
   log->info("instance {} ingesting from {} (version {})", cfg.central.instance, cfg.mqtt.broker,
             SEMILAB_VERSION);
+  // After `semilab-central restore`: ask the agents to re-send what followed the restored
+  // high-water marks (nullptr when there is no pending list).
+  auto replayer = start_restore_replayer(ioc.get_executor(), cfg);
+
+  // The signed audit chain heads, exported to a file outside the database on a schedule
+  // (audit.hpp); a short-lived read connection once per interval.
+  asio::steady_timer head_timer(ioc);
+  std::function<void()> schedule_head = [&] {
+    if (cfg.central.audit_export_interval_s <= 0) return;
+    head_timer.expires_after(std::chrono::seconds(cfg.central.audit_export_interval_s));
+    head_timer.async_wait([&](const boost::system::error_code& ec) {
+      if (ec) return;
+      std::string why, path;
+      auto ro = open_storage(storage_options_from(cfg, open_mode::read_only), why);
+      const auto dir = cfg.central.audit_head_dir.empty()
+                           ? std::filesystem::path(cfg.central.data_dir) / "audit-heads"
+                           : std::filesystem::path(cfg.central.audit_head_dir);
+      if (!ro || export_heads(**ro, dir, cfg.central.instance, head_signer.get(), now_ns(), path,
+                              why))
+        log->error("audit head export failed: {}", why);
+      else
+        log->info("audit heads exported to {}", path);
+      schedule_head();
+    });
+  };
+  schedule_head();
 
   service::notifier sd(ioc.get_executor());  // systemd: READY, WATCHDOG=1 from this loop
   sd.ready("ingesting from " + cfg.mqtt.broker);
@@ -136,7 +178,9 @@ int run_service(const central_config& cfg, std::FILE* out) {
     if (ec) return;
     log->info("signal {}: shutting down", sig);
     sd.stopping();
+    head_timer.cancel();
     (*http)->stop();
+    if (replayer) replayer->stop(std::chrono::milliseconds(1000));
     service.async_stop(std::chrono::milliseconds(2000), [&] {
       log->info("stopped");
       ioc.stop();

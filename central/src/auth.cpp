@@ -1,3 +1,4 @@
+#include <semilab/central/audit.hpp>
 #include <semilab/central/auth.hpp>
 
 #include <openssl/crypto.h>
@@ -99,6 +100,17 @@ result<new_token> create_token(storage& db, role r, std::string_view name, std::
     error = db.last_error();
     return n.error();
   }
+  // Audit trail: the token's id, name and role, never its secret.
+  std::string why;
+  if (auto ec = audit_record(db,
+                             audit_action{"token.create", id, std::nullopt,
+                                          "name=" + std::string(name) +
+                                              " role=" + std::string(to_string(r)),
+                                          {}, {}},
+                             now, why)) {
+    error = "token created, but the audit entry was not written: " + why;
+    return ec;
+  }
   return new_token{id, std::string(kPrefix) + id + "_" + secret};
 }
 
@@ -145,6 +157,14 @@ result<std::uint64_t> revoke_token(storage& db, std::string_view id_or_name, std
   auto n = db.execute("UPDATE api_tokens SET revoked_ns = ?2 WHERE id = ?1 AND revoked_ns IS NULL",
                       p);
   if (!n) error = db.last_error();
+  if (n && *n > 0) {
+    std::string why;
+    if (auto ec = audit_record(
+            db, audit_action{"token.revoke", p[0].t, "valid", "revoked", {}, {}}, now, why)) {
+      error = "token revoked, but the audit entry was not written: " + why;
+      return ec;
+    }
+  }
   return n;
 }
 

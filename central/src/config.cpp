@@ -1,6 +1,7 @@
 #include <semilab/central/config.hpp>
 #include <semilab/schemas/config_map.hpp>
 #include <semilab/schemas/topics.hpp>
+#include <semilab/service/log_config.hpp>
 
 #include "listen_address.hpp"
 
@@ -57,6 +58,20 @@ const std::vector<cfg::option<central_section>>& central_options() {
       cfg::string_opt<central_section>("log_level", &central_section::log_level, "info",
                                        "Log level on stderr: trace, debug, info, warn, error, critical, off.",
                                        check_level),
+      cfg::string_opt<central_section>(
+          "signing_key_file", &central_section::signing_key_file, "\"\"",
+          "Ed25519 private key (PEM, made by `semilab-central keygen`) shared by every central "
+          "instance: signs acks, commands and exported audit heads; agents pin its public key "
+          "([sync] central_public_keys). \"\" = acks and heads unsigned."),
+      cfg::string_opt<central_section>(
+          "audit_head_dir", &central_section::audit_head_dir, "\"\" (<data_dir>/audit-heads)",
+          "Directory, outside the database, that receives the signed audit chain heads "
+          "(`semilab-central audit export-head`, and the service on its schedule)."),
+      cfg::int_opt<central_section>(
+          "audit_export_interval_s", &central_section::audit_export_interval_s, "86400", "s",
+          "How often the running service exports the signed audit chain heads (0 = only by the "
+          "CLI).",
+          0, 365 * 86400),
   };
   return t;
 }
@@ -328,10 +343,12 @@ std::optional<config_error> load_config(const std::string& file, central_config&
       err = read_section(node, file, "backup", out.backup, backup_options());
     else if (k.str() == "retention")
       err = read_section(node, file, "retention", out.retention, retention_options());
+    else if (k.str() == "log")
+      err = read_section(node, file, "log", out.log, service::log_option_table());
     else
       err = config_error{cfg::where(file, k.source()) + ": " + std::string(k.str()) +
                          ": unknown table (expected central, mqtt, http, auth, ingest, store, backup, "
-                         "retention)"};
+                         "retention, log)"};
     if (err) return err;
   }
   if (out.store.backend == "postgresql" && out.store.url.empty())
@@ -377,6 +394,9 @@ std::string config_reference() {
   s += "\n";
   s += cfg::print_reference<retention_section>(
       "[retention]", std::span<const cfg::option<retention_section>>(retention_options()));
+  s += "\n";
+  s += cfg::print_reference<service::log_options>(
+      "[log]", std::span<const cfg::option<service::log_options>>(service::log_option_table()));
   return s;
 }
 

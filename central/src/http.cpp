@@ -108,6 +108,12 @@ class session : public std::enable_shared_from_this<session> {
     res_.set(bhttp::field::server, "semilab-central");
     res_.set(bhttp::field::content_type, r.content_type);
     res_.set(bhttp::field::cache_control, "no-store");
+    // Security headers on every response (JSON, text and any page): nothing may be framed,
+    // sniffed into another type, load sub-resources or leak the URL as a referrer.
+    res_.set("X-Content-Type-Options", "nosniff");
+    res_.set("X-Frame-Options", "DENY");
+    res_.set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'");
+    res_.set("Referrer-Policy", "no-referrer");
     if (!r.allow.empty()) res_.set(bhttp::field::allow, r.allow);
     for (const auto& [name, value] : r.headers) res_.set(name, value);
     res_.keep_alive(keep_alive);

@@ -125,7 +125,8 @@ constexpr const char* kStaging =
     "batch_ix integer NOT NULL, agent_id text NOT NULL, site text NOT NULL, "
     "store_epoch bigint NOT NULL, batch_id bigint NOT NULL, first_seq bigint NOT NULL, "
     "last_seq bigint NOT NULL, records bigint NOT NULL, checksum bytea NOT NULL, signature bytea, "
-    "received_ns bigint NOT NULL, bytes bigint NOT NULL) ON COMMIT DELETE ROWS";
+    "received_ns bigint NOT NULL, bytes bigint NOT NULL, signed_header bytea, key_id text) "
+    "ON COMMIT DELETE ROWS";
 
 // $1 commit time (ns), $2 instance. Returns (batch_ix, new records) for batches with new rows.
 constexpr const char* kMerge =
@@ -144,9 +145,9 @@ constexpr const char* kMerge =
     "per_batch AS (SELECT b.*, COALESCE(c.n, 0) AS new_records FROM stage_batches b"
     " LEFT JOIN counts c USING (batch_ix)),"
     "led AS (INSERT INTO batches(agent_id, store_epoch, batch_id, first_seq, last_seq, records,"
-    " new_records, checksum, signature, received_ns, instance, bytes)"
+    " new_records, checksum, signature, received_ns, instance, bytes, signed_header, key_id)"
     " SELECT agent_id, store_epoch, batch_id, first_seq, last_seq, records, new_records, checksum,"
-    " signature, received_ns, $2, bytes FROM per_batch ORDER BY batch_ix),"
+    " signature, received_ns, $2, bytes, signed_header, key_id FROM per_batch ORDER BY batch_ix),"
     "ag AS (INSERT INTO agents AS a (agent_id, site, first_seen_ns, last_batch_ns, last_ack_ns,"
     " records, batches, duplicates, bytes)"
     " SELECT agent_id, (array_agg(site ORDER BY batch_ix DESC))[1], min(received_ns),"
@@ -417,7 +418,7 @@ result<std::vector<stored_info>> pg_store::try_group(std::span<const batch_to_st
           recs.bytes(std::string_view(r.run_id));
         recs.i64(b.received_ns);
       }
-      heads.row(12);
+      heads.row(14);
       heads.i32(static_cast<std::int32_t>(ix));
       heads.bytes(std::string_view(h.agent_id));
       heads.bytes(std::string_view(b.topic->site));
@@ -433,6 +434,14 @@ result<std::vector<stored_info>> pg_store::try_group(std::span<const batch_to_st
         heads.bytes(std::span<const std::uint8_t>(h.signature));
       heads.i64(b.received_ns);
       heads.i64(static_cast<std::int64_t>(b.raw_bytes));
+      if (b.signed_header.empty())
+        heads.null();
+      else
+        heads.bytes(b.signed_header);
+      if (b.key_id.empty())
+        heads.null();
+      else
+        heads.bytes(b.key_id);
     }
     if (!copy_in("COPY stage_records FROM STDIN (FORMAT binary)", recs.finish()) ||
         !copy_in("COPY stage_batches FROM STDIN (FORMAT binary)", heads.finish()))
@@ -457,6 +466,51 @@ result<std::vector<stored_info>> pg_store::try_group(std::span<const batch_to_st
     }
     for (std::size_t i = 0; i < batches.size(); ++i)
       out[i].duplicates = batches[i].frame->records.size() - out[i].new_records;
+    // Samples (0005_samples.sql) from run_metadata records (rare): idempotent upserts, so
+    // redelivered ones may run them again; one that does not decode stays a plain event.
+    for (const auto& b : batches)
+      for (const auto& rec : b.frame->records) {
+        if (!is_run_metadata(rec)) continue;
+        auto m = schemas::decode_run_metadata(std::get<std::string>(rec.val));
+        if (!m) continue;
+        const std::string ts = std::to_string(rec.ts_ns);
+        const std::string dx = m->die_x ? std::to_string(*m->die_x) : std::string();
+        const std::string dy = m->die_y ? std::to_string(*m->die_y) : std::string();
+        if (has_sample(*m)) {
+          const char* sv[] = {m->lot.c_str(), m->wafer.c_str(), m->sample.c_str(),
+                              m->die.c_str(), m->die_x ? dx.c_str() : nullptr,
+                              m->die_y ? dy.c_str() : nullptr, ts.c_str()};
+          pg_result up(PQexecParams(
+              conn_,
+              "INSERT INTO samples AS t (lot_id, wafer_id, sample_id, die, die_x, die_y, "
+              "first_seen_ns, last_seen_ns) VALUES($1, $2, $3, $4, $5, $6, $7, $7) "
+              "ON CONFLICT (lot_id, wafer_id, sample_id, die) DO UPDATE SET "
+              "die_x = coalesce(excluded.die_x, t.die_x), die_y = coalesce(excluded.die_y, t.die_y), "
+              "first_seen_ns = LEAST(t.first_seen_ns, excluded.first_seen_ns), "
+              "last_seen_ns = GREATEST(t.last_seen_ns, excluded.last_seen_ns)",
+              7, nullptr, sv, nullptr, nullptr, 0));
+          if (up.status() != PGRES_COMMAND_OK) {
+            last_error_ = trimmed(PQerrorMessage(conn_));
+            return fail();
+          }
+        }
+        const char* rv[] = {b.frame->header.agent_id.c_str(), rec.run_id.c_str(),
+                            m->lot.c_str(), m->wafer.c_str(), m->sample.c_str(), m->die.c_str(),
+                            m->operator_name.c_str(), m->project.c_str(), ts.c_str()};
+        pg_result up(PQexecParams(
+            conn_,
+            "INSERT INTO run_samples AS t (agent_id, run_id, lot_id, wafer_id, sample_id, die, "
+            "operator, project, ts_ns) VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+            "ON CONFLICT (agent_id, run_id) DO UPDATE SET lot_id = excluded.lot_id, "
+            "wafer_id = excluded.wafer_id, sample_id = excluded.sample_id, die = excluded.die, "
+            "operator = excluded.operator, project = excluded.project, ts_ns = excluded.ts_ns "
+            "WHERE excluded.ts_ns >= t.ts_ns",
+            9, nullptr, rv, nullptr, nullptr, 0));
+        if (up.status() != PGRES_COMMAND_OK) {
+          last_error_ = trimmed(PQerrorMessage(conn_));
+          return fail();
+        }
+      }
   }
 
   for (const auto& q : quarantined) {
@@ -688,6 +742,18 @@ boost::system::error_code pg_store::ping() {
 }
 
 namespace {
+// Text-format parameter: bytes as bytea's hex input form "\\x...".
+std::string param_text(const sql_param& p) {
+  if (!p.is_blob) return p.is_text ? p.t : std::to_string(p.i);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out = "\\x";
+  out.reserve(2 + 2 * p.t.size());
+  for (unsigned char c : p.t) {
+    out.push_back(kHex[c >> 4]);
+    out.push_back(kHex[c & 15]);
+  }
+  return out;
+}
 // `?N` -> `$N` (the portable SQL of storage.cpp has no '?' in literals).
 std::string dollar_placeholders(std::string_view sql) {
   std::string out(sql);
@@ -701,7 +767,7 @@ result<sql_rows> pg_store::query(std::string_view sql, std::span<const sql_param
   if (!ensure_connection()) return make_error_code(errc::store_read_failed);
   std::vector<std::string> values;
   values.reserve(params.size());
-  for (const auto& p : params) values.push_back(p.is_text ? p.t : std::to_string(p.i));
+  for (const auto& p : params) values.push_back(param_text(p));
   std::vector<const char*> ptrs;
   for (const auto& v : values) ptrs.push_back(v.c_str());
   const auto text = dollar_placeholders(sql);
@@ -730,7 +796,7 @@ result<std::uint64_t> pg_store::execute(std::string_view sql, std::span<const sq
   }
   if (!ensure_connection()) return make_error_code(errc::store_write_failed);
   std::vector<std::string> values;
-  for (const auto& p : params) values.push_back(p.is_text ? p.t : std::to_string(p.i));
+  for (const auto& p : params) values.push_back(param_text(p));
   std::vector<const char*> ptrs;
   for (const auto& v : values) ptrs.push_back(v.c_str());
   const auto text = dollar_placeholders(sql);

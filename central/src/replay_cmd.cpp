@@ -3,12 +3,14 @@
 #include <semilab/central/replay_cmd.hpp>
 #include <semilab/central/storage.hpp>
 #include <semilab/schemas/command.hpp>
+#include <semilab/schemas/signing.hpp>
 #include <semilab/schemas/topics.hpp>
 #include <semilab/sync/mqtt.hpp>
 
 #include <boost/asio/io_context.hpp>
 
 #include <future>
+#include <optional>
 #include <thread>
 #include <unistd.h>
 
@@ -56,14 +58,27 @@ int run_replay(const central_config& cfg, const replay_request& req, std::FILE* 
     std::fprintf(err, "semilab-central: replay: need a valid --agent, --epoch > 0 and --from <= --to\n");
     return kExitUsage;
   }
-  if (cfg.mqtt.command_key_file.empty()) {
-    std::fprintf(err, "semilab-central: replay: [mqtt] command_key_file is not set\n");
+  if (cfg.mqtt.command_key_file.empty() && cfg.central.signing_key_file.empty()) {
+    std::fprintf(err, "semilab-central: replay: neither [central] signing_key_file nor [mqtt] "
+                      "command_key_file is set\n");
     return kExitUsage;
   }
+  // Signed with central's key (agents that pin it) and/or MACed with the shared secret (agents
+  // that do not yet): both when both are configured.
   std::string key, why;
-  if (!schemas::load_command_key(cfg.mqtt.command_key_file, key, why)) {
+  if (!cfg.mqtt.command_key_file.empty() &&
+      !schemas::load_command_key(cfg.mqtt.command_key_file, key, why)) {
     std::fprintf(err, "semilab-central: replay: %s\n", why.c_str());
     return kExitUsage;
+  }
+  std::optional<schemas::signing_key> signer;
+  if (!cfg.central.signing_key_file.empty()) {
+    auto k = schemas::signing_key::load(cfg.central.signing_key_file, why);
+    if (!k) {
+      std::fprintf(err, "semilab-central: replay: %s\n", why.c_str());
+      return kExitUsage;
+    }
+    signer = std::move(*k);
   }
   std::string site = req.site.empty() ? site_of(cfg, req.agent_id, err) : req.site;
   if (site.empty()) return kExitRuntime;
@@ -75,7 +90,7 @@ int run_replay(const central_config& cfg, const replay_request& req, std::FILE* 
     return kExitRuntime;
   }
   const auto topic = schemas::agent_topic(site, req.agent_id, schemas::agent_topic_kind::cmd);
-  const auto payload = schemas::encode_command(cmd, key);
+  const auto payload = schemas::encode_command(cmd, key, signer ? &*signer : nullptr);
 
   asio::io_context io(1);
   sync::mqtt_options mo;

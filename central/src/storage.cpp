@@ -95,6 +95,8 @@ std::string measurement_sql(const measurement_query& q, std::vector<sql_param>& 
   if (!q.agent_id.empty()) sql += " AND agent_id = " + ph(text(q.agent_id));
   if (!q.instrument.empty()) sql += " AND instrument = " + ph(text(q.instrument));
   if (!q.channel.empty()) sql += " AND channel = " + ph(text(q.channel));
+  if (q.cls >= 0) sql += " AND class = " + ph(num(q.cls));
+  if (!q.run_id.empty()) sql += " AND run_id = " + ph(text(q.run_id));
   if (q.has_after) {
     sql += " AND (ts_ns, agent_id, store_epoch, record_seq) > (" + ph(num(q.after_ts_ns));
     sql += ", " + ph(text(q.after_agent));
@@ -191,6 +193,99 @@ result<std::vector<run_row>> storage::runs(const run_query& q) {
     x.last_ts_ns = i64_of(row[4]);
     x.records = u64_of(row[5]);
     x.results = u64_of(row[6]);
+    out.push_back(std::move(x));
+  }
+  return out;
+}
+
+result<std::vector<sample_row>> storage::samples(const sample_query& q) {
+  // One statement per grouping; the key columns a group keeps are compared with the keyset
+  // (row values, both backends) and the others come out as ''. Only the parameters a statement
+  // uses are bound (PostgreSQL cannot type an unused one).
+  const bool by_wafer = q.group == sample_group::wafer, by_lot = q.group == sample_group::lot;
+  const bool by_sample = q.group == sample_group::sample;
+  std::vector<sql_param> p;
+  auto ph = [&p](sql_param v) {
+    p.push_back(std::move(v));
+    std::string mark(1, '?');
+    mark += std::to_string(p.size());
+    return mark;
+  };
+  const char* key = by_lot     ? "s.lot_id"
+                    : by_wafer ? "s.lot_id, s.wafer_id"
+                               : "s.lot_id, s.wafer_id, s.sample_id, s.die";
+  const char* match = by_lot     ? "rs.lot_id = s.lot_id"
+                      : by_wafer ? "rs.lot_id = s.lot_id AND rs.wafer_id = s.wafer_id"
+                                 : "rs.lot_id = s.lot_id AND rs.wafer_id = s.wafer_id AND "
+                                   "rs.sample_id = s.sample_id AND rs.die = s.die";
+  const std::string sample_match = "rs.lot_id = s.lot_id AND rs.wafer_id = s.wafer_id AND "
+                                   "rs.sample_id = s.sample_id AND rs.die = s.die";
+  std::string sql = "SELECT ";
+  sql += by_sample ? "s.lot_id, s.wafer_id, s.sample_id, s.die, s.die_x, s.die_y, "
+                     "s.first_seen_ns, s.last_seen_ns"
+                   : std::string(by_lot ? "s.lot_id, ''" : "s.lot_id, s.wafer_id") +
+                         ", '', '', NULL, NULL, MIN(s.first_seen_ns), MAX(s.last_seen_ns)";
+  sql += ", (SELECT COUNT(*) FROM run_samples rs WHERE ";
+  sql += match;
+  // Appended piece by piece ("literal" + std::string draws GCC 12's false -Wrestrict at -O2).
+  auto cond = [&sql, &ph](const char* text, sql_param v) {
+    sql += text;
+    sql += ph(std::move(v));
+  };
+  if (!q.agent_id.empty()) cond(" AND rs.agent_id = ", text_p(q.agent_id));
+  sql += "), ";
+  sql += by_sample ? "1" : "COUNT(*)";
+  cond(" FROM samples s WHERE s.last_seen_ns >= ", num_p(q.from_ns));
+  cond(" AND s.first_seen_ns < ", num_p(q.to_ns));
+  if (!q.lot.empty()) cond(" AND s.lot_id = ", text_p(q.lot));
+  if (!q.wafer.empty()) cond(" AND s.wafer_id = ", text_p(q.wafer));
+  if (!q.sample.empty()) cond(" AND s.sample_id = ", text_p(q.sample));
+  if (!q.die.empty()) cond(" AND s.die = ", text_p(q.die));
+  if (!q.agent_id.empty()) {
+    cond(" AND EXISTS (SELECT 1 FROM run_samples rs WHERE rs.agent_id = ", text_p(q.agent_id));
+    sql += " AND ";
+    sql += sample_match;
+    sql += ")";
+  }
+  if (q.has_after) {
+    if (by_lot) {
+      cond(" AND s.lot_id > ", text_p(q.after_lot));
+    } else {
+      sql += " AND (";
+      sql += key;
+      cond(") > (", text_p(q.after_lot));
+      cond(", ", text_p(q.after_wafer));
+      if (by_sample) {
+        cond(", ", text_p(q.after_sample));
+        cond(", ", text_p(q.after_die));
+      }
+      sql += ")";
+    }
+  }
+  if (!by_sample) {
+    sql += " GROUP BY ";
+    sql += key;
+  }
+  sql += " ORDER BY ";
+  sql += key;
+  sql += " LIMIT ";
+  sql += ph(num_p(static_cast<std::int64_t>(q.limit)));
+  auto r = query(sql, p);
+  if (!r) return r.error();
+  std::vector<sample_row> out;
+  out.reserve(r->size());
+  for (const auto& row : *r) {
+    sample_row x;
+    x.lot = text_of(row[0]);
+    x.wafer = text_of(row[1]);
+    x.sample = text_of(row[2]);
+    x.die = text_of(row[3]);
+    if (row[4]) x.die_x = i64_of(row[4]);
+    if (row[5]) x.die_y = i64_of(row[5]);
+    x.first_seen_ns = i64_of(row[6]);
+    x.last_seen_ns = i64_of(row[7]);
+    x.runs = u64_of(row[8]);
+    x.samples = u64_of(row[9]);
     out.push_back(std::move(x));
   }
   return out;

@@ -67,12 +67,19 @@ struct sqlite_store::statements {
   stmt begin, commit, rollback;
   stmt insert_record, upsert_agent, insert_batch, insert_quarantine;
   stmt upsert_instrument, insert_minute, insert_run, update_run, upsert_daily;
+  stmt upsert_sample, upsert_run_sample;  // 0006_samples.sql
 };
 
 sqlite_store::sqlite_store(sqlite3* db) : db_(db) {}
 
+struct sqlite_store::read_cache {
+  static constexpr std::size_t kMax = 64;  // distinct filter combinations kept prepared
+  std::map<std::string, std::unique_ptr<stmt>, std::less<>> by_sql;
+};
+
 sqlite_store::~sqlite_store() {
   st_.reset();  // statements before the connection
+  rc_.reset();
   sqlite3_close_v2(db_);
 }
 
@@ -122,6 +129,12 @@ result<std::unique_ptr<sqlite_store>> sqlite_store::open(const store_options& op
         error = "cannot switch the database to WAL mode: " + std::string(sqlite3_errmsg(db));
         return make_error_code(errc::store_open_failed);
       }
+    }
+    // 64 MiB page cache for the writer: with many agents interleaving, the record indexes'
+    // working set outgrows the 2 MiB default and every commit re-reads pages (pread in perf).
+    if (!s->exec("PRAGMA cache_size=-65536")) {
+      error = s->last_error_;
+      return make_error_code(errc::store_open_failed);
     }
     // FULL: the ack promises durability, so the commit must survive a power cut (DESIGN-NOTES).
     if (!s->exec("PRAGMA synchronous=FULL")) {
@@ -175,8 +188,8 @@ boost::system::error_code sqlite_store::prepare_writes() {
        "duplicates = duplicates + excluded.duplicates, bytes = bytes + excluded.bytes"},
       {&st_->insert_batch,
        "INSERT INTO batches(agent_id, store_epoch, batch_id, first_seq, last_seq, records, "
-       "new_records, checksum, signature, received_ns, instance, bytes) "
-       "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"},
+       "new_records, checksum, signature, received_ns, instance, bytes, signed_header, key_id) "
+       "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"},
       {&st_->insert_quarantine,
        "INSERT INTO quarantine(received_ns, topic, agent_id, reason, bytes, payload) "
        "VALUES(?1, ?2, ?3, ?4, ?5, ?6)"},
@@ -202,6 +215,20 @@ boost::system::error_code sqlite_store::prepare_writes() {
        "measurements = measurements + excluded.measurements, "
        "results = results + excluded.results, events = events + excluded.events, "
        "runs = runs + excluded.runs, active_minutes = active_minutes + excluded.active_minutes"},
+      {&st_->upsert_sample,
+       "INSERT INTO samples(lot_id, wafer_id, sample_id, die, die_x, die_y, first_seen_ns, "
+       "last_seen_ns) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) "
+       "ON CONFLICT(lot_id, wafer_id, sample_id, die) DO UPDATE SET "
+       "die_x = coalesce(excluded.die_x, die_x), die_y = coalesce(excluded.die_y, die_y), "
+       "first_seen_ns = min(first_seen_ns, excluded.first_seen_ns), "
+       "last_seen_ns = max(last_seen_ns, excluded.last_seen_ns)"},
+      {&st_->upsert_run_sample,
+       "INSERT INTO run_samples(agent_id, run_id, lot_id, wafer_id, sample_id, die, operator, "
+       "project, ts_ns) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) "
+       "ON CONFLICT(agent_id, run_id) DO UPDATE SET lot_id = excluded.lot_id, "
+       "wafer_id = excluded.wafer_id, sample_id = excluded.sample_id, die = excluded.die, "
+       "operator = excluded.operator, project = excluded.project, ts_ns = excluded.ts_ns "
+       "WHERE excluded.ts_ns >= run_samples.ts_ns"},
   };
   for (const auto& it : items) {
     if (!it.s->prepare(db_, it.sql)) {
@@ -266,6 +293,7 @@ result<stored_info> sqlite_store::insert_batch(const batch_to_store& b, std::str
   // frame's strings and `repr` outlive the step, and the statement is reset before they change.
   const auto& recs = b.frame->records;
   std::vector<char> fresh(recs.size(), 0);
+  std::vector<std::size_t> metadata;  // fresh run_metadata records (rare)
   std::string repr;
   auto& ins = st_->insert_record;
   sqlite3_reset(ins.s);
@@ -319,6 +347,7 @@ result<stored_info> sqlite_store::insert_batch(const batch_to_store& b, std::str
       continue;
     }
     ++info.new_records;
+    if (is_run_metadata(r)) metadata.push_back(i);
     // Consecutive records mostly share instrument, minute and run: look the maps up only when
     // one of them changes (map nodes are stable, the pointers stay valid).
     const std::string_view inst(r.instrument);
@@ -415,6 +444,36 @@ result<stored_info> sqlite_store::insert_batch(const batch_to_store& b, std::str
     st.bind(8, d.minutes);
     if (step(st) < 0) return make_error_code(errc::store_write_failed);
   }
+  for (const std::size_t i : metadata) {
+    // Samples (0006_samples.sql); a metadata record that does not decode stays a plain event.
+    const auto& r = recs[i];
+    auto m = schemas::decode_run_metadata(std::get<std::string>(r.val));
+    if (!m) continue;
+    if (has_sample(*m)) {
+      auto& st = st_->upsert_sample;
+      st.reset();
+      st.bind(1, std::string_view(m->lot));
+      st.bind(2, std::string_view(m->wafer));
+      st.bind(3, std::string_view(m->sample));
+      st.bind(4, std::string_view(m->die));
+      if (m->die_x) st.bind(5, *m->die_x);
+      if (m->die_y) st.bind(6, *m->die_y);
+      st.bind(7, r.ts_ns);
+      if (step(st) < 0) return make_error_code(errc::store_write_failed);
+    }
+    auto& rs = st_->upsert_run_sample;
+    rs.reset();
+    rs.bind(1, agent);
+    rs.bind(2, std::string_view(r.run_id));
+    rs.bind(3, std::string_view(m->lot));
+    rs.bind(4, std::string_view(m->wafer));
+    rs.bind(5, std::string_view(m->sample));
+    rs.bind(6, std::string_view(m->die));
+    rs.bind(7, std::string_view(m->operator_name));
+    rs.bind(8, std::string_view(m->project));
+    rs.bind(9, r.ts_ns);
+    if (step(rs) < 0) return make_error_code(errc::store_write_failed);
+  }
 
   auto& ag = st_->upsert_agent;
   ag.reset();
@@ -449,6 +508,14 @@ result<stored_info> sqlite_store::insert_batch(const batch_to_store& b, std::str
   bt.bind(10, b.received_ns);
   bt.bind(11, instance);
   bt.bind(12, static_cast<std::int64_t>(b.raw_bytes));
+  if (b.signed_header.empty())
+    bt.bind_null(13);
+  else
+    bt.bind_blob(13, b.signed_header);
+  if (b.key_id.empty())
+    bt.bind_null(14);
+  else
+    bt.bind(14, b.key_id);
   rc = sqlite3_step(bt.s);
   bt.reset();
   if (rc != SQLITE_DONE) {
@@ -658,12 +725,24 @@ result<std::optional<quarantine_row>> sqlite_store::quarantine_get(std::int64_t 
 
 result<std::vector<measurement_row>> sqlite_store::measurements(const measurement_query& q) {
   std::vector<sql_param> params;
-  const auto sql = measurement_sql(q, params, false);
-  stmt s;
-  if (!s.prepare(db_, sql.c_str())) {
-    last_error_ = sqlite3_errmsg(db_);
-    return make_error_code(errc::store_read_failed);
+  auto sql = measurement_sql(q, params, false);
+  if (!rc_) rc_ = std::make_unique<read_cache>();
+  auto it = rc_->by_sql.find(sql);
+  if (it == rc_->by_sql.end()) {
+    auto p = std::make_unique<stmt>();
+    if (!p->prepare(db_, sql.c_str())) {
+      last_error_ = sqlite3_errmsg(db_);
+      return make_error_code(errc::store_read_failed);
+    }
+    if (rc_->by_sql.size() >= read_cache::kMax) rc_->by_sql.clear();
+    it = rc_->by_sql.emplace(std::move(sql), std::move(p)).first;
   }
+  auto& s = *it->second;
+  // Reset (ends the statement's read transaction) and unbound whatever happens below.
+  struct done {
+    stmt& s;
+    ~done() { s.reset(); }
+  } guard{s};
   for (std::size_t i = 0; i < params.size(); ++i) {
     if (params[i].is_text)
       s.bind(static_cast<int>(i + 1), std::string_view(params[i].t));
@@ -706,7 +785,10 @@ namespace {
 // Binds generic parameters (1-based, in order).
 void bind_params(stmt& s, std::span<const sql_param> params) {
   for (std::size_t i = 0; i < params.size(); ++i) {
-    if (params[i].is_text)
+    if (params[i].is_blob)
+      s.bind_blob(static_cast<int>(i + 1),
+                  {reinterpret_cast<const std::uint8_t*>(params[i].t.data()), params[i].t.size()});
+    else if (params[i].is_text)
       s.bind(static_cast<int>(i + 1), std::string_view(params[i].t));
     else
       s.bind(static_cast<int>(i + 1), params[i].i);

@@ -1,6 +1,7 @@
 #include <semilab/central/store.hpp>
 #include <semilab/central/api.hpp>
 #include <semilab/schemas/topics.hpp>
+#include <semilab/schemas/run_metadata.hpp>
 
 #include <boost/json.hpp>
 #include <doctest/doctest.h>
@@ -372,4 +373,92 @@ TEST_CASE("api: instruments, daily, runs, run detail, results and gaps") {
   CHECK(v.at("gaps").at(0).at("last").as_string() == "5");
   CHECK_FALSE(v.at("gaps").at(0).at("explained").as_bool());
   CHECK(v.at("unexplained").to_number<int>() == 1);
+}
+
+TEST_CASE("api: /api/v1/samples (groups, filters, keyset pages, CSV) and its OpenAPI entry") {
+  central_test::temp_dir d;
+  std::string err;
+  auto w = sqlite_store::open(store_options{d.file("central.db")}, err);
+  REQUIRE(w.has_value());
+  sc::batch b;
+  b.agent_id = "agent-01";
+  b.store_epoch = 4;
+  b.batch_id = 1;
+  const std::int64_t t0 = 20'400ll * 86'400'000'000'000;
+  auto meta = [&](std::uint64_t seq, std::string run, sc::run_metadata m) {
+    sc::record r;
+    r.seq = seq;
+    r.cls = sc::record_class::event;
+    r.ts_ns = t0 + static_cast<std::int64_t>(seq) * 1'000'000'000;
+    r.instrument = "smu1";
+    r.channel = std::string(sc::kRunMetadataChannel);
+    r.val = sc::encode_run_metadata(m);
+    r.run_id = std::move(run);
+    return r;
+  };
+  b.records = {meta(1, "r1", {"S-1", "W1", "L,1", "0,0", "", "", {}, {}}),
+               meta(2, "r2", {"S-2", "W1", "L,1", "0,1", "", "", {}, {}}),
+               meta(3, "r3", {"S-3", "W2", "L,1", "1,\"1\"", "", "", {}, {}})};
+  auto bytes = central_test::encode(b);
+  sc::frame_decoder dec;
+  auto f = dec.decode(std::span(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()));
+  REQUIRE(f.has_value());
+  sc::agent_topic_parts t{"lab1", "agent-01", sc::agent_topic_kind::batch};
+  REQUIRE((*w)->store_batch(t, *f, bytes.size(), "c").has_value());
+  auto r = sqlite_store::open(store_options{d.file("central.db"), open_mode::read_only}, err);
+  REQUIRE(r.has_value());
+  api a(api_sources{r->get(), {}, {}, "central-x"});
+
+  auto v = json::parse(a.handle("GET", "/api/v1/samples").body);
+  auto& list = v.at("samples").as_array();
+  REQUIRE(list.size() == 3);
+  CHECK(list.at(0).at("sample").as_string() == "S-1");
+  CHECK(list.at(0).at("lot").as_string() == "L,1");
+  CHECK(list.at(1).at("die_y").to_number<int>() == 1);
+  CHECK(list.at(2).at("die_x").is_null());  // "1,\"1\"" is a label, not coordinates
+  CHECK(list.at(0).at("runs").to_number<int>() == 1);
+  CHECK(list.at(0).at("first_seen_ns").as_string() == std::to_string(t0 + 1'000'000'000));
+  CHECK(v.at("next").is_null());
+
+  // Pages of two, the cursor given back.
+  v = json::parse(a.handle("GET", "/api/v1/samples?limit=2").body);
+  REQUIRE(v.at("samples").as_array().size() == 2);
+  const std::string next(v.at("next").as_string());
+  v = json::parse(a.handle("GET", "/api/v1/samples?limit=2&after=" + next).body);
+  REQUIRE(v.at("samples").as_array().size() == 1);
+  CHECK(v.at("samples").at(0).at("sample").as_string() == "S-3");
+
+  v = json::parse(a.handle("GET", "/api/v1/samples?group=wafer").body);
+  REQUIRE(v.at("samples").as_array().size() == 2);
+  CHECK(v.at("samples").at(0).at("samples").to_number<int>() == 2);
+  CHECK(v.at("samples").at(0).at("runs").to_number<int>() == 2);
+  CHECK_FALSE(v.at("samples").at(0).as_object().contains("sample"));
+  v = json::parse(a.handle("GET", "/api/v1/samples?group=lot&limit=1").body);
+  REQUIRE(v.at("samples").as_array().size() == 1);
+  CHECK(v.at("samples").at(0).at("samples").to_number<int>() == 3);
+  v = json::parse(a.handle("GET", "/api/v1/samples?wafer=W2").body);
+  REQUIRE(v.at("samples").as_array().size() == 1);
+  v = json::parse(a.handle("GET", "/api/v1/samples?agent=agent-02").body);
+  CHECK(v.at("samples").as_array().empty());
+
+  auto csv = a.handle("GET", "/api/v1/samples?format=csv&wafer=W2");
+  CHECK(csv.status == 200);
+  CHECK(csv.content_type.starts_with("text/csv"));
+  CHECK(csv.body == "lot,wafer,sample,die,die_x,die_y,first_seen_ns,last_seen_ns,runs,samples\n"
+                    "\"L,1\",W2,S-3,\"1,\"\"1\"\"\",,," +
+                        std::to_string(t0 + 3'000'000'000) + "," +
+                        std::to_string(t0 + 3'000'000'000) + ",1,1\n");
+
+  CHECK(a.handle("GET", "/api/v1/samples?group=die").status == 400);
+  CHECK(a.handle("GET", "/api/v1/samples?after=zz").status == 400);
+  CHECK(a.handle("GET", "/api/v1/samples?group=lot&after=" + next).status == 400);
+  CHECK(a.handle("GET", "/api/v1/samples?colour=1").status == 400);
+
+  auto doc = json::parse(a.handle("GET", "/api/v1/openapi.json").body);
+  auto& op = doc.at("paths").at("/api/v1/samples").at("get");
+  std::set<std::string> names;
+  for (auto& prm : op.at("parameters").as_array()) names.insert(std::string(prm.at("name").as_string()));
+  CHECK(names.count("group") == 1);
+  CHECK(names.count("after") == 1);
+  CHECK(names.count("format") == 1);
 }

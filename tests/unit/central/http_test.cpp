@@ -89,6 +89,12 @@ TEST_CASE("http: GET /api/v1/agents over a real socket, keep-alive, 404, 405, cl
   CHECK(boost::json::parse(res.body()).at("records").to_number<int>() == 4);
   res = get(sock, "/nope");
   CHECK(res.result_int() == 404);
+  // Security headers on every answer, errors included (issue #9).
+  CHECK(res["X-Content-Type-Options"] == "nosniff");
+  CHECK(res["X-Frame-Options"] == "DENY");
+  CHECK(res["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'");
+  CHECK(res["Referrer-Policy"] == "no-referrer");
+  CHECK(res[bhttp::field::cache_control] == "no-store");
   res = get(sock, "/api/v1/agents", bhttp::verb::delete_);
   CHECK(res.result_int() == 405);
   CHECK(res[bhttp::field::allow] == "GET, HEAD");

@@ -277,3 +277,107 @@ TEST_CASE("ingest: a failed commit gives the quota back") {
   CHECK(decode(proc.process(in)[0]).stored);  // not refused for quota spent on nothing
   CHECK(counters.snapshot().quota_rejected == 0);
 }
+
+// ---------------------------------------------------------------------------------------------
+// zstd dictionaries (schemas/WIRE.md "Dictionaries").
+
+namespace {
+
+std::vector<sc::record> varied_telemetry(std::size_t n, std::uint64_t first_seq) {
+  std::vector<sc::record> out;
+  const char* ch[] = {"curr", "volt", "temp", "res"};
+  std::uint64_t x = 12345;
+  for (std::size_t i = 0; i < n; ++i) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    sc::record r;
+    r.seq = first_seq + i;
+    r.cls = sc::record_class::telemetry;
+    r.ts_ns = 1'764'250'001'000'000'000 + static_cast<std::int64_t>(i) * 25'000'000 +
+              static_cast<std::int64_t>(x >> 44);
+    r.instrument = i % 8 < 4 ? "smu1" : "dmm2";
+    r.channel = ch[i % 4];
+    r.unit = "A";
+    r.val = sc::decimal{static_cast<std::int64_t>(1'234'500 + (i % 4) * 1'000'000 + (x >> 54)), -9};
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+std::string encode_with(const sc::batch& b, const sc::zstd_dictionary& d) {
+  sc::frame_encoder enc;
+  enc.set_dictionary(std::make_shared<sc::zstd_dictionary>(d));
+  auto f = enc.encode(b);
+  REQUIRE(f.has_value());
+  return std::string(f->begin(), f->end());
+}
+
+inbound_message dict_msg(std::string site, std::string agent, const sc::zstd_dictionary& d) {
+  return {sc::agent_topic(site, agent, sc::agent_topic_kind::dict),
+          std::string(d.bytes.begin(), d.bytes.end()), now_ns()};
+}
+
+}  // namespace
+
+TEST_CASE("ingest: a batch naming an unknown dictionary is held, the dictionary fetched, then stored") {
+  fixture fx;
+  auto dict = sc::train_dictionary(varied_telemetry(3000, 1), 16, 8192);
+  REQUIRE(dict.has_value());
+  sc::batch b{"agent-01", 77, 3, varied_telemetry(10, 5000)};
+  const auto frame = encode_with(b, *dict);
+  std::vector<inbound_message> in = {msg("lab1", "agent-01", frame),
+                                     msg("lab1", "agent-01", encode(sample_batch("agent-01", 77, 4, 6000, 3)))};
+  auto out = fx.proc->process(in);
+  // No ack (neither stored nor rejected) for the held batch; a request on the agent's cmd topic;
+  // the other batch of the group is not held up.
+  REQUIRE(out.size() == 2);
+  CHECK(decode(out[0]).stored);
+  CHECK(decode(out[0]).batch_id == 4);
+  CHECK(out[1].dictionary_request);
+  CHECK(out[1].topic == "semilab/v1/lab1/agent-01/cmd");
+  auto req = sc::decode_dictionary_request(out[1].payload);
+  REQUIRE(req.has_value());
+  CHECK(req->agent_id == "agent-01");
+  CHECK(req->dict_id == dict->id);
+  CHECK(fx.counters.snapshot().held_for_dictionary == 1);
+  CHECK(*fx.db->record_count() == 3);
+  // The agent resends before the dictionary came: still held (one copy), asked again only later.
+  std::vector<inbound_message> again = {msg("lab1", "agent-01", frame)};
+  CHECK(fx.proc->process(again).empty());
+  CHECK(fx.counters.snapshot().held_for_dictionary == 1);
+  CHECK(fx.counters.snapshot().dictionary_requests == 1);
+  CHECK(fx.counters.snapshot().rejected == 0);
+
+  // Another agent cannot supply it: dictionaries are per agent.
+  std::vector<inbound_message> foreign = {dict_msg("lab1", "agent-02", *dict)};
+  CHECK(fx.proc->process(foreign).empty());
+  CHECK(fx.counters.snapshot().held_for_dictionary == 1);
+  // Not a dictionary: ignored.
+  std::vector<inbound_message> junk = {
+      {sc::agent_topic("lab1", "agent-01", sc::agent_topic_kind::dict), "nonsense", now_ns()}};
+  CHECK(fx.proc->process(junk).empty());
+
+  // The agent's answer releases the held batch: stored and acked in that group.
+  std::vector<inbound_message> answer = {dict_msg("lab1", "agent-01", *dict)};
+  out = fx.proc->process(answer);
+  REQUIRE(out.size() == 1);
+  auto a = decode(out[0]);
+  CHECK(a.stored);
+  CHECK(a.batch_id == 3);
+  CHECK(*fx.db->record_count() == 13);
+  auto st = fx.counters.snapshot();
+  CHECK(st.held_for_dictionary == 0);
+  CHECK(st.dictionaries_stored == 2);  // agent-02's copy is stored under agent-02 too
+  CHECK(st.rejected == 0);
+
+  // Persisted: a new processor (central restarted) decodes the next such frame straight away.
+  ingest_counters c2;
+  ingest_options o;
+  ingest_processor p2(*fx.db, o, c2);
+  sc::batch b2{"agent-01", 77, 5, varied_telemetry(10, 7000)};
+  std::vector<inbound_message> later = {msg("lab1", "agent-01", encode_with(b2, *dict))};
+  out = p2.process(later);
+  REQUIRE(out.size() == 1);
+  CHECK(decode(out[0]).stored);
+  CHECK(c2.snapshot().dictionary_requests == 0);
+  CHECK(*fx.db->record_count() == 23);
+}

@@ -11,14 +11,17 @@
 #include <filesystem>
 #include <fstream>
 #include <semilab/central/agent_keys.hpp>
+#include <semilab/central/audit.hpp>
 #include <semilab/central/auth.hpp>
 #include <semilab/central/backup.hpp>
 #include <semilab/central/ingest.hpp>
 #include <semilab/central/pg_store.hpp>
+#include <semilab/central/restore_replay.hpp>
 #include <semilab/central/storage.hpp>
 #include <semilab/central/store.hpp>
 #include <semilab/schemas/ack.hpp>
 #include <semilab/schemas/drop_notice.hpp>
+#include <semilab/schemas/run_metadata.hpp>
 #include <thread>
 
 #include "../../support/postgres.hpp"
@@ -868,4 +871,395 @@ STORAGE_TEST(agent_keys_both, "agent keys: approve, idempotent re-approval, list
   REQUIRE(back.has_value());
   CHECK(*back);  // a revoked key approved again is valid again
   CHECK(list_agent_keys(*r, "agent-k", false)->size() == 2);
+}
+
+namespace {
+sc::record metadata_rec(std::uint64_t seq, std::int64_t minute, std::string run,
+                        const sc::run_metadata& m) {
+  auto r = model_rec(seq, sc::record_class::event, kDay, minute, "smu1",
+                     std::string(sc::kRunMetadataChannel), std::move(run));
+  r.val = sc::encode_run_metadata(m);
+  return r;
+}
+}  // namespace
+
+STORAGE_TEST(samples, "samples, wafers and lots from run metadata; redelivery and replays add nothing") {
+  env e(backend);
+  auto s = e.open();
+  sc::agent_topic_parts topic{"lab1", "agent-01", sc::agent_topic_kind::batch};
+  using rc = sc::record_class;
+  sc::run_metadata m1{"S-1", "W07", "L1", "3,-2", "ana", "hfo2", {}, {}};
+  sc::run_metadata m2{"S-2", "W07", "L1", "4,-2", "ana", "hfo2", {}, {}};
+  sc::run_metadata m3{"", "W01", "L2", "R3C5", "bo", "", {}, {}};  // a die label, no coordinates
+  sc::batch b;
+  b.agent_id = "agent-01";
+  b.store_epoch = 7;
+  b.batch_id = 1;
+  b.records = {metadata_rec(1, 0, "run-a", m1),
+               model_rec(2, rc::run_result, kDay, 1, "smu1", "vth", "run-a"),
+               metadata_rec(3, 2, "run-b", m2),
+               metadata_rec(4, 3, "run-c", m1),  // the same die measured again
+               metadata_rec(5, 4, "run-d", m3)};
+  // Malformed metadata and metadata without a run stay plain events.
+  auto junk = metadata_rec(6, 5, "run-e", m1);
+  junk.val = std::string("not json");
+  b.records.push_back(junk);
+  auto norun = metadata_rec(7, 5, "", m2);
+  b.records.push_back(norun);
+  const auto f = decoded(b);
+  REQUIRE_MESSAGE(s->store_batch(topic, f, 100, "c").has_value(), s->last_error());
+  REQUIRE(s->store_batch(topic, f, 100, "c").has_value());  // redelivery
+
+  sample_query q;
+  auto rows = s->samples(q);
+  REQUIRE_MESSAGE(rows.has_value(), s->last_error());
+  REQUIRE(rows->size() == 3);
+  const auto& a = (*rows)[0];
+  CHECK(a.lot == "L1");
+  CHECK(a.wafer == "W07");
+  CHECK(a.sample == "S-1");
+  CHECK(a.die == "3,-2");
+  REQUIRE(a.die_x.has_value());
+  CHECK(*a.die_x == 3);
+  CHECK(*a.die_y == -2);
+  CHECK(a.runs == 2);  // run-a and run-c
+  CHECK(a.first_seen_ns == kDay * 86'400'000'000'000 + 1);
+  CHECK(a.last_seen_ns == kDay * 86'400'000'000'000 + 3 * 60'000'000'000 + 4);
+  CHECK((*rows)[1].sample == "S-2");
+  CHECK((*rows)[1].runs == 1);
+  CHECK((*rows)[2].lot == "L2");
+  CHECK((*rows)[2].die == "R3C5");
+  CHECK_FALSE((*rows)[2].die_x.has_value());
+
+  // Keyset pages of one row.
+  q.limit = 1;
+  std::vector<std::string> seen;
+  for (int i = 0; i < 5; ++i) {
+    auto page = s->samples(q);
+    REQUIRE(page.has_value());
+    if (page->empty()) break;
+    const auto& r = page->back();
+    seen.push_back(r.sample);
+    q.has_after = true;
+    q.after_lot = r.lot;
+    q.after_wafer = r.wafer;
+    q.after_sample = r.sample;
+    q.after_die = r.die;
+  }
+  CHECK(seen == std::vector<std::string>{"S-1", "S-2", ""});
+
+  // Filters and groups.
+  sample_query f1;
+  f1.lot = "L1";
+  f1.die = "4,-2";
+  rows = s->samples(f1);
+  REQUIRE(rows.has_value());
+  REQUIRE(rows->size() == 1);
+  CHECK((*rows)[0].sample == "S-2");
+  sample_query w;
+  w.group = sample_group::wafer;
+  rows = s->samples(w);
+  REQUIRE(rows.has_value());
+  REQUIRE(rows->size() == 2);
+  CHECK((*rows)[0].wafer == "W07");
+  CHECK((*rows)[0].samples == 2);
+  CHECK((*rows)[0].runs == 3);
+  sample_query l;
+  l.group = sample_group::lot;
+  l.from_ns = kDay * 86'400'000'000'000 + 4 * 60'000'000'000;  // last seen from minute 4
+  rows = s->samples(l);
+  REQUIRE(rows.has_value());
+  REQUIRE(rows->size() == 1);
+  CHECK((*rows)[0].lot == "L2");
+  sample_query ag;
+  ag.agent_id = "agent-02";
+  CHECK(s->samples(ag)->empty());
+  ag.agent_id = "agent-01";
+  CHECK(s->samples(ag)->size() == 3);
+  // The run -> sample link, latest metadata of the run wins.
+  const sql_param rp[] = {sql_param{true, 0, "run-c"}};
+  auto link = s->query("SELECT sample_id, die, operator FROM run_samples WHERE run_id = ?1", rp);
+  REQUIRE(link.has_value());
+  REQUIRE(link->size() == 1);
+  CHECK((*link)[0][0] == "S-1");
+  CHECK((*link)[0][2] == "ana");
+}
+
+STORAGE_TEST(restore_marks, "restore high-water marks: latest epoch per agent, first unexplained gap") {
+  env e(backend);
+  auto s = e.open();
+  sc::agent_topic_parts topic{"lab1", "agent-01", sc::agent_topic_kind::batch};
+  using rc = sc::record_class;
+  // An older epoch, received first: not the one asked for.
+  REQUIRE(s->store_batch(topic, decoded(sample_batch("agent-01", 3, 1, 1, 50)), 100, "c").has_value());
+  // Epoch 7: 1, 2, [3-4 explained], 5, 6, [7-8 unexplained], 9, then the notice (10).
+  sc::batch b;
+  b.agent_id = "agent-01";
+  b.store_epoch = 7;
+  b.batch_id = 2;
+  for (std::uint64_t q : {1, 2, 5, 6, 9})
+    b.records.push_back(model_rec(q, rc::telemetry, kDay, 0, "smu1", "curr"));
+  sc::drop_notice d;
+  d.reason = "quota";
+  d.store_epoch = 7;
+  d.ranges = {{3, 4}};
+  auto n = sc::make_drop_notice_record(d, kDay * 86'400'000'000'000);
+  n.seq = 10;
+  b.records.push_back(n);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2));  // a later receipt time
+  REQUIRE(s->store_batch(topic, decoded(b), 100, "c").has_value());
+  // Another agent without gaps.
+  sc::agent_topic_parts t2{"lab2", "agent-02", sc::agent_topic_kind::batch};
+  REQUIRE(s->store_batch(t2, decoded(sample_batch("agent-02", 11, 1, 100, 20)), 100, "c").has_value());
+
+  auto hw = restored_high_water(*s);
+  REQUIRE_MESSAGE(hw.has_value(), s->last_error());
+  REQUIRE(hw->size() == 2);
+  const auto& a = (*hw)[0];
+  CHECK(a.agent_id == "agent-01");
+  CHECK(a.site == "lab1");
+  CHECK(a.store_epoch == 7);
+  CHECK(a.first_seq == 1);
+  CHECK(a.contiguous == 6);
+  CHECK(a.replay_from() == 7);
+  CHECK(a.max_seq == 10);
+  CHECK(a.records == 6);
+  const auto& c = (*hw)[1];
+  CHECK(c.agent_id == "agent-02");
+  CHECK(c.site == "lab2");
+  CHECK(c.store_epoch == 11);
+  CHECK(c.first_seq == 100);
+  CHECK(c.contiguous == 119);
+  CHECK(c.replay_from() == 120);
+
+  // The pending list round-trips through its file.
+  temp_dir d2;
+  const auto file = std::filesystem::path(d2.file("restore-replay.json"));
+  std::string err;
+  auto none = read_pending_replays(file, err);
+  REQUIRE(none.has_value());
+  CHECK(none->empty());
+  REQUIRE_FALSE(write_pending_replays(file, *hw, err));
+  auto back = read_pending_replays(file, err);
+  REQUIRE_MESSAGE(back.has_value(), err);
+  REQUIRE(back->size() == 2);
+  CHECK((*back)[0].agent_id == "agent-01");
+  CHECK((*back)[0].store_epoch == 7);
+  CHECK((*back)[0].contiguous == 6);
+  CHECK((*back)[1].site == "lab2");
+  {
+    std::ofstream bad(file, std::ios::trunc);
+    bad << "{\"agents\": [{\"agent_id\": \"x\"}]}";
+  }
+  auto broken = read_pending_replays(file, err);
+  CHECK_FALSE(broken.has_value());
+  CHECK(err.find("agents[0]") != std::string::npos);
+}
+
+// Audit trail on both backends (audit.hpp): batch.store entries from the ledger, admin entries
+// with NULL values, re-verification of stored signatures, and an edited entry found.
+STORAGE_TEST(audit_both_backends, "audit trail and stored-batch signatures") {
+  env e(backend);
+  auto db = e.open();
+  auto key = sc::signing_key::generate();
+  REQUIRE(key.has_value());
+  std::string err;
+  REQUIRE(approve_agent_key(*db, "agent-1", key->public_key(), now_ns(), err).has_value());
+  ingest_counters counters;
+  ingest_options io;
+  io.instance = "central-a";
+  ingest_processor proc(*db, io, counters);
+  std::vector<inbound_message> in;
+  sc::frame_encoder enc;
+  for (std::uint64_t b = 1; b <= 3; ++b) {
+    auto f = enc.encode(sample_batch("agent-1", 9, b, 1 + 10 * b, 4), &*key);
+    REQUIRE(f.has_value());
+    in.push_back({sc::agent_topic("lab1", "agent-1", sc::agent_topic_kind::batch),
+                  std::string(f->begin(), f->end()), now_ns()});
+  }
+  REQUIRE(proc.process(in).size() == 3);
+  auto n = audit_catch_up(*db, "central-a");
+  REQUIRE_MESSAGE(n.has_value(), db->last_error());
+  CHECK(*n == 3);
+  REQUIRE_FALSE(audit_record(*db, {"test.action", "x", std::nullopt, "new", "tester", ""},
+                             now_ns(), err));
+  auto rep = audit_verify(*db, {});
+  REQUIRE_MESSAGE(rep.has_value(), db->last_error());
+  CHECK(rep->findings.empty());
+  CHECK(rep->batches_checked == 3);
+  CHECK(rep->chains == 2);  // ingest:central-a and admin (key approval, test.action)
+  auto vb = verify_stored_batches(*db);
+  REQUIRE_MESSAGE(vb.has_value(), db->last_error());
+  CHECK(vb->verified == 3);
+  CHECK(vb->failures.empty());
+  exec_native(*db, "UPDATE audit_log SET reason = 'x' WHERE chain = 'ingest:central-a' AND seq = 2");
+  rep = audit_verify(*db, {});
+  REQUIRE(rep.has_value());
+  REQUIRE(rep->findings.size() == 1);
+  CHECK(rep->findings[0].seq == 2);
+}
+
+// ---- Export files (blobs.hpp): chunk reassembly, dedup across agents, parse errors ----------
+
+#include <semilab/central/blobs.hpp>
+#include <openssl/evp.h>
+
+namespace {
+
+std::string b64(std::string_view in) {
+  static constexpr char kTab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  std::size_t i = 0;
+  for (; i + 3 <= in.size(); i += 3) {
+    const auto v = (std::uint32_t{static_cast<unsigned char>(in[i])} << 16) |
+                   (std::uint32_t{static_cast<unsigned char>(in[i + 1])} << 8) |
+                   static_cast<unsigned char>(in[i + 2]);
+    out += {kTab[v >> 18], kTab[(v >> 12) & 63], kTab[(v >> 6) & 63], kTab[v & 63]};
+  }
+  if (const auto rest = in.size() - i; rest > 0) {
+    std::uint32_t v = std::uint32_t{static_cast<unsigned char>(in[i])} << 16;
+    if (rest == 2) v |= std::uint32_t{static_cast<unsigned char>(in[i + 1])} << 8;
+    out += {kTab[v >> 18], kTab[(v >> 12) & 63], rest == 2 ? kTab[(v >> 6) & 63] : '=', '='};
+  }
+  return out;
+}
+
+std::string sha_hex(std::string_view s) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_Digest(s.data(), s.size(), md, &n, EVP_sha256(), nullptr);
+  std::string out;
+  for (unsigned i = 0; i < n; ++i) {
+    static constexpr char h[] = "0123456789abcdef";
+    out += {h[md[i] >> 4], h[md[i] & 15]};
+  }
+  return out;
+}
+
+// The records a file-drop agent makes for `content` (agent/src/filedrop.cpp), seqs from `seq`.
+std::vector<sc::record> file_records(const std::string& content, std::uint64_t seq,
+                                     const std::string& name, const std::string& parse_error = {}) {
+  const auto sha = sha_hex(content);
+  std::vector<sc::record> out;
+  auto make = [&](sc::record_class c, std::string ch, sc::value v) {
+    sc::record r;
+    r.seq = seq++;
+    r.cls = c;
+    r.ts_ns = 1'764'250'001'000'000'000;
+    r.instrument = "xrd";
+    r.channel = std::move(ch);
+    r.val = std::move(v);
+    r.run_id = "file:" + sha;
+    out.push_back(std::move(r));
+  };
+  std::string info = R"({"name":")" + name + R"(","folder":"/exports","size":)" +
+                     std::to_string(content.size()) + R"(,"sha256":")" + sha + R"(","format":"xrdml")";
+  if (!parse_error.empty()) info += R"(,"parse_error":")" + parse_error + "\"";
+  make(sc::record_class::run_result, "filedrop.file", info + R"(,"meta":{"sample":"Si"}})");
+  make(sc::record_class::run_result, "xrd-peak.center", 28.44);
+  const std::size_t chunk = 3072, n = (content.size() + chunk - 1) / chunk;
+  for (std::size_t i = 0; i < n; ++i)
+    make(sc::record_class::blob, "blob:" + std::to_string(i) + "/" + std::to_string(n),
+         b64(std::string_view(content).substr(i * chunk, chunk)));
+  return out;
+}
+
+blob_absorb_stats store_and_absorb(storage& db, const std::string& agent, std::vector<sc::record> recs,
+                                   std::uint64_t batch_id) {
+  sc::batch b{agent, 7, batch_id, std::move(recs)};
+  auto f = decoded(b);
+  sc::agent_topic_parts topic{"site", agent, sc::agent_topic_kind::batch};
+  REQUIRE(db.store_batch(topic, f, 100, "c1").has_value());
+  batch_to_store bs{&topic, &f, 100, 1};
+  std::string err;
+  auto r = absorb_blobs(db, std::span(&bs, 1), 5, err);
+  REQUIRE_MESSAGE(r.has_value(), err);
+  return *r;
+}
+
+}  // namespace
+
+STORAGE_TEST(blobs_reassembled_once, "export files: chunks reassembled across batches, one content stored once for two agents") {
+  env e(backend);
+  auto db = e.open();
+  std::string content;
+  for (int i = 0; i < 7000; ++i) content += static_cast<char>((i * 7919) % 251);  // 3 chunks, binary
+  const auto sha = sha_hex(content);
+  auto recs = file_records(content, 1, "scan.xrdml");
+  REQUIRE(recs.size() == 5);
+  // First batch: metadata, a parameter and the first chunk; not complete yet.
+  auto s1 = store_and_absorb(*db, "a1", {recs.begin(), recs.begin() + 3}, 1);
+  CHECK(s1.files == 1);
+  CHECK(s1.completed == 0);
+  auto rd = e.open(open_mode::read_only);
+  auto l = list_blob_files(*rd, blob_query{sha});
+  REQUIRE(l.has_value());
+  REQUIRE(l->size() == 1);
+  CHECK_FALSE(l->front().stored);
+  CHECK(l->front().name == "scan.xrdml");
+  CHECK_FALSE(l->front().parse_error.has_value());
+  auto none = fetch_blob(*rd, sha);
+  REQUIRE(none.has_value());
+  CHECK_FALSE(none->has_value());
+  // Second batch completes it; its redelivery changes nothing.
+  auto s2 = store_and_absorb(*db, "a1", {recs.begin() + 3, recs.end()}, 2);
+  CHECK(s2.completed == 1);
+  auto s2b = store_and_absorb(*db, "a1", {recs.begin() + 3, recs.end()}, 3);
+  CHECK(s2b.completed == 0);
+  auto got = fetch_blob(*rd, sha);
+  REQUIRE(got.has_value());
+  REQUIRE(got->has_value());
+  CHECK(**got == content);
+  // The same content from another agent: a second file row, still one blob.
+  auto s3 = store_and_absorb(*db, "a2", file_records(content, 40, "copy.xrdml"), 1);
+  CHECK(s3.files == 1);
+  CHECK(s3.completed == 0);
+  l = list_blob_files(*rd, blob_query{sha});
+  REQUIRE(l->size() == 2);
+  CHECK(l->at(0).stored);
+  CHECK(l->at(1).stored);
+  auto params = blob_parameters(*rd, l->at(0));
+  REQUIRE(params.has_value());
+  REQUIRE(params->size() == 1);
+  CHECK(params->front().name == "xrd-peak.center");
+  CHECK(params->front().real == doctest::Approx(28.44));
+  auto count = [&](const char* sql) {
+    auto r = rd->query(sql, {});
+    REQUIRE(r.has_value());
+    return r->front()[0].value_or("?");
+  };
+  CHECK(count("SELECT COUNT(*) FROM blobs") == "1");
+  CHECK(count("SELECT COUNT(*) FROM blob_chunks") == "0");
+  CHECK(count("SELECT COUNT(*) FROM records WHERE class = 3") == "6");  // keys kept
+  CHECK(count("SELECT COUNT(*) FROM records WHERE class = 3 AND value_text IS NOT NULL") == "0");
+}
+
+STORAGE_TEST(blobs_parse_error_and_bad_chunks, "export files: parse errors listed, malformed and mismatched chunks never stored") {
+  env e(backend);
+  auto db = e.open();
+  const std::string content = "not an xrdml file";
+  auto recs = file_records(content, 1, "bad.xrdml", "xrdml: no <intensities>");
+  auto s = store_and_absorb(*db, "a1", recs, 1);
+  CHECK(s.completed == 1);
+  auto rd = e.open(open_mode::read_only);
+  blob_query q;
+  q.parse_error = true;
+  auto l = list_blob_files(*rd, q);
+  REQUIRE(l.has_value());
+  REQUIRE(l->size() == 1);
+  CHECK(l->front().parse_error == std::optional<std::string>("xrdml: no <intensities>"));
+  q.parse_error = false;
+  CHECK(list_blob_files(*rd, q)->empty());
+  // A chunk with a broken channel is counted; one whose bytes do not hash to its name stays staged.
+  auto other = file_records("some other bytes", 10, "x.xrdml");
+  other[2].channel = "blob:zero/one";
+  CHECK(store_and_absorb(*db, "a1", other, 2).malformed == 1);
+  auto lie = file_records("the real bytes", 20, "y.xrdml");
+  lie[2].val = b64("forged bytes!!");
+  auto m = store_and_absorb(*db, "a1", lie, 3);
+  CHECK(m.mismatched == 1);
+  CHECK(m.completed == 0);
+  auto r = fetch_blob(*rd, sha_hex("the real bytes"));
+  REQUIRE(r.has_value());
+  CHECK_FALSE(r->has_value());
 }

@@ -31,6 +31,14 @@
 //                       measurements
 //   GET /api/v1/gaps?agent=&limit=        gaps in each agent's sequences, explained by drop
 //                       notices or flagged ("explained": false)
+//   GET /api/v1/blobs?sha256=&agent=&instrument=&format=&parse_error=&from_ns=&to_ns=&limit=
+//                       export files as agents recorded them, newest first (blobs.hpp):
+//                       {"files":[{"agent_id","store_epoch","record_seq","sha256","ts_ns",
+//                       "instrument","name","folder","size","format","parse_error"|null,
+//                       "analysis_error"|null,"stored","meta","parameters":[{"name","unit",
+//                       "value"}]}]}; one content sent twice is two files and one blob
+//   GET /api/v1/blobs/{sha256}            the stored content itself (application/octet-stream,
+//                       ETag = sha256); 404 while its chunks are not all there
 //   GET /metrics        Prometheus text exposition (names in docs/OPERATIONS.md)
 //   GET /healthz        200 "ok" (the process answers)
 //   GET /readyz         200 when the store answers and MQTT is connected, else 503 with why
@@ -148,7 +156,10 @@ class api {
   http_response daily(std::string_view query);
   http_response runs(std::string_view query);
   http_response results(std::string_view query);
+  http_response samples(std::string_view query);
   http_response gaps(std::string_view query);
+  http_response blobs(std::string_view query);         // src/blobs.cpp
+  http_response blob_content(std::string_view query);  // src/blobs.cpp
   http_response quarantine(std::string_view query);
   http_response tokens(std::string_view query);
   http_response metrics(std::string_view query);

@@ -2,6 +2,7 @@
 // Configuration of semilab-central, declared once in src/config.cpp (key, type, default, unit,
 // description): the same table validates files and prints docs/central-config.md.
 // toml++ stays out of this header.
+#include <semilab/service/log.hpp>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -14,6 +15,11 @@ struct central_section {
   std::string instance;  // ingest instance id (valid_id); defaults to a hostname-derived id
   std::string data_dir = "/var/lib/semilab-central";
   std::string log_level = "info";
+  // Ed25519 key every central instance shares (`semilab-central keygen`): signs acks, commands
+  // and exported audit heads; agents pin its public key. "" = unsigned acks.
+  std::string signing_key_file;
+  std::string audit_head_dir;  // where `audit export-head` writes ("" = <data_dir>/audit-heads)
+  std::int64_t audit_export_interval_s = 86400;  // the service exports the heads this often
 };
 
 struct mqtt_section {
@@ -96,6 +102,7 @@ struct central_config {
   store_section store;
   backup_section backup;
   retention_section retention;
+  service::log_options log;  // [log] (packaging/service/log.hpp)
 };
 
 // "central-<hostname>" reduced to the id alphabet, or "central-1" when that is not a valid id.

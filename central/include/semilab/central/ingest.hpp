@@ -10,11 +10,15 @@
 #include <semilab/central/storage.hpp>
 #include <semilab/schemas/ack.hpp>
 #include <semilab/schemas/frame.hpp>
+#include <semilab/schemas/signing.hpp>
+#include <semilab/schemas/topics.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -52,6 +56,13 @@ struct ingest_options {
   // rejected `bad_signature`, not retryable. Without an approved key: accepted as is, unless `require_signatures`, then
   // rejected `unapproved` (retryable: the agent waits for an admin's approval).
   bool require_signatures = false;
+  // Central's own key ([central] signing_key_file): every ack is signed with it (schemas/ack.hpp)
+  // so that agents pinning its public key can tell central's acks from forged ones. Null = unsigned.
+  std::shared_ptr<const schemas::signing_key> signer;
+  // Audit trail (audit.hpp): the worker appends a `batch.store` entry per ledger row of this
+  // instance at most this often, when its queue runs dry, at start and before it stops.
+  bool audit = true;
+  std::chrono::milliseconds audit_interval{1000};
 };
 
 struct inbound_message {
@@ -64,6 +75,8 @@ struct outbound_ack {
   std::string topic;    // semilab/v1/{site}/{agent}/ack
   std::string payload;  // schemas::encode_ack
   schemas::ack ack;     // what payload encodes (for logs and tests)
+  // Not an ack: a dictionary request to the agent's cmd topic (payload; `ack` unused).
+  bool dictionary_request = false;
 };
 
 // A consistent-enough copy of the counters (each read atomically, not all at one instant).
@@ -84,13 +97,21 @@ struct ingest_stats {
   std::uint64_t bad_signatures = 0;     // frames refused for their signature (bad_signature)
   std::uint64_t unapproved = 0;         // frames refused: signatures required, no key approved
   std::uint64_t signed_verified = 0;    // batches whose signature verified
+  std::uint64_t audit_entries = 0;      // batch.store audit entries appended by this worker
+  std::uint64_t audit_errors = 0;       // failed audit appends (retried at the next one)
+  // zstd dictionaries (schemas/WIRE.md "Dictionaries"): received and stored, requested from an
+  // agent (cmd topic), and batches waiting here for theirs now.
+  std::uint64_t dictionaries_stored = 0;
+  std::uint64_t dictionary_requests = 0;
+  std::uint64_t held_for_dictionary = 0;
 };
 
 struct ingest_counters {
   std::atomic<std::uint64_t> received{0}, batches_stored{0}, records_new{0}, records_duplicate{0},
       rejected{0}, quarantined{0}, overloaded{0}, storage_errors{0}, commits{0}, queue_depth{0},
       quota_rejected{0}, bad_timestamps{0}, agent_mismatch{0}, bad_signatures{0}, unapproved{0},
-      signed_verified{0};
+      signed_verified{0}, audit_entries{0}, audit_errors{0}, dictionaries_stored{0},
+      dictionary_requests{0}, held_for_dictionary{0};
   ingest_stats snapshot() const noexcept;
 };
 
@@ -123,12 +144,39 @@ class ingest_processor {
   std::optional<std::pair<schemas::reject_code, std::string>> check_signature(
       const std::string& agent, std::span<const std::uint8_t> frame,
       const schemas::frame_header& h);
+
+  // Dictionaries (schemas/WIRE.md "Dictionaries"). A batch naming a dictionary central has not
+  // got is held here (never rejected for it), the agent is asked for it on its cmd topic, and
+  // the batch is processed when the dictionary arrives on the agent's dict topic. Bounded: past
+  // the bounds the oldest held batch is let go unacked (its agent resends it after its ack
+  // timeout).
+  static constexpr std::size_t kMaxHeldBatches = 1024;
+  static constexpr std::size_t kMaxHeldBytes = 64u << 20;
+  struct held_batch {
+    inbound_message msg;
+    std::string agent;
+    std::uint64_t store_epoch = 0, batch_id = 0;
+    std::uint32_t dict_id = 0;
+  };
+  std::deque<held_batch> held_;
+  std::size_t held_bytes_ = 0;
+  std::map<std::pair<std::string, std::uint32_t>, std::int64_t> requested_;  // last request, ns
+  std::vector<outbound_ack> dictionary_requests_;  // made while processing, sent with the acks
+  // Adds the stored dictionary of (agent, id) to the decoder; false when it is not stored.
+  bool load_dictionary(const std::string& agent, std::uint32_t id);
+  void hold_for_dictionary(const inbound_message& m, const schemas::agent_topic_parts& topic,
+                           const schemas::frame_header& h);
+  // A message on an agent's dict topic: validated, stored, added; the batches it releases are
+  // appended to `released`.
+  void take_dictionary(const inbound_message& m, const schemas::agent_topic_parts& topic,
+                       std::vector<inbound_message>& released);
 };
 
 // The rejection ack for a message refused before the worker saw it (queue full): `overload`,
 // retryable. Empty when the topic names no agent. Decodes the frame header only.
 std::optional<outbound_ack> make_overload_ack(const schemas::frame_decoder& decoder,
-                                              const inbound_message& m, std::string_view instance);
+                                              const inbound_message& m, std::string_view instance,
+                                              const schemas::signing_key* signer = nullptr);
 
 // The worker thread and its bounded queue.
 class ingest_worker {

@@ -21,10 +21,12 @@
 #include <optional>
 #include <semilab/central/error.hpp>
 #include <semilab/schemas/frame.hpp>
+#include <semilab/schemas/run_metadata.hpp>
 #include <semilab/schemas/topics.hpp>
 #include <span>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 namespace semilab::central {
@@ -43,6 +45,10 @@ struct batch_to_store {
   const schemas::decoded_frame* frame = nullptr;
   std::size_t raw_bytes = 0;     // frame size as received
   std::int64_t received_ns = 0;  // when central received it
+  // A signed frame: the header bytes its signature covers and the key id (batches.signed_header,
+  // batches.key_id: enough to re-verify the batch later); empty = NULL.
+  std::span<const std::uint8_t> signed_header;
+  std::string_view key_id;
 };
 
 // One rejected frame to keep for inspection. `payload` is capped by the store.
@@ -93,6 +99,8 @@ struct measurement_query {
   std::string agent_id;              // "" = any
   std::string instrument;            // "" = any
   std::string channel;               // "" = any
+  int cls = -1;                      // schemas::record_class; -1 = any
+  std::string run_id;                // "" = any
   std::int64_t from_ns = INT64_MIN;  // inclusive
   std::int64_t to_ns = INT64_MAX;    // exclusive
   std::size_t limit = 100;
@@ -124,6 +132,7 @@ struct sql_param {
   bool is_text = false;
   std::int64_t i = 0;
   std::string t;
+  bool is_blob = false;  // `t` holds bytes: a BLOB (SQLite) or bytea (PostgreSQL) parameter
 };
 std::string measurement_sql(const measurement_query& q, std::vector<sql_param>& params,
                             bool dollar_placeholders);
@@ -174,6 +183,40 @@ struct gap_row {
   std::uint64_t store_epoch = 0, first = 0, last = 0;
   bool explained = false;
   std::string reason;  // of the covering notice(s)
+};
+
+// ---- Samples, wafers, lots (0006_samples.sql), from run_metadata records ----
+
+// A record central reads as run metadata (schemas/run_metadata.hpp): an event of channel
+// run_metadata with a run id and a text value. Both backends fill samples/run_samples from it.
+inline bool is_run_metadata(const schemas::record& r) noexcept {
+  return r.cls == schemas::record_class::event && r.channel == schemas::kRunMetadataChannel &&
+         !r.run_id.empty() && std::holds_alternative<std::string>(r.val);
+}
+// Whether the metadata names a sample at all (a run may carry only operator/project).
+inline bool has_sample(const schemas::run_metadata& m) noexcept {
+  return !m.lot.empty() || !m.wafer.empty() || !m.sample.empty() || !m.die.empty();
+}
+
+// GET /api/v1/samples: one row per sample (group = sample), or per wafer (lot, wafer) or per lot,
+// with the runs that measured them; ordered by key, keyset pagination after the last key.
+enum class sample_group { sample, wafer, lot };
+struct sample_query {
+  sample_group group = sample_group::sample;
+  std::string lot, wafer, sample, die;  // exact match; "" = any
+  std::string agent_id;                 // only samples measured by runs of this agent
+  std::int64_t from_ns = INT64_MIN;     // last_seen_ns >= from (inclusive)
+  std::int64_t to_ns = INT64_MAX;       // first_seen_ns < to (exclusive)
+  std::size_t limit = 100;
+  bool has_after = false;
+  std::string after_lot, after_wafer, after_sample, after_die;
+};
+struct sample_row {
+  std::string lot, wafer, sample, die;  // "" where not given, or grouped away
+  std::optional<std::int64_t> die_x, die_y;
+  std::int64_t first_seen_ns = 0, last_seen_ns = 0;
+  std::uint64_t runs = 0;     // runs that measured it (run_samples)
+  std::uint64_t samples = 0;  // samples in the group (1 for group = sample)
 };
 
 // Rows deleted by one retention pass, per record class and table.
@@ -258,6 +301,8 @@ class storage {
   result<std::vector<instrument_row>> instruments(std::string_view agent_id = {});
   result<std::vector<daily_row>> daily(const daily_query& q);
   result<std::vector<run_row>> runs(const run_query& q);
+  // Samples, wafers or lots (sample_query).
+  result<std::vector<sample_row>> samples(const sample_query& q);
   // Gaps in every (agent, epoch) sequence among the records still held (agent "" = all), and
   // whether drop notices explain them. Gaps cut by retention are not told apart.
   result<std::vector<gap_row>> gaps(std::string_view agent_id, std::size_t limit = 1000);

@@ -67,6 +67,10 @@ class sqlite_store final : public storage {
 
   sqlite3* db_ = nullptr;
   std::unique_ptr<statements> st_;
+  // Prepared measurement queries by SQL text (a handful of filter combinations; the API's hot
+  // path prepares each once per connection).
+  struct read_cache;
+  std::unique_ptr<read_cache> rc_;
 };
 
 }  // namespace semilab::central
