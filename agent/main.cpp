@@ -1,12 +1,16 @@
 // semilab-agent: the daemon beside an instrument, and the field engineer's CLI.
-// Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
+// Exit codes (docs/agent-cli.md): 0 success, 1 runtime failure (or an invalid file for
+// `config check`, insecure settings for `security-check`), 2 usage or configuration error,
+// 3 the daemon is not running, 4 timed out.
 #include <semilab/agent/config.hpp>
 #include <semilab/agent/daemon.hpp>
 #include <semilab/agent/signing.hpp>
 #include <semilab/drivers/model.hpp>
 
 #include "src/cli_analyze.hpp"
+#include "src/cli_control.hpp"
 #include "src/cli_modbus.hpp"
+#include "src/cli_runs.hpp"
 #include "src/cli_scpi.hpp"
 
 #include <CLI/CLI.hpp>
@@ -46,15 +50,23 @@ int main(int argc, char** argv) {
   semilab::agent::scpi_cli scpi_cli(app);  // probe, scpi
   semilab::agent::modbus_cli modbus_cli(app);  // modbus read|write|scan
   semilab::agent::analyze_cli analyze_cli(app);  // analyze KIND FILE...
-  auto* queue = app.add_subcommand("queue", "Inspect the outbox queue");
-  queue->require_subcommand(1);
+  semilab::agent::run_recipe_cli run_recipe_cli(app);  // run-recipe RECIPE --sample ID
+  auto* queue = app.add_subcommand("queue", "Outbox depth per class, oldest record, retention, dead letters");
+  queue->require_subcommand(0, 1);
+  queue->add_option("-c,--config", config_path, "Configuration file (TOML)");
+  queue->add_flag("--json", as_json, "Machine-readable output");
+  semilab::agent::control_cli control_cli(app);  // instruments, flush, pause, resume, export, ...
   auto* dead = queue->add_subcommand("dead-letters", "Records central rejected permanently");
   bool retry = false;
   dead->add_option("-c,--config", config_path, "Configuration file (TOML)")->required();
   dead->add_flag("--retry", retry, "Move them back to the outbox to be sent again");
   dead->add_flag("--json", as_json, "Machine-readable output");
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;  // --help: 0; usage errors: 2 (not CLI11's 100+)
+  }
 
   auto logger = std::make_shared<spdlog::logger>("semilab-agent",
                                                   semilab::service::default_sink("semilab-agent"));
@@ -71,6 +83,12 @@ int main(int argc, char** argv) {
   if (auto rc = scpi_cli.run()) return *rc;
   if (modbus_cli.parsed()) return modbus_cli.run();
   if (analyze_cli.parsed()) return analyze_cli.run(std::cout, std::cerr);
+  if (run_recipe_cli.parsed()) return run_recipe_cli.run();
+  if (queue->parsed() && !dead->parsed() && config_path.empty()) {
+    std::cerr << "semilab-agent: queue: -c/--config is required\n";
+    return 2;
+  }
+  if (auto rc = control_cli.run(queue)) return *rc;
   if (ref->parsed()) {
     std::cout << semilab::agent::config_reference();
     return 0;
@@ -97,5 +115,10 @@ int main(int argc, char** argv) {
   if (status->parsed()) return semilab::agent::print_status(*cfg, as_json);
   if (enroll->parsed()) return semilab::agent::run_enroll(*cfg, std::cout, std::cerr);
   if (dead->parsed()) return semilab::agent::run_queue_dead_letters(*cfg, retry, as_json);
+  // [log]: format and file for the daemon; its level overrides --log-level when given.
+  if (auto e = semilab::service::apply_log_options(cfg->log); !e.empty()) {
+    std::cerr << "semilab-agent: " << config_path << ": " << e << "\n";
+    return 2;
+  }
   return semilab::agent::run_daemon(*cfg);
 }

@@ -189,10 +189,77 @@ async function showTransactions(id, quiet) {
   }
 }
 
-async function reconnect(id) {
-  const headers = token ? { Authorization: 'Bearer ' + token } : {};
+// Credentials of an action: the bearer token when one is set in this tab, else the session
+// cookie (sent by the browser) plus its CSRF token, which only this page knows.
+let csrf = '';
+function actionHeaders() {
+  if (token) return { Authorization: 'Bearer ' + token };
+  return csrf ? { 'X-CSRF-Token': csrf } : {};
+}
+
+function showSession(s) {
+  csrf = s ? s.csrf : '';
+  $('session-box').hidden = !s;
+  $('login-form').hidden = !!s;
+  setText('session-user', s ? s.user : '');
+  setText('session-role', s ? s.role : '');
+}
+
+async function loadSession() {
   try {
-    const r = await fetch('/api/v1/instruments/' + encodeURIComponent(id) + '/reconnect', { method: 'POST', headers });
+    const r = await fetch('/api/v1/session', { credentials: 'same-origin' });
+    showSession(r.ok ? await r.json() : null);
+  } catch (e) { showSession(null); }
+}
+
+async function refreshAcquisition() {
+  try {
+    const r = await fetch('/api/v1/acquisition');
+    if (r.ok) setText('acquisition', (await r.json()).acquisition);
+  } catch (e) { /* the next status update retries */ }
+}
+
+async function agentAction(what, url) {
+  try {
+    const r = await fetch(url, { method: 'POST', headers: actionHeaders(), credentials: 'same-origin' });
+    const j = await r.json();
+    const msg = r.ok ? what + ': done by ' + j.by : what + ' refused (' + r.status + '): ' + j.error;
+    setText('action-result', msg);
+    $('action-result').dataset.status = r.status;
+  } catch (e) {
+    setText('action-result', what + ': ' + e);
+  }
+  refreshAcquisition();
+}
+
+$('login-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  try {
+    const r = await fetch('/api/v1/login', {
+      method: 'POST', credentials: 'same-origin', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ user: $('login-user').value, password: $('login-password').value }),
+    });
+    const j = await r.json();
+    $('login-password').value = '';
+    if (r.ok) { showSession(j); setText('action-result', 'logged in as ' + j.user); }
+    else setText('action-result', 'login refused (' + r.status + '): ' + j.error);
+  } catch (e) {
+    setText('action-result', 'login: ' + e);
+  }
+});
+$('logout').addEventListener('click', async () => {
+  try { await fetch('/api/v1/logout', { method: 'POST', credentials: 'same-origin' }); } catch (e) { /* gone anyway */ }
+  showSession(null);
+  setText('action-result', 'logged out');
+});
+$('pause').addEventListener('click', () => agentAction('pause', '/api/v1/acquisition/pause'));
+$('resume').addEventListener('click', () => agentAction('resume', '/api/v1/acquisition/resume'));
+$('flush').addEventListener('click', () => agentAction('flush', '/api/v1/outbox/flush'));
+
+async function reconnect(id) {
+  const headers = actionHeaders();
+  try {
+    const r = await fetch('/api/v1/instruments/' + encodeURIComponent(id) + '/reconnect', { method: 'POST', headers, credentials: 'same-origin' });
     const j = await r.json();
     const msg = r.ok ? 'reconnect ' + id + ': accepted' : 'reconnect ' + id + ' refused (' + r.status + '): ' + j.error;
     setText('action-result', msg);
@@ -219,3 +286,6 @@ function connect() {
   es.onerror = () => setText('live', 'reconnecting…');  // EventSource retries by itself
 }
 connect();
+loadSession();
+refreshAcquisition();
+setInterval(refreshAcquisition, 2000);

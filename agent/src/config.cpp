@@ -4,9 +4,11 @@
 #include <semilab/drivers/visa_resource.hpp>
 #include <semilab/schemas/config_map.hpp>
 #include <semilab/schemas/topics.hpp>
+#include <semilab/service/log_config.hpp>
 
 #include <set>
 
+#include "cli_analyze.hpp"
 #include "health.hpp"
 
 namespace semilab::agent {
@@ -74,8 +76,14 @@ const cfg::option<agent_config> kAgent[] = {
                                0, 87'600),
     cfg::int_opt<agent_config>("retain_mb", &agent_config::retain_mb, "256", "MiB",
                                "At most this much acked records are retained (oldest go first); "
-                               "on top of quota_mb; 0 = deleted at the ack",
+                               "counted in quota_mb and evicted first under its pressure; 0 = "
+                               "deleted at the ack",
                                0, 1'000'000),
+    cfg::string_opt<agent_config>("control_socket", &agent_config::control_socket,
+                                  "\"<data_dir>/control.sock\"",
+                                  "Unix socket of the local CLI (`semilab-agent status`, `pause`, "
+                                  "...), created with mode 0660: the daemon's user and group may "
+                                  "use it (docs/agent-cli.md)"),
 };
 
 const cfg::option<agent_config> kMqtt[] = {
@@ -113,6 +121,12 @@ const cfg::option<agent_config> kSync[] = {
                                "zstd level of batch bodies (1-3 are the sweet spot; higher costs "
                                "CPU for little gain)",
                                1, 19),
+    cfg::int_opt<agent_config>("zstd_dictionary_records", &agent_config::zstd_dictionary_records,
+                               "0", "records",
+                               "Train a zstd dictionary from this many recent telemetry records "
+                               "and compress batches with it (retrained daily; central fetches "
+                               "it); pays off for small live batches; 0 = none",
+                               0, 1'000'000),
     cfg::double_opt<agent_config>("max_bytes_per_s", &agent_config::max_bytes_per_s, "0", "bytes/s",
                                   "Upload bandwidth cap, resends included (0 = none)", 0, 1e12),
     cfg::double_opt<agent_config>("max_batches_per_s", &agent_config::max_batches_per_s, "0",
@@ -120,7 +134,14 @@ const cfg::option<agent_config> kSync[] = {
     cfg::string_opt<agent_config>("command_key_file", &agent_config::command_key_file, "\"\"",
                                   "File holding the secret shared with central that authenticates "
                                   "commands on the cmd topic (HMAC-SHA256, at least 16 bytes); "
-                                  "\"\" = every command is refused. Interim until Ed25519 keys"),
+                                  "\"\" = every command is refused unless central_public_keys "
+                                  "is set"),
+    cfg::string_opt<agent_config>(
+        "central_public_keys", &agent_config::central_public_keys, "\"\"",
+        "Pinned Ed25519 public key(s) of central (64 hex digits each, comma-separated; printed by "
+        "`semilab-central keygen`). When set, acks and commands must carry central's signature: "
+        "unsigned or badly signed ones are ignored, logged and counted, and command_key_file is "
+        "no longer needed"),
 };
 
 const cfg::option<agent_config> kStatus[] = {
@@ -128,13 +149,20 @@ const cfg::option<agent_config> kStatus[] = {
                                 "Serve the status page, its JSON API and /metrics"),
     cfg::string_opt<agent_config>(
         "bind", &agent_config::status_bind, "127.0.0.1",
-        "Address the status page listens on; anything but loopback needs `insecure_http = true` "
-        "(HTTPS is not implemented yet)"),
+        "Address the status page listens on; anything but loopback needs HTTPS (`tls_cert_file` "
+        "and `tls_key_file`) or, on a trusted network only, `insecure_http = true`"),
     cfg::int_opt<agent_config>("port", &agent_config::status_port, "8470", "",
                                "TCP port of the status page (0 = any free port, logged)", 0, 65535),
     cfg::string_opt<agent_config>("operator_token", &agent_config::operator_token, "\"\"",
-                                  "Bearer token the page's actions require (reconnect an "
-                                  "instrument); empty = actions refused. Never logged"),
+                                  "Bearer token for scripts: `Authorization: Bearer ...` runs "
+                                  "the page's actions as an engineer; empty = only logged-in "
+                                  "local users (`semilab-agent user add`) act. Never logged"),
+    cfg::string_opt<agent_config>("tls_cert_file", &agent_config::status_tls_cert_file, "\"\"",
+                                  "Certificate chain (PEM) of the page: with tls_key_file the page "
+                                  "serves HTTPS only (TLS 1.2+)"),
+    cfg::string_opt<agent_config>("tls_key_file", &agent_config::status_tls_key_file, "\"\"",
+                                  "Private key (PEM) of tls_cert_file; keep it mode 0600 "
+                                  "(`semilab-agent security-check`)"),
     cfg::bool_opt<agent_config>("insecure_http", &agent_config::status_insecure_http, "false",
                                 "Allow plain HTTP on a non-loopback address (trusted networks only)"),
     cfg::int_opt<agent_config>("health_period_s", &agent_config::health_period_s, "60", "s",
@@ -208,6 +236,91 @@ const cfg::option<instrument_config> kInstrument[] = {
      }},
 };
 
+const cfg::option<filedrop_config> kFiledrop[] = {
+    cfg::string_opt<filedrop_config>("id", &filedrop_config::id, "",
+                                     "Instrument id of the folder's records (unique among "
+                                     "[[instrument]] and [[filedrop]] ids)",
+                                     check_id),
+    cfg::string_opt<filedrop_config>(
+        "folder", &filedrop_config::folder, "",
+        "Watched directory, e.g. a share of the instrument PC. A folder missing at start is "
+        "logged and watched by polling until it appears",
+        [](const std::string& v) -> std::optional<std::string> {
+          if (v.empty()) return "must not be empty";
+          return std::nullopt;
+        }),
+    cfg::string_opt<filedrop_config>("pattern", &filedrop_config::pattern, "*",
+                                     "File name glob (fnmatch: * ? [..]); names starting with '.' "
+                                     "or ending in .tmp, .part, ~ are always skipped"),
+    cfg::string_opt<filedrop_config>(
+        "format", &filedrop_config::format, "auto",
+        "`auto` (detected from the content, as `semilab-agent analyze` does) or one of csv, "
+        "jcamp-dx, xrdml, vamas, spc, sem-tiff",
+        [](const std::string& v) -> std::optional<std::string> {
+          for (const char* f : {"auto", "csv", "jcamp-dx", "xrdml", "vamas", "spc", "sem-tiff"})
+            if (v == f) return std::nullopt;
+          return "unknown format '" + v + "' (auto, csv, jcamp-dx, xrdml, vamas, spc, sem-tiff)";
+        }),
+    cfg::string_opt<filedrop_config>(
+        "kind", &filedrop_config::kind, "\"\"",
+        "Analysis computed on each parsed file (`semilab-agent analyze --list`); \"\" = parse and "
+        "archive only",
+        [](const std::string& v) -> std::optional<std::string> {
+          if (v.empty()) return std::nullopt;
+          std::string known;
+          for (const auto& k : analyze_kinds()) {
+            if (v == k.name) return std::nullopt;
+            known += (known.empty() ? "" : ", ") + std::string(k.name);
+          }
+          return "unknown analysis kind '" + v + "' (known: " + known + ")";
+        }),
+    cfg::double_opt<filedrop_config>("stable_s", &filedrop_config::stable_s, "5", "s",
+                                     "A file is taken once its size and mtime have not changed "
+                                     "for this long (vendor software writes in pieces)",
+                                     0, 86'400),
+    cfg::double_opt<filedrop_config>("poll_interval_s", &filedrop_config::poll_interval_s, "2",
+                                     "s",
+                                     "Period of the folder scan without inotify (network shares), "
+                                     "and of the stability check with it",
+                                     0.05, 3600),
+    cfg::bool_opt<filedrop_config>("inotify", &filedrop_config::inotify, "true",
+                                   "Use inotify events (falls back to polling when the folder "
+                                   "cannot be watched); false = polling only, for CIFS/NFS shares "
+                                   "where remote writes raise no events"),
+    cfg::string_opt<filedrop_config>("archive_dir", &filedrop_config::archive_dir,
+                                     "\"<data_dir>/archive\"",
+                                     "Content-addressed archive of the raw files "
+                                     "(<sha256[0..2]>/<sha256>.zst) and the ledger of files "
+                                     "already recorded"),
+    cfg::int_opt<filedrop_config>("max_file_mb", &filedrop_config::max_file_mb, "256", "MiB",
+                                  "Larger files are reported and skipped", 1, 4096),
+};
+
+const cfg::option<agent_config> kRuns[] = {
+    cfg::bool_opt<agent_config>("enabled", &agent_config::runs_enabled, "true",
+                                "Accept recipe runs (POST /api/v1/runs, `semilab-agent run-recipe`)"),
+    cfg::string_opt<agent_config>("token", &agent_config::runs_token, "\"\"",
+                                  "Bearer token that submitting and aborting runs require; \"\" = the "
+                                  "[status] operator_token; with neither, runs are accepted on a "
+                                  "loopback bind only. Never logged"),
+    cfg::int_opt<agent_config>("history", &agent_config::runs_history, "50", "runs",
+                               "Finished runs listed by /api/v1/runs (all stay in the outbox database)",
+                               1, 100'000),
+    {"roles", "table", "{}", "",
+     "Default binding of recipe roles to instrument ids, e.g. { gate = \"smu-a\", drain = \"smu-b\" } "
+     "(a submission's --bind and a recipe's roles.NAME.instrument take precedence)",
+     [](agent_config& c, const toml::node& n) -> std::optional<std::string> {
+       auto* t = n.as_table();
+       if (!t) return "expected a table of role = \"instrument id\"";
+       for (auto&& [k, v] : *t) {
+         auto str = v.value<std::string>();
+         if (!str || !v.is_string()) return "role '" + std::string(k.str()) + "' must name an instrument id";
+         c.runs_roles[std::string(k.str())] = *str;
+       }
+       return std::nullopt;
+     }},
+};
+
 template <class S, std::size_t N>
 std::span<const cfg::option<S>> span_of(const cfg::option<S> (&a)[N]) {
   return {a, N};
@@ -227,9 +340,10 @@ std::optional<agent_config> load_config(const std::filesystem::path& file, std::
   for (auto&& [k, node] : root) {
     auto key = k.str();
     if (key != "agent" && key != "mqtt" && key != "sync" && key != "status" &&
-        key != "instrument") {
+        key != "instrument" && key != "filedrop" && key != "runs" && key != "log") {
       error = cfg::where(f, k.source()) + ": " + std::string(key) +
-              ": unknown table (expected [agent], [mqtt], [sync], [status], [[instrument]])";
+              ": unknown table (expected [agent], [mqtt], [sync], [status], [runs], [log], "
+              "[[instrument]], [[filedrop]])";
       return std::nullopt;
     }
   }
@@ -244,8 +358,21 @@ std::optional<agent_config> load_config(const std::filesystem::path& file, std::
     return cfg::read_table(c, *t, opts, f, name);
   };
   for (auto [name, opts] : {std::pair{"agent", span_of(kAgent)}, std::pair{"mqtt", span_of(kMqtt)},
-                            std::pair{"sync", span_of(kSync)}, std::pair{"status", span_of(kStatus)}}) {
+                            std::pair{"sync", span_of(kSync)}, std::pair{"status", span_of(kStatus)},
+                            std::pair{"runs", span_of(kRuns)}}) {
     if (auto e = table(name, opts)) {
+      error = e->message;
+      return std::nullopt;
+    }
+  }
+  if (auto* n = root.get("log")) {
+    auto* t = n->as_table();
+    if (!t) {
+      error = cfg::where(f, n->source()) + ": log: expected a table";
+      return std::nullopt;
+    }
+    const auto& lt = service::log_option_table();
+    if (auto e = cfg::read_table(c.log, *t, std::span<const cfg::option<service::log_options>>(lt), f, "log")) {
       error = e->message;
       return std::nullopt;
     }
@@ -313,14 +440,60 @@ std::optional<agent_config> load_config(const std::filesystem::path& file, std::
     error = f + ": instrument: expected [[instrument]] tables";
     return std::nullopt;
   }
-  // DESIGN-NOTES: bound elsewhere than loopback the page must serve HTTPS, which is not
-  // implemented yet: refuse unless the operator explicitly accepts plain HTTP.
+  if (auto* arr = root.get_as<toml::array>("filedrop")) {
+    std::set<std::string> folders;
+    std::size_t i = 0;
+    for (auto& n : *arr) {
+      std::string path = "filedrop[" + std::to_string(i++) + "]";
+      auto* t = n.as_table();
+      if (!t) {
+        error = cfg::where(f, n.source()) + ": " + path + ": expected [[filedrop]] tables";
+        return std::nullopt;
+      }
+      filedrop_config fc;
+      if (auto e = cfg::read_table(fc, *t, span_of(kFiledrop), f, path)) {
+        error = e->message;
+        return std::nullopt;
+      }
+      auto here = cfg::where(f, t->source()) + ": " + path;
+      if (!ids.insert(fc.id).second) {
+        error = here + ".id: duplicate id '" + fc.id + "' (already an instrument or a filedrop)";
+        return std::nullopt;
+      }
+      std::error_code ec;
+      auto canon = std::filesystem::weakly_canonical(fc.folder, ec);
+      // One folder may be split by pattern between drops (one analysis kind each); the same
+      // folder and pattern twice would take every file twice.
+      if (!folders.insert((ec ? fc.folder : canon.string()) + '\n' + fc.pattern).second) {
+        error = here + ".pattern: '" + fc.folder + "' is already watched with pattern '" +
+                fc.pattern + "' by another [[filedrop]]";
+        return std::nullopt;
+      }
+      if (fc.archive_dir.empty())
+        fc.archive_dir = (std::filesystem::path(c.data_dir) / "archive").string();
+      c.filedrops.push_back(std::move(fc));
+    }
+  } else if (root.contains("filedrop")) {
+    error = f + ": filedrop: expected [[filedrop]] tables";
+    return std::nullopt;
+  }
+  // DESIGN-NOTES: bound elsewhere than loopback the page serves HTTPS; plain HTTP there only
+  // when the operator explicitly accepts it.
+  auto status_key = [&](const char* key) {
+    auto* n = root.at_path(std::string("status.") + key).node();
+    return (n ? cfg::where(f, n->source()) : f) + ": status." + key;
+  };
+  if (c.status_tls_cert_file.empty() != c.status_tls_key_file.empty()) {
+    error = status_key(c.status_tls_cert_file.empty() ? "tls_key_file" : "tls_cert_file") +
+            ": HTTPS needs both tls_cert_file and tls_key_file";
+    return std::nullopt;
+  }
   bool loopback = c.status_bind == "::1" || c.status_bind == "localhost" ||
                   c.status_bind.rfind("127.", 0) == 0;
-  if (c.status_enabled && !loopback && !c.status_insecure_http) {
-    error = f + ": status.bind: '" + c.status_bind +
-            "' is not loopback; HTTPS is not implemented yet, so set `insecure_http = true` to "
-            "serve plain HTTP there (trusted networks only) or bind 127.0.0.1";
+  if (c.status_enabled && !loopback && !c.status_tls() && !c.status_insecure_http) {
+    error = status_key("bind") + ": '" + c.status_bind +
+            "' is not loopback: serve HTTPS there (set tls_cert_file and tls_key_file) or, on a "
+            "trusted network only, set `insecure_http = true`; or bind 127.0.0.1";
     return std::nullopt;
   }
   return c;
@@ -332,7 +505,12 @@ std::string config_reference() {
   s += cfg::print_reference<agent_config>("[mqtt]", span_of(kMqtt)) + "\n";
   s += cfg::print_reference<agent_config>("[sync]", span_of(kSync)) + "\n";
   s += cfg::print_reference<agent_config>("[status]", span_of(kStatus)) + "\n";
-  s += cfg::print_reference<instrument_config>("[[instrument]]", span_of(kInstrument));
+  s += cfg::print_reference<agent_config>("[runs]", span_of(kRuns)) + "\n";
+  s += cfg::print_reference<service::log_options>(
+           "[log]", std::span<const cfg::option<service::log_options>>(service::log_option_table())) +
+       "\n";
+  s += cfg::print_reference<instrument_config>("[[instrument]]", span_of(kInstrument)) + "\n";
+  s += cfg::print_reference<filedrop_config>("[[filedrop]]", span_of(kFiledrop));
   return s;
 }
 

@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -20,10 +21,14 @@
 
 #include <semilab/schemas/topics.hpp>
 
+#include "filedrop.hpp"
+#include "control.hpp"
+#include "control_routes.hpp"
 #include "http_status.hpp"
 #include "instrument_runner.hpp"
 #include "modbus_runner.hpp"
 #include "reload.hpp"
+#include "runs.hpp"
 #include "status_model.hpp"
 
 namespace semilab::agent {
@@ -33,7 +38,7 @@ namespace json = boost::json;
 
 namespace {
 
-constexpr const char* kVersion = "0.1.0";
+constexpr const char* kVersion = kAgentVersion;
 
 json::object counters_json(const sync::outbox_counters& c) {
   // by_reason: "dropped.quota.telemetry", "refused.quota.telemetry", "notices",
@@ -127,6 +132,7 @@ int run_daemon(const agent_config& startup_cfg) {
   eo.version = kVersion;
   eo.max_bytes_per_s = cfg.max_bytes_per_s;
   eo.zstd_level = static_cast<int>(cfg.zstd_level);
+  eo.dict_train_records = static_cast<std::size_t>(cfg.zstd_dictionary_records);
   eo.max_batches_per_s = cfg.max_batches_per_s;
   sync::mqtt_options mo;
   mo.broker_url = cfg.broker;
@@ -141,6 +147,15 @@ int run_daemon(const agent_config& startup_cfg) {
     spdlog::error("[agent] sync.command_key_file: {}", err);
     return 1;
   }
+  if (auto keys = schemas::parse_public_key_list(cfg.central_public_keys)) {
+    eo.central_keys = std::move(*keys);
+  } else {
+    spdlog::error("[agent] sync.central_public_keys: not a list of 64-hex-digit Ed25519 keys");
+    return 1;
+  }
+  if (!eo.central_keys.empty())
+    spdlog::info("[agent] {} central key(s) pinned: acks and commands must be signed",
+                 eo.central_keys.size());
   eo.signer = load_signing_key(cfg, err);
   if (!err.empty()) {
     spdlog::error("[agent] signing key: {}", err);
@@ -167,8 +182,42 @@ int run_daemon(const agent_config& startup_cfg) {
     runners.push_back(std::move(r));
   }
 
+  // Watched export folders, each on its own thread (filedrop.hpp); replaced on SIGHUP by id.
+  std::vector<std::unique_ptr<filedrop_driver>> drops;
+  auto start_drop = [&](const filedrop_config& fc) {
+    auto d = std::make_unique<filedrop_driver>(fc, rec);
+    if (auto e = d->start(); !e.empty()) {
+      spdlog::error("[filedrop] {}: not started: {}", fc.id, e);
+      events.add(utc_now_ns(), "degraded", fc.id, "file drop not started: " + e);
+      return;
+    }
+    drops.push_back(std::move(d));
+  };
+  for (const auto& fc : cfg.filedrops) start_drop(fc);
+
   // Status page, /metrics and the health topic (docs/agent-status.md). A port in use is not
   // fatal: acquisition matters more than the page.
+  // Recipe runs through the instruments' sessions (runs.hpp), submitted over the status server.
+  std::shared_ptr<run_executor> runs;
+  const bool status_loopback =
+      cfg.status_bind.starts_with("127.") || cfg.status_bind == "::1" || cfg.status_bind == "localhost";
+  if (cfg.runs_enabled) {
+    runs_options ro;
+    ro.db_path = cfg.outbox_path();
+    ro.default_bindings = cfg.runs_roles;
+    ro.history = static_cast<std::size_t>(cfg.runs_history);
+    for (const auto& ic : cfg.instruments) ro.calibration_due[ic.id] = ic.calibration_due;
+    runs = run_executor::create(
+        io, std::move(ro), rec,
+        [&runners](std::string_view id) -> std::shared_ptr<instrument_runner> {
+          for (auto& r : runners)
+            if (auto ir = std::dynamic_pointer_cast<instrument_runner>(r); ir && ir->config().id == id)
+              return ir;
+          return nullptr;
+        },
+        err);
+    if (!runs) spdlog::error("[agent] recipe runs not served: {}", err);
+  }
   auto routes = std::make_shared<status_routes>(
       cfg.operator_token,
       cfg.status_bind.starts_with("127.") || cfg.status_bind == "::1" || cfg.status_bind == "localhost",
@@ -182,15 +231,42 @@ int run_daemon(const agent_config& startup_cfg) {
                            return action_outcome::done;
                          }
                        return action_outcome::unknown_instrument;
+                     },
+                     [&runs, &cfg, status_loopback](const http_request_view& req,
+                                                    std::string_view target) -> std::optional<http_reply> {
+                       if (!runs) return std::nullopt;
+                       return handle_runs_request(
+                           *runs, req, target,
+                           cfg.runs_token.empty() ? cfg.operator_token : cfg.runs_token,
+                           status_loopback);
                      }});
+  // Local control (CLI socket) and the page's login and actions (control.hpp, users.hpp).
+  agent_control control(io, cfg, outbox, *engine, rec, runners, events);
+  std::shared_ptr<user_store> users;
+  if (auto u = user_store::open(cfg.outbox_path(), err)) users = std::move(*u);
+  else spdlog::error("[agent] local users unavailable (logins refused): {}", err);
+  routes->set_control(std::make_shared<control_routes>(
+      std::make_shared<auth>(users, cfg.operator_token),
+      [&control](json::object req) { return control.dispatch(req); },
+      [&control] { return control.paused(); }));
+  std::shared_ptr<control_server> control_srv;
+  if (auto cs = control_server::start(
+          io, cfg.control_socket_path(),
+          [&control](const json::object& req) { return control.dispatch(req); }, err))
+    control_srv = *cs;
+  else
+    spdlog::error("[agent] control socket not served (the CLI works on the files): {}", err);
   std::shared_ptr<status_server> server;
   if (cfg.status_enabled) {
     status_server_options so;
     so.bind = cfg.status_bind;
     so.port = static_cast<std::uint16_t>(cfg.status_port);
+    so.tls_cert_file = cfg.status_tls_cert_file;
+    so.tls_key_file = cfg.status_tls_key_file;
     if (auto srv = status_server::start(io.get_executor(), so, routes, err)) {
       server = *srv;
-      spdlog::info("[agent] status page on http://{}/", server->local_address());
+      spdlog::info("[agent] status page on {}://{}/", server->tls() ? "https" : "http",
+                   server->local_address());
     } else {
       spdlog::error("[agent] status page not served: {}", err);
     }
@@ -233,6 +309,27 @@ int run_daemon(const agent_config& startup_cfg) {
 
   service::notifier sd(io.get_executor());  // systemd: READY, WATCHDOG=1 from this loop
   reloader reload(io, cfg, runners, rec, events, sd);  // SIGHUP
+  reload.on_filedrops([&](const std::vector<filedrop_config>& next) {
+    // By id: unchanged folders keep their driver (and its pending files); others restart.
+    std::string summary;
+    std::vector<std::unique_ptr<filedrop_driver>> keep;
+    for (auto& d : drops) {
+      auto same = std::find(next.begin(), next.end(), d->config());
+      if (same != next.end()) keep.push_back(std::move(d));
+      else {
+        summary += (summary.empty() ? "" : ", ") + d->config().id + " stopped";
+        d->stop();  // finishes the file being ingested
+      }
+    }
+    drops = std::move(keep);
+    for (const auto& fc : next) {
+      bool running = std::any_of(drops.begin(), drops.end(), [&](auto& d) { return d->config() == fc; });
+      if (running) continue;
+      start_drop(fc);
+      summary += (summary.empty() ? "" : ", ") + fc.id + " started";
+    }
+    return summary.empty() ? std::string("unchanged") : summary;
+  });
   sd.ready("running, " + std::to_string(runners.size()) + " instrument(s)");
 
   asio::signal_set signals(io, SIGINT, SIGTERM);
@@ -241,11 +338,15 @@ int run_daemon(const agent_config& startup_cfg) {
     spdlog::info("[agent] signal {}: stopping (records not yet acked stay in the outbox)", sig);
     sd.stopping();
     reload.cancel();
+    if (runs) runs->stop();  // a running run is aborted: its outputs go off
     for (auto& r : runners) r->stop();
     status_timer.cancel();
     if (server) server->stop();
-    // Engine stop waits for its strand: run it off this thread, then let io finish.
+    if (control_srv) control_srv->stop();
+    // Engine stop waits for its strand: run it off this thread, then let io finish. The file
+    // drops first: one may finish ingesting a file (its records still reach the outbox).
     std::thread([&] {
+      for (auto& d : drops) d->stop();
       engine->stop();
       asio::post(io, [&] { io.stop(); });
     }).detach();
@@ -287,6 +388,12 @@ int print_status(const agent_config& cfg, bool as_json) {
     boost::system::error_code ec;
     auto live = json::parse(text, ec);
     if (!ec && live.is_object()) out["live"] = std::move(live);
+    // Acquisition running or paused, from the control socket (control.hpp).
+    bool not_running = false;
+    if (auto r = control_call(cfg.control_socket_path(), {{"cmd", "status"}}, std::chrono::seconds(2),
+                              err, not_running);
+        r && r->is_object())
+      if (auto* a = r->as_object().if_contains("acquisition")) out["daemon"].as_object()["acquisition"] = *a;
   }
   if (as_json) {
     std::cout << json::serialize(out) << "\n";
@@ -297,7 +404,11 @@ int print_status(const agent_config& cfg, bool as_json) {
   char oldest[32];
   std::snprintf(oldest, sizeof oldest, "%.1f", o["oldest_age_s"].to_number<double>());
   std::cout << "agent      " << cfg.id << " (site " << cfg.site << ")\n"
-            << "daemon     " << (running ? "running, pid " + std::to_string(pid) : std::string("not running")) << "\n"
+            << "daemon     " << (running ? "running, pid " + std::to_string(pid) : std::string("not running"))
+            << (out["daemon"].as_object().contains("acquisition")
+                    ? ", acquisition " + std::string(out["daemon"].as_object()["acquisition"].as_string())
+                    : std::string())
+            << "\n"
             << "outbox     " << o["records"] << " records, " << o["bytes"] << " bytes, oldest "
             << oldest << " s\n"
             << "counters   produced " << k["produced"] << ", acked " << k["acked"] << ", held "

@@ -5,8 +5,16 @@
 #include <zstd.h>
 
 #include <fcntl.h>
+#include <fnmatch.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <unistd.h>
+
+#include <semilab/agent/config.hpp>
+#include <semilab/agent/recorder.hpp>
+#include <spdlog/spdlog.h>
 
 #include <semilab/parsers/formats.hpp>
 
@@ -16,6 +24,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <sstream>
 
 namespace semilab::agent {
 namespace fs = std::filesystem;
@@ -143,8 +152,21 @@ filedrop::~filedrop() {
   if (inotify_fd_ >= 0) ::close(inotify_fd_);
 }
 
+void filedrop::mark_done(const fs::path& p, std::uintmax_t size, fs::file_time_type mtime) {
+  done_[p] = {size, mtime};
+  pending_.erase(p);
+}
+
+void filedrop::forget(const fs::path& p) {
+  done_.erase(p);
+  rescan_ = true;  // seen again at the next poll even without an event
+}
+
 void filedrop::note(const fs::path& p, std::size_t folder) {
   if (ignored_name(p)) return;
+  if (!opt_.pattern.empty() && opt_.pattern != "*" &&
+      ::fnmatch(opt_.pattern.c_str(), p.filename().c_str(), 0) != 0)
+    return;
   std::error_code ec;
   auto status = fs::status(p, ec);
   if (ec || !fs::is_regular_file(status)) return;
@@ -262,6 +284,7 @@ filedrop_outcome filedrop::ingest(const fs::path& p, const file_state& st) {
   ingested_file f;
   f.path = p;
   f.size = bytes.size();
+  f.mtime = st.mtime;
   f.sha256 = sha256_hex(bytes);
   if (f.sha256.empty()) return fail("SHA-256 failed");
 
@@ -295,7 +318,9 @@ filedrop_outcome filedrop::ingest(const fs::path& p, const file_state& st) {
     return r;
   };
 
-  if (auto fmt = detect_export_format(bytes, p.string())) f.format = *fmt;
+  const bool forced = !opt_.format.empty() && opt_.format != "auto";
+  if (forced) f.format = opt_.format;
+  else if (auto fmt = detect_export_format(bytes, p.string())) f.format = *fmt;
   parsers::metadata meta;
   if (f.format == "sem-tiff") {  // an image: its metadata is the result, there is no spectrum
     auto m = parsers::parse_sem_tiff(bytes);
@@ -315,7 +340,7 @@ filedrop_outcome filedrop::ingest(const fs::path& p, const file_state& st) {
       if (!m->detector.empty()) meta.emplace_back("detector", m->detector);
       meta.insert(meta.end(), m->meta.begin(), m->meta.end());
     }
-  } else if (auto s = parse_export(bytes, p.string()); !s) {
+  } else if (auto s = parse_export(bytes, p.string(), forced ? std::string_view(f.format) : std::string_view{}); !s) {
     f.parse_error = s.error().to_string();
   } else {
     meta = s->meta;
@@ -369,6 +394,190 @@ filedrop_outcome filedrop::ingest(const fs::path& p, const file_state& st) {
                              base64(part)));
   }
   return f;
+}
+
+// ---- filedrop_driver ------------------------------------------------------------------------
+
+filedrop_driver::filedrop_driver(const filedrop_config& cfg, recorder& rec)
+    : cfg_(std::make_unique<filedrop_config>(cfg)), rec_(rec), st_(std::make_shared<shared_state>()) {
+  st_->id = cfg_->id;
+}
+
+filedrop_driver::~filedrop_driver() {
+  stop();
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+std::string filedrop_driver::start() {
+  if (thread_.joinable()) return {};
+  std::error_code ec;
+  fs::create_directories(cfg_->archive_dir, ec);
+  if (ec) return "archive_dir " + cfg_->archive_dir + ": " + ec.message();
+  st_->ledger = fs::path(cfg_->archive_dir) / ("ledger-" + cfg_->id + ".txt");
+  if (!fs::is_directory(cfg_->folder, ec))
+    spdlog::warn("[filedrop] {}: folder {} is not there (yet): polling until it appears", cfg_->id,
+                 cfg_->folder);
+  filedrop_options o;
+  o.folders = {{cfg_->folder, cfg_->kind}};
+  o.archive_dir = cfg_->archive_dir;
+  o.pattern = cfg_->pattern;
+  o.format = cfg_->format;
+  o.stable_for = std::chrono::milliseconds(static_cast<std::int64_t>(cfg_->stable_s * 1000));
+  // A folder missing at start cannot be watched: poll (it is scanned again every poll).
+  o.use_inotify = cfg_->inotify && fs::is_directory(cfg_->folder, ec);
+  o.instrument = cfg_->id;
+  o.max_file_bytes = static_cast<std::uint64_t>(cfg_->max_file_mb) << 20;
+  fd_ = std::make_unique<filedrop>(std::move(o));
+  load_ledger();
+  wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake_fd_ < 0) return std::string("eventfd: ") + std::strerror(errno);
+  {
+    std::lock_guard lk(st_->mu);
+    st_->stats.inotify = fd_->inotify_active();
+    st_->stats.fallback_reason = fd_->fallback_reason();
+  }
+  spdlog::info("[filedrop] {}: watching {} ({}){}{}, stable after {} s, archive {}", cfg_->id,
+               cfg_->folder, fd_->inotify_active() ? "inotify" : "polling every " +
+               std::to_string(cfg_->poll_interval_s) + " s: " + fd_->fallback_reason(),
+               cfg_->pattern == "*" ? "" : ", pattern " + cfg_->pattern,
+               cfg_->kind.empty() ? "" : ", analysis " + cfg_->kind, cfg_->stable_s, cfg_->archive_dir);
+  stopping_ = false;
+  thread_ = std::thread([this] { run(); });
+  return {};
+}
+
+void filedrop_driver::stop() {
+  if (!thread_.joinable()) return;
+  stopping_ = true;
+  const std::uint64_t one = 1;
+  [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
+  thread_.join();
+}
+
+filedrop_stats filedrop_driver::stats() const {
+  std::lock_guard lk(st_->mu);
+  return st_->stats;
+}
+
+void filedrop_driver::load_ledger() {
+  std::ifstream in(st_->ledger);
+  std::string line;
+  struct entry {
+    std::uintmax_t size;
+    fs::file_time_type mtime;
+    std::string sha;
+  };
+  std::map<fs::path, entry> entries;
+  std::size_t lines = 0;
+  while (std::getline(in, line)) {
+    ++lines;
+    // "<mtime ns> <size> <sha256> <path>"; a torn last line (crash while appending) is skipped.
+    std::istringstream is(line);
+    std::int64_t mt = 0;
+    std::uintmax_t size = 0;
+    std::string sha;
+    if (!(is >> mt >> size >> sha) || sha.size() != 64 || is.get() != ' ') continue;
+    std::string path((std::istreambuf_iterator<char>(is)), std::istreambuf_iterator<char>());
+    if (path.empty()) continue;
+    entries[path] = {size, fs::file_time_type(fs::file_time_type::duration(mt)), sha};
+  }
+  std::uint64_t skipped = 0;
+  std::error_code ec;
+  for (auto it = entries.begin(); it != entries.end();) {
+    if (!fs::exists(it->first, ec)) {  // gone: no need to remember it
+      it = entries.erase(it);
+      continue;
+    }
+    fd_->mark_done(it->first, it->second.size, it->second.mtime);
+    ++skipped;
+    ++it;
+  }
+  // Compacted when it holds much more than the files still there (rename: never half a file).
+  if (lines > 2 * entries.size() + 64) {
+    auto tmp = st_->ledger;
+    tmp += ".tmp";
+    {
+      std::ofstream out(tmp, std::ios::trunc);
+      for (const auto& [p, v] : entries)
+        out << v.mtime.time_since_epoch().count() << ' ' << v.size << ' ' << v.sha << ' ' << p.string() << '\n';
+    }
+    fs::rename(tmp, st_->ledger, ec);
+  }
+  std::lock_guard lk(st_->mu);
+  st_->stats.skipped_ledger = skipped;
+}
+
+void filedrop_driver::shared_state::append_ledger(const ingested_file& f) {
+  const auto p = f.path.string();
+  if (p.find('\n') != std::string::npos) return;  // taken again after a restart: harmless
+  std::ofstream out(ledger, std::ios::app);
+  out << f.mtime.time_since_epoch().count() << ' ' << f.size << ' ' << f.sha256 << ' ' << p << '\n';
+}
+
+void filedrop_driver::run() {
+  const std::string name = ("fd-" + cfg_->id).substr(0, 15);
+  pthread_setname_np(pthread_self(), name.c_str());
+  const int interval_ms = std::max(1, static_cast<int>(cfg_->poll_interval_s * 1000));
+  while (!stopping_) {
+    {
+      std::vector<fs::path> again;
+      {
+        std::lock_guard lk(st_->mu);
+        again.swap(st_->retry);
+      }
+      for (const auto& p : again) fd_->forget(p);
+    }
+    for (auto& o : fd_->poll()) {
+      if (!o) {
+        auto& last = last_failure_[o.error().path];
+        if (last != o.error().reason) {  // logged once per reason, retried quietly
+          spdlog::warn("[filedrop] {}: {}: {}", cfg_->id, o.error().path.string(), o.error().reason);
+          last = o.error().reason;
+        }
+        std::lock_guard lk(st_->mu);
+        ++st_->stats.failures;
+        continue;
+      }
+      last_failure_.erase(o->path);
+      auto file = std::make_shared<ingested_file>(std::move(*o));
+      auto records = std::move(file->records);
+      spdlog::info("[filedrop] {}: {} ({} bytes, {}, sha256 {}){}{}", cfg_->id, file->path.filename().string(),
+                   file->size, file->format.empty() ? "unknown format" : file->format, file->sha256.substr(0, 12),
+                   file->parse_error.empty() ? "" : ": parse error: " + file->parse_error,
+                   file->analysis_error.empty() ? "" : ": analysis error: " + file->analysis_error);
+      // Runs on the outbox writer thread after the commit: quick, no blocking on this thread.
+      rec_.submit(std::move(records), [st = st_, file](boost::system::error_code ec, schemas::seq_range r) {
+        std::lock_guard lk(st->mu);
+        if (ec) {
+          spdlog::error("[filedrop] {}: records of {} not stored ({}); taken again", st->id,
+                        file->path.string(), ec.message());
+          ++st->stats.failures;
+          st->retry.push_back(file->path);
+          return;
+        }
+        st->append_ledger(*file);
+        ++st->stats.files;
+        if (!file->parse_error.empty()) ++st->stats.parse_errors;
+        spdlog::debug("[filedrop] {}: {} stored as seq {}..{}", st->id, file->path.string(), r.first, r.last);
+      });
+    }
+    {
+      std::lock_guard lk(st_->mu);
+      st_->stats.pending = fd_->pending();
+      st_->stats.inotify = fd_->inotify_active();
+      st_->stats.fallback_reason = fd_->fallback_reason();
+    }
+    // Wake on inotify events, on stop(), or after the interval (stability checks, polling).
+    std::array<pollfd, 2> pfd{{{wake_fd_, POLLIN, 0}, {fd_->fd(), POLLIN, 0}}};
+    const nfds_t n = fd_->fd() >= 0 ? 2 : 1;
+    int wait_ms = interval_ms;
+    if (fd_->pending() > 0) wait_ms = std::min(wait_ms, std::max(50, static_cast<int>(cfg_->stable_s * 250)));
+    ::poll(pfd.data(), n, wait_ms);
+    if (n == 2 && (pfd[1].revents & POLLIN)) {
+      // Let a burst of writes settle into one poll instead of one per event.
+      ::poll(pfd.data(), 1, 20);
+    }
+  }
 }
 
 }  // namespace semilab::agent

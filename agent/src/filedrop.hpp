@@ -23,11 +23,23 @@
 // Threads: none of its own; the owner calls poll() (e.g. from a timer, or when fd() is readable)
 // on one thread. Errors are values: a file that cannot be read or archived is reported for this
 // poll and retried after it was stable again; nothing throws.
+//
+// filedrop_driver runs one filedrop for one [[filedrop]] table of the agent configuration on its
+// own named thread ("fd-<id>"): reading, hashing, compressing and parsing a large file blocks,
+// so none of it runs on the io_context. Its records go through the recorder (outbox first, like
+// every reading). Once the outbox committed a file's records, the file is appended to a ledger
+// (<archive_dir>/ledger-<id>.txt: mtime, size, sha256, path) so that an agent restart does not
+// take the same unchanged file again; a file whose records were not committed is taken again.
 #include "cli_analyze.hpp"
 
 #include <semilab/schemas/record.hpp>
 
 #include <boost/system/result.hpp>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <thread>
 
 #include <chrono>
 #include <cstdint>
@@ -46,6 +58,8 @@ struct filedrop_folder {
 
 struct filedrop_options {
   std::vector<filedrop_folder> folders;
+  std::string pattern = "*";  // fnmatch glob on the file name
+  std::string format;         // forced parser ("" or "auto": detected from the content)
   std::filesystem::path archive_dir;
   std::chrono::milliseconds stable_for{5000};
   bool use_inotify = true;  // false: scan every poll (network shares)
@@ -59,6 +73,7 @@ struct filedrop_options {
 struct ingested_file {
   std::filesystem::path path;
   std::uint64_t size = 0;
+  std::filesystem::file_time_type mtime{};
   std::string sha256;  // lowercase hex
   std::filesystem::path archive;
   bool archived_new = false;  // false: the same content was already archived
@@ -102,6 +117,11 @@ class filedrop {
   // Files seen but not yet stable.
   [[nodiscard]] std::size_t pending() const { return pending_.size(); }
 
+  // Marks a file as handled (from the ledger of an earlier run): not taken again unless its
+  // size or mtime differ. forget() makes it eligible again (its records were not stored).
+  void mark_done(const std::filesystem::path& p, std::uintmax_t size, std::filesystem::file_time_type mtime);
+  void forget(const std::filesystem::path& p);
+
  private:
   struct file_state {
     std::uintmax_t size = 0;
@@ -125,6 +145,59 @@ class filedrop {
   std::map<std::filesystem::path, file_state> pending_;
   // Handled files by (size, mtime): not handled again until they change.
   std::map<std::filesystem::path, std::pair<std::uintmax_t, std::filesystem::file_time_type>> done_;
+};
+
+struct filedrop_config;
+class recorder;
+
+struct filedrop_stats {
+  std::uint64_t files = 0;         // files whose records the outbox committed
+  std::uint64_t parse_errors = 0;  // of them, files that did not parse (archived and sent anyway)
+  std::uint64_t failures = 0;      // read/archive failures (retried), outbox refusals
+  std::uint64_t skipped_ledger = 0;  // files found in the ledger at start
+  std::size_t pending = 0;
+  bool inotify = false;
+  std::string fallback_reason;
+};
+
+class filedrop_driver {
+ public:
+  // `rec` must outlive the driver. Nothing happens before start().
+  filedrop_driver(const filedrop_config& cfg, recorder& rec);
+  ~filedrop_driver();  // stop()
+  filedrop_driver(const filedrop_driver&) = delete;
+  filedrop_driver& operator=(const filedrop_driver&) = delete;
+
+  // Creates the archive directory, reads the ledger, starts the thread. An error (archive not
+  // writable) is returned and nothing runs.
+  [[nodiscard]] std::string start();
+  // Wakes the thread and joins it; a file being ingested is finished first. Idempotent.
+  void stop();
+  [[nodiscard]] const filedrop_config& config() const { return *cfg_; }
+  [[nodiscard]] filedrop_stats stats() const;
+
+ private:
+  // What the outbox's completions touch (on the writer thread): shared, so that a completion
+  // arriving after the driver is gone (outbox drained at shutdown) is harmless.
+  struct shared_state {
+    std::string id;
+    std::filesystem::path ledger;
+    std::mutex mu;  // everything below, and appends to the ledger
+    filedrop_stats stats;
+    std::vector<std::filesystem::path> retry;  // outbox refused their records: take them again
+    void append_ledger(const ingested_file& f);
+  };
+  void run();
+  void load_ledger();
+
+  std::unique_ptr<filedrop_config> cfg_;
+  recorder& rec_;
+  std::unique_ptr<filedrop> fd_;
+  std::shared_ptr<shared_state> st_;
+  std::thread thread_;
+  int wake_fd_ = -1;  // eventfd: stop() writes it
+  std::atomic<bool> stopping_{false};
+  std::map<std::filesystem::path, std::string> last_failure_;  // driver thread only
 };
 
 }  // namespace semilab::agent

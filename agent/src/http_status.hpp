@@ -4,7 +4,11 @@
 // write, capped request bodies, one write in flight per connection; event-stream connections
 // (server-sent events) stay open and receive every published snapshot through a bounded queue
 // (a client that falls 8 events behind is dropped). http_status.cpp is the agent's only
-// translation unit that includes Beast.
+// translation unit that includes Beast (and Beast's SSL stream: HTTPS when the options name a
+// certificate and key). Logins are handled on one worker thread ("http-post"), so their scrypt
+// never blocks the io thread; every other request is answered on the connection's strand.
+// Every page answer carries security headers (CSP, X-Frame-Options, nosniff, Referrer-Policy,
+// HSTS under HTTPS).
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/system/result.hpp>
 
@@ -23,6 +27,10 @@ struct status_server_options {
   std::chrono::seconds timeout{30};
   std::size_t body_limit = 4096;
   std::size_t max_streams = 32;  // concurrent event streams; more get 503
+  // HTTPS (both set): every connection is TLS 1.2+; the files are read at start (errors name
+  // the file). Empty: plain HTTP.
+  std::string tls_cert_file;
+  std::string tls_key_file;
 };
 
 class status_server {
@@ -39,6 +47,7 @@ class status_server {
   void publish(std::shared_ptr<const status_snapshot> s);
   std::uint16_t port() const noexcept;
   std::string local_address() const;
+  bool tls() const noexcept;
   // Thread-safe, idempotent: no new connections, open ones are closed.
   void stop();
 
@@ -47,6 +56,9 @@ class status_server {
  private:
   explicit status_server(std::shared_ptr<impl> i) : impl_(std::move(i)) {}
   std::shared_ptr<impl> impl_;
+  // Logins (scrypt) run on this worker; it is joined after stop() so that no task outlives
+  // the server.
+  std::shared_ptr<void> workers_;
 };
 
 }  // namespace semilab::agent

@@ -54,6 +54,38 @@ bool instrument_runner::reconnect() {
   return true;
 }
 
+void instrument_runner::lease(lease_handler h) {
+  asio::post(strand_, [self = shared_from_this(), h = std::move(h)]() mutable {
+    if (self->stopped_ || self->leased_ || self->pending_lease_) return h(nullptr);
+    self->pending_lease_ = std::move(h);
+    if (!self->polling_) self->grant_lease();  // else polled() grants it
+  });
+}
+
+void instrument_runner::grant_lease() {
+  leased_ = true;
+  timer_.cancel();
+  auto h = std::move(pending_lease_);
+  pending_lease_ = nullptr;
+  spdlog::info("[acq] {}: polling paused, a run owns the session", cfg_.id);
+  h(session_.get());
+}
+
+void instrument_runner::release() {
+  asio::post(strand_, [self = shared_from_this()] {
+    if (!self->leased_) return;
+    self->leased_ = false;
+    if (self->stopped_) return;
+    spdlog::info("[acq] {}: run finished, polling resumes", self->cfg_.id);
+    self->poller_->force_init();  // the run left the instrument configured its way
+    self->next_ = clock::now();
+    // A runner that took its `count` readings stays finished (the run left the outputs off).
+    if (self->cfg_.count > 0 && self->submitted_ >= static_cast<std::uint64_t>(self->cfg_.count))
+      return;
+    self->poll();
+  });
+}
+
 instrument_status instrument_runner::status() const {
   std::lock_guard lk(mu_);
   return st_;
@@ -81,7 +113,8 @@ void instrument_runner::schedule() {
 }
 
 void instrument_runner::poll() {
-  if (stopped_) return;
+  if (stopped_ || leased_) return;
+  polling_ = true;
   poll_started_ = clock::now();
   poller_->async_poll([self = shared_from_this()](boost::system::error_code ec,
                                                   std::vector<drivers::reading> readings) {
@@ -92,7 +125,11 @@ void instrument_runner::poll() {
 
 void instrument_runner::polled(boost::system::error_code ec, std::vector<drivers::reading> readings,
                                timestamp ts) {
-  if (stopped_) return;
+  polling_ = false;
+  if (stopped_) {
+    if (pending_lease_) std::exchange(pending_lease_, nullptr)(nullptr);
+    return;
+  }
   auto now = clock::now();
   {
     std::lock_guard lk(mu_);
@@ -145,6 +182,7 @@ void instrument_runner::polled(boost::system::error_code ec, std::vector<drivers
                   }
                 });
   }
+  if (pending_lease_) return grant_lease();  // a run waits for this poll to finish
   schedule();
 }
 

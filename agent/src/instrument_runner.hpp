@@ -57,7 +57,17 @@ class instrument_runner : public runner, public std::enable_shared_from_this<ins
   instrument_status status() const override;
   bool reconnect() override;
 
+  // Run executor (runs.hpp): the instrument accepts one client, so a run borrows this runner's
+  // session. lease() pauses polling; `h` runs on the strand once no poll is in flight, with the
+  // session and its model (nullptr when the runner is stopped or already leased). release()
+  // re-runs the init sequence on the next poll and resumes polling. Any thread.
+  using lease_handler = std::function<void(drivers::scpi_session*)>;
+  void lease(lease_handler h);
+  void release();
+  [[nodiscard]] const instrument_config& config() const noexcept { return cfg_; }
+
  private:
+  void grant_lease();
   void schedule();
   void poll();
   void polled(boost::system::error_code ec, std::vector<drivers::reading> readings, timestamp ts);
@@ -71,6 +81,9 @@ class instrument_runner : public runner, public std::enable_shared_from_this<ins
   std::chrono::steady_clock::time_point next_;
   std::uint64_t submitted_ = 0;
   bool stopped_ = false;
+  bool polling_ = false;  // a poll is in flight
+  bool leased_ = false;   // a run owns the session
+  lease_handler pending_lease_;
   std::chrono::steady_clock::time_point poll_started_, ring_copied_;
 
   mutable std::mutex mu_;

@@ -54,7 +54,7 @@ reload_plan plan_reload(const toml::table& running, const toml::table& next) {
   std::sort(keys.begin(), keys.end());
   keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
   for (const auto& k : keys) {
-    if (k == "instrument") continue;
+    if (k == "instrument" || k == "filedrop") continue;  // applied by reload()
     auto* a = running.get(k);
     auto* b = next.get(k);
     static const toml::table empty;
@@ -162,16 +162,23 @@ bool reloader::reload() noexcept {
     }
     runners_ = std::move(fresh);
     live_.instruments = std::move(instruments);
+    std::string drops_summary;
+    if (filedrops_) drops_summary = filedrops_(next->filedrops);
+    live_.filedrops = next->filedrops;
 
     // Only the instrument tables are applied; the rest of the running configuration stays.
     toml::table applied = running_toml_;
     if (auto* arr = next_toml.get_as<toml::array>("instrument"))
       applied.insert_or_assign("instrument", *arr);
     else applied.erase("instrument");
+    if (auto* arr = next_toml.get_as<toml::array>("filedrop"))
+      applied.insert_or_assign("filedrop", *arr);
+    else applied.erase("filedrop");
     running_toml_ = std::move(applied);
 
     std::string summary = "changed: " + join(plan.changed) + "; added: " + join(plan.added) +
-                          "; removed: " + join(plan.removed) + "; unchanged: " + join(plan.unchanged);
+                          "; removed: " + join(plan.removed) + "; unchanged: " + join(plan.unchanged) +
+                          (drops_summary.empty() ? "" : "; file drops: " + drops_summary);
     spdlog::info("[agent] reload applied ({})", summary);
     events_.add(utc_now_ns(), "ok", "config", "reloaded (" + summary + ")");
     if (!plan.needs_restart.empty()) {

@@ -6,7 +6,8 @@
 // Otherwise, by instrument id: an instrument whose table is unchanged keeps its runner, session
 // and connection; a changed one is stopped and started again with the new table; a new one
 // starts; a removed one stops. The outbox, the sync engine and everything buffered are never
-// touched, so nothing is lost. [agent], [mqtt], [sync] and [status] changes are not applied
+// touched, so nothing is lost. [[filedrop]] tables are applied the same way by id (the daemon's
+// handler, on_filedrops). [agent], [mqtt], [sync] and [status] changes are not applied
 // (logged: they need a restart).
 #include <semilab/agent/config.hpp>
 #include <semilab/service/systemd.hpp>
@@ -15,6 +16,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <toml++/toml.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -49,6 +51,11 @@ class reloader {
            service::notifier& sd);
   void cancel();  // stop listening for SIGHUP (shutdown)
 
+  // [[filedrop]] tables are applied by the daemon, which owns the drivers: `h` gets the new
+  // list after a valid reload and returns a summary for the log and the event.
+  using filedrop_handler = std::function<std::string(const std::vector<filedrop_config>&)>;
+  void on_filedrops(filedrop_handler h) { filedrops_ = std::move(h); }
+
   // Re-read live.source and apply it. Returns false (and keeps everything) when invalid.
   // Never throws (runs in an Asio handler).
   bool reload() noexcept;
@@ -62,6 +69,7 @@ class reloader {
   recorder& rec_;
   event_log& events_;
   service::notifier& sd_;
+  filedrop_handler filedrops_;
   boost::asio::signal_set hup_;
 };
 

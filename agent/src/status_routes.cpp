@@ -2,6 +2,8 @@
 
 #include <boost/json.hpp>
 
+#include "control_routes.hpp"
+
 namespace semilab::agent {
 
 namespace json = boost::json;
@@ -68,8 +70,9 @@ std::shared_ptr<const status_snapshot> status_routes::snapshot() const {
   return snap_;
 }
 
-http_reply status_routes::action(const http_request_view& req, std::string_view id) const {
-  if (req.method != "POST") return {405, "application/json", "{\"error\":\"use POST\"}\n", "POST", false};
+std::optional<http_reply> status_routes::refuse_unless(const http_request_view& req,
+                                                       user_role min) const {
+  if (control_) return control_->refuse_unless(req, min);
   constexpr std::string_view kBearer = "Bearer ";
   if (!starts_with(req.authorization, kBearer))
     return json_error(401, "this action needs an operator token (Authorization: Bearer ...)");
@@ -77,6 +80,26 @@ http_reply status_routes::action(const http_request_view& req, std::string_view 
     return json_error(403, "actions are disabled: no [status] operator_token is configured");
   if (!same_secret(req.authorization.substr(kBearer.size()), token_))
     return json_error(403, "wrong operator token");
+  return std::nullopt;
+}
+
+http_reply status_routes::action(const http_request_view& req, std::string_view id) const {
+  if (req.method != "POST") return {405, "application/json", "{\"error\":\"use POST\"}\n", "POST", false};
+  if (control_) {
+    if (auto refused = control_->refuse_unless(req, user_role::technician)) return std::move(*refused);
+    return reconnect(id);
+  }
+  constexpr std::string_view kBearer = "Bearer ";
+  if (!starts_with(req.authorization, kBearer))
+    return json_error(401, "this action needs an operator token (Authorization: Bearer ...)");
+  if (token_.empty())
+    return json_error(403, "actions are disabled: no [status] operator_token is configured");
+  if (!same_secret(req.authorization.substr(kBearer.size()), token_))
+    return json_error(403, "wrong operator token");
+  return reconnect(id);
+}
+
+http_reply status_routes::reconnect(std::string_view id) const {
   if (!actions_.reconnect) return json_error(501, "not available");
   switch (actions_.reconnect(id)) {
     case action_outcome::unknown_instrument: return json_error(404, "no such instrument");
@@ -95,6 +118,10 @@ http_reply status_routes::handle(const http_request_view& req) const {
     return json_error(421, "Host must be a loopback address or localhost");
   std::string_view target = req.target;
   if (auto q = target.find('?'); q != std::string_view::npos) target = target.substr(0, q);
+  if (control_)
+    if (auto r = control_->handle(req, target)) return std::move(*r);
+  if (actions_.runs && starts_with(target, "/api/v1/runs"))
+    if (auto r = actions_.runs(req, target)) return std::move(*r);
 
   // Actions first: they are the only non-GET routes.
   constexpr std::string_view kIns = "/api/v1/instruments/";

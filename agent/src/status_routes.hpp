@@ -12,15 +12,19 @@
 //                                                the instrument's last SCPI transactions
 //   POST /api/v1/instruments/ID/reconnect         action: drop the link, re-run the init;
 //                                                needs "Authorization: Bearer <operator_token>"
+//   POST /api/v1/login, /api/v1/logout; GET /api/v1/session    local users (control_routes.hpp)
+//   GET  /api/v1/acquisition; POST /api/v1/acquisition/pause|resume (engineer),
+//   POST /api/v1/outbox/flush (technician)                          actions (control_routes.hpp)
 //   GET  /api/v1/events        (/events)          server-sent events: `status` every publish
 //   GET  /metrics                                 Prometheus text format 0.0.4
 //   GET  /healthz                                 200 "ok" while the process answers
 //   GET  /readyz                                  200 once a snapshot exists and the agent's own
 //                                                health is not failed; else 503 with reasons
 //
-// Actions: 401 without a bearer token, 403 with a wrong one or when no operator_token is
-// configured (actions off). A bearer header is never sent by a browser on its own, so a
-// cross-site form cannot trigger an action (CSRF). On a loopback bind the Host header must name
+// Actions: 401 without credentials (a session cookie plus its X-CSRF-Token, or a bearer token),
+// 403 with wrong ones, a missing CSRF token or a role too low (control_routes.hpp). Neither a
+// bearer header nor the CSRF header is sent by a browser on its own, so a cross-site form cannot
+// trigger an action (and the cookie is SameSite=Strict). On a loopback bind the Host header must name
 // a loopback address or `localhost` (DNS rebinding).
 #include <boost/json/fwd.hpp>
 
@@ -35,11 +39,21 @@
 
 namespace semilab::agent {
 
+class control_routes;
+enum class user_role;
+
 struct http_request_view {
   std::string_view method;
   std::string_view target;
   std::string_view authorization;  // header value, may be empty
   std::string_view host;           // header value, may be empty
+  // Sessions and actions (control_routes.hpp): Cookie, X-CSRF-Token, Content-Type, the body,
+  // and whether the connection is HTTPS (cookies get Secure).
+  std::string_view cookie;
+  std::string_view csrf;
+  std::string_view content_type;
+  std::string_view body;
+  bool secure = false;
 };
 
 struct http_reply {
@@ -48,6 +62,7 @@ struct http_reply {
   std::string body;
   std::string allow;  // for 405
   bool event_stream = false;  // start a server-sent event stream (body is the first event)
+  std::string set_cookie;     // a Set-Cookie header value, "" = none
 };
 
 enum class action_outcome { done, unknown_instrument, not_supported };
@@ -56,6 +71,9 @@ struct status_actions {
   // JSON text, or nullopt for an unknown instrument. Any thread.
   std::function<std::optional<std::string>(std::string_view id)> transactions;
   std::function<action_outcome(std::string_view id)> reconnect;
+  // /api/v1/runs... (runs.hpp handle_runs_request, which authenticates its POSTs itself);
+  // nullopt: not handled. Empty: runs are not served.
+  std::function<std::optional<http_reply>(const http_request_view&, std::string_view target)> runs;
 };
 
 struct status_snapshot {
@@ -87,12 +105,21 @@ class status_routes {
   std::shared_ptr<const status_snapshot> snapshot() const;
   http_reply handle(const http_request_view& req) const;
 
+  // Login, sessions and the agent-wide actions (control_routes.hpp). Set before the server
+  // starts; without it actions only accept the bearer token.
+  void set_control(std::shared_ptr<const control_routes> c) { control_ = std::move(c); }
+  // For action routes: nullopt when `req` may run an action needing `min` (bearer token, or a
+  // session cookie with its CSRF token), else the 401/403 reply to send.
+  std::optional<http_reply> refuse_unless(const http_request_view& req, user_role min) const;
+
  private:
   http_reply action(const http_request_view& req, std::string_view id) const;
+  http_reply reconnect(std::string_view id) const;
 
   std::string token_;
   bool check_host_;
   status_actions actions_;
+  std::shared_ptr<const control_routes> control_;
   mutable std::mutex mu_;
   std::shared_ptr<const status_snapshot> snap_;
 };

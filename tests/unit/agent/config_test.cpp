@@ -138,3 +138,38 @@ TEST_CASE("Modbus instruments: a map or a profile, nothing of SCPI") {
   CHECK(load_error(replace(kGood, "model = \"keithley2450\"\n", "")).find("model: required") !=
         std::string::npos);
 }
+
+TEST_CASE("[[filedrop]] tables: defaults, kinds, formats, ids and folders checked with file:line") {
+  semilab::test::temp_dir d;
+  const std::string drops = std::string(kGood) +
+                            "\n[[filedrop]]\nid = \"xrd\"\nfolder = \"/srv/exports\"\npattern = \"*.xrdml\"\n"
+                            "kind = \"xrd-peak\"\n\n[[filedrop]]\nid = \"sem\"\nfolder = \"/srv/exports\"\n"
+                            "pattern = \"*.tif\"\ninotify = false\nstable_s = 1.5\n";
+  std::ofstream(d.path() / "a.toml") << drops;
+  std::string err;
+  auto c = load_config(d.path() / "a.toml", err);
+  REQUIRE_MESSAGE(c.has_value(), err);
+  REQUIRE(c->filedrops.size() == 2);
+  CHECK(c->filedrops[0].kind == "xrd-peak");
+  CHECK(c->filedrops[0].format == "auto");
+  CHECK(c->filedrops[0].stable_s == 5);
+  CHECK(c->filedrops[0].archive_dir == "/tmp/x/archive");
+  CHECK_FALSE(c->filedrops[1].inotify);
+  CHECK(c->filedrops[1].stable_s == 1.5);
+
+  auto e = load_error(replace(drops, "kind = \"xrd-peak\"", "kind = \"xrd-peek\""));
+  CHECK(e.find(":22:") != std::string::npos);
+  CHECK(e.find("filedrop[0].kind: unknown analysis kind 'xrd-peek'") != std::string::npos);
+  CHECK(load_error(replace(drops, "id = \"sem\"", "id = \"smu1\"")).find("filedrop[1].id: duplicate id 'smu1'") !=
+        std::string::npos);
+  CHECK(load_error(replace(drops, "pattern = \"*.tif\"", "pattern = \"*.xrdml\"")).find("already watched") !=
+        std::string::npos);
+  CHECK(load_error(replace(drops, "inotify = false", "format = \"pdf\"")).find("unknown format 'pdf'") !=
+        std::string::npos);
+  CHECK(load_error(replace(drops, "stable_s = 1.5", "stable_s = -1")).find("filedrop[1].stable_s") !=
+        std::string::npos);
+  CHECK(load_error(replace(drops, "folder = \"/srv/exports\"\npattern = \"*.tif\"", "pattern = \"*.tif\""))
+            .find("filedrop[1].folder: required key is missing") != std::string::npos);
+  CHECK(load_error(replace(drops, "[[filedrop]]\nid = \"sem\"", "[filedrop2]\nid = \"sem\""))
+            .find("unknown table") != std::string::npos);
+}

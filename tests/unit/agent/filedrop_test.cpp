@@ -3,6 +3,8 @@
 // still archived, inotify and polling, and the records accepted by a real outbox.
 #include "filedrop.hpp"
 
+#include <semilab/agent/config.hpp>
+#include <semilab/agent/recorder.hpp>
 #include <semilab/sync/outbox.hpp>
 
 #include <boost/json.hpp>
@@ -13,6 +15,7 @@
 #include <fstream>
 #include <numbers>
 #include <sstream>
+#include <thread>
 
 #include "support/processes.hpp"
 
@@ -398,4 +401,52 @@ TEST_CASE("filedrop: its records are accepted by the outbox") {
   auto st = sync::outbox::read_status(d.path() / "o.db", err);
   REQUIRE(st.has_value());
   CHECK(st->held == n);
+}
+
+TEST_CASE("filedrop_driver: pattern, forced format, outbox commit, ledger; a restart takes nothing again") {
+  test::temp_dir d;
+  fs::create_directories(d.path() / "in");
+  agent::filedrop_config cfg;
+  cfg.id = "uvvis";
+  cfg.folder = (d.path() / "in").string();
+  cfg.pattern = "*.txt";
+  cfg.format = "csv";  // no extension the detector would use; forced
+  cfg.stable_s = 0.05;
+  cfg.poll_interval_s = 0.05;
+  cfg.archive_dir = (d.path() / "archive").string();
+  write(d.path() / "in" / "film.txt", fringe_csv());
+  write(d.path() / "in" / "notes.doc", "not matched by the pattern");
+  std::string err;
+  auto box = sync::outbox::open({d.path() / "o.db", "agent-1", sync::durability::normal}, err);
+  REQUIRE_MESSAGE(box.has_value(), err);
+  agent::recorder rec(**box);
+  auto wait_files = [](agent::filedrop_driver& drv, std::uint64_t n) {
+    for (int i = 0; i < 400 && drv.stats().files < n; ++i) std::this_thread::sleep_for(25ms);
+    return drv.stats().files;
+  };
+  std::uint64_t produced = 0;
+  {
+    agent::filedrop_driver drv(cfg, rec);
+    REQUIRE(drv.start().empty());
+    REQUIRE(wait_files(drv, 1) == 1);
+    drv.stop();
+    CHECK(drv.stats().parse_errors == 0);
+    produced = (*box)->counters().produced;
+    CHECK(produced > 3);  // metadata + blob chunks
+  }
+  const auto ledger = slurp(d.path() / "archive" / "ledger-uvvis.txt");
+  CHECK(ledger.find(agent::sha256_hex(fringe_csv())) != std::string::npos);
+  CHECK(ledger.find("film.txt") != std::string::npos);
+  CHECK(ledger.find("notes.doc") == std::string::npos);
+  {
+    agent::filedrop_driver drv(cfg, rec);
+    REQUIRE(drv.start().empty());
+    CHECK(drv.stats().skipped_ledger == 1);
+    // A new file is taken; the one in the ledger is not.
+    write(d.path() / "in" / "second.txt", "x;y\n1;2\n");
+    REQUIRE(wait_files(drv, 1) == 1);
+    drv.stop();
+  }
+  const auto second = (*box)->counters().produced - produced;
+  CHECK(second == 2);  // filedrop.file + one blob chunk of the small file
 }

@@ -1,6 +1,7 @@
 #pragma once
 // Agent configuration (TOML), declared once in src/config.cpp: the same table validates files
 // and prints the reference (`semilab-agent config-reference`).
+#include <semilab/service/log.hpp>
 #include <semilab/drivers/modbus_map.hpp>
 
 #include <cstdint>
@@ -26,6 +27,22 @@ struct instrument_config {
   std::int64_t timeout_ms = 2000;
   std::map<std::string, std::string> settings;  // model settings, validated by the driver
   std::string calibration_due;  // "YYYY-MM-DD" or empty (health: note before, degraded after)
+};
+
+// A watched export folder (agent/src/filedrop.hpp): files that appear there are archived,
+// parsed and uploaded with their metadata, parameters and raw bytes (class blob).
+struct filedrop_config {
+  std::string id;                // instrument id of its records (unique among instruments)
+  std::string folder;            // watched directory (a share of the instrument PC)
+  std::string pattern = "*";     // file name glob (fnmatch), e.g. "*.xrdml"
+  std::string format = "auto";   // auto (detected from content) or a parser name
+  std::string kind;              // analysis kind (`semilab-agent analyze --list`), "" = none
+  double stable_s = 5;           // a file is taken once size and mtime held this long
+  double poll_interval_s = 2;    // scan period (also the inotify wake-up bound)
+  bool inotify = true;           // false: polling only (network shares raise no events)
+  std::string archive_dir;       // "" = <data_dir>/archive
+  std::int64_t max_file_mb = 256;
+  friend bool operator==(const filedrop_config&, const filedrop_config&) = default;
 };
 
 struct agent_config {
@@ -56,23 +73,41 @@ struct agent_config {
   double ack_timeout_s = 10;
   std::int64_t linger_ms = 100;
   std::int64_t zstd_level = 3;
+  std::int64_t zstd_dictionary_records = 0;  // 0 = no trained dictionary
   double max_bytes_per_s = 0;    // 0 = no cap
   double max_batches_per_s = 0;  // 0 = no cap
   std::string command_key_file;  // shared secret of commands on the cmd topic ("" = refused)
+  std::string central_public_keys;  // pinned central key(s), hex, comma-separated ("" = none)
   // [status] the local status page, /metrics and the health topic
   bool status_enabled = true;
   std::string status_bind = "127.0.0.1";
   std::int64_t status_port = 8470;
   std::string operator_token;  // bearer token for actions; empty = actions refused
   bool status_insecure_http = false;  // allow plain HTTP on a non-loopback bind
+  std::string status_tls_cert_file;   // HTTPS certificate chain (PEM); with the key: HTTPS
+  std::string status_tls_key_file;    // its private key (PEM)
+  std::string control_socket;         // [agent] control socket ("" = <data_dir>/control.sock)
   std::int64_t health_period_s = 60;   // health topic republished at least this often
+  // [runs] recipes executed by the daemon (agent/src/runs.hpp)
+  bool runs_enabled = true;
+  std::string runs_token;                         // bearer token of POST /api/v1/runs ("" = operator_token)
+  std::int64_t runs_history = 50;                 // finished runs listed by /api/v1/runs
+  std::map<std::string, std::string> runs_roles;  // default binding: recipe role -> instrument id
   std::vector<instrument_config> instruments;
+  std::vector<filedrop_config> filedrops;
+  // [log] level, format, rotating file (packaging/service/log.hpp; applied at start)
+  service::log_options log;
 
   std::filesystem::path outbox_path() const { return std::filesystem::path(data_dir) / "outbox.db"; }
   std::filesystem::path live_status_path() const {
     return std::filesystem::path(data_dir) / "agent-status.json";
   }
   std::filesystem::path pid_path() const { return std::filesystem::path(data_dir) / "agent.pid"; }
+  std::filesystem::path control_socket_path() const {
+    return control_socket.empty() ? std::filesystem::path(data_dir) / "control.sock"
+                                  : std::filesystem::path(control_socket);
+  }
+  bool status_tls() const { return !status_tls_cert_file.empty() && !status_tls_key_file.empty(); }
 };
 
 // On failure `error` reads "file:line:col: table.key: why".
