@@ -13,6 +13,18 @@ set(_pkg ${PROJECT_SOURCE_DIR}/packaging)
 # sd_notify, watchdog and journald for the daemons (linked by semilab_agent and semilab_central).
 add_subdirectory(${_pkg}/service ${PROJECT_BINARY_DIR}/packaging/service)
 
+# Every package: copyright, changelog (compressed as dpkg expects) and its lintian overrides
+# (packaging/debian/lintian/PKG: each override says why).
+set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${_pkg}/debian/changelog)
+execute_process(COMMAND gzip -9nc ${_pkg}/debian/changelog
+                OUTPUT_FILE ${PROJECT_BINARY_DIR}/packaging/changelog.Debian.gz)
+foreach(_c agent central sim)
+  install(FILES ${_pkg}/debian/copyright ${PROJECT_BINARY_DIR}/packaging/changelog.Debian.gz
+          DESTINATION share/doc/semilab-${_c} COMPONENT ${_c})
+  install(FILES ${_pkg}/debian/lintian/semilab-${_c} DESTINATION share/lintian/overrides
+          COMPONENT ${_c})
+endforeach()
+
 if(TARGET semilab-agent)
   install(TARGETS semilab-agent RUNTIME DESTINATION bin COMPONENT agent)
   install(FILES ${PROJECT_SOURCE_DIR}/docs/OPERATIONS.md ${PROJECT_SOURCE_DIR}/docs/agent-config.md
@@ -21,6 +33,11 @@ if(TARGET semilab-agent)
   install(FILES ${_pkg}/etc/agent.toml DESTINATION /etc/semilab COMPONENT agent)
   install(FILES ${_pkg}/systemd/semilab-agent.service DESTINATION /lib/systemd/system COMPONENT agent)
   install(FILES ${_pkg}/udev/60-semilab.rules DESTINATION /lib/udev/rules.d COMPONENT agent)
+  # Bash completion of the CLI (docs/agent-cli.md).
+  install(FILES ${_pkg}/completion/semilab-agent
+          DESTINATION share/bash-completion/completions COMPONENT agent)
+  install(FILES ${PROJECT_SOURCE_DIR}/docs/agent-cli.md DESTINATION share/doc/semilab-agent
+          COMPONENT agent)
   install(DIRECTORY ${PROJECT_SOURCE_DIR}/drivers/profiles/modbus/
           DESTINATION share/semilab/profiles/modbus COMPONENT agent FILES_MATCHING PATTERN "*.toml")
 endif()
@@ -42,7 +59,7 @@ set(CPACK_GENERATOR DEB)
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_PACKAGE_NAME semilab)
 set(CPACK_PACKAGE_VENDOR "semilab")
-set(CPACK_PACKAGE_CONTACT "semilab maintainers <semilab@localhost>")
+set(CPACK_PACKAGE_CONTACT "semilab maintainers <semilab-maintainers@example.org>")
 set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "semilab: laboratory instrument data collection")
 set(CPACK_PACKAGE_DIRECTORY ${PROJECT_BINARY_DIR}/packages)
@@ -59,34 +76,38 @@ set(CPACK_STRIP_FILES ON)  # debug info stays in the build tree
 set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS OFF)
 
 set(CPACK_DEBIAN_AGENT_PACKAGE_NAME semilab-agent)
-set(CPACK_DEBIAN_AGENT_PACKAGE_DEPENDS "adduser")
+set(CPACK_DEBIAN_AGENT_PACKAGE_DEPENDS "adduser")  # deb-systemd-helper: init-system-helpers is essential
 set(CPACK_DEBIAN_AGENT_PACKAGE_RECOMMENDS "udev")
 set(CPACK_DEBIAN_AGENT_PACKAGE_SUGGESTS "semilab-sim, mosquitto-clients")
-set(CPACK_COMPONENT_AGENT_DESCRIPTION
+# One string: several arguments to set() would make a ;-separated list in the control file.
+string(CONCAT CPACK_COMPONENT_AGENT_DESCRIPTION
   "semilab agent: drives instruments and stores every measurement locally first\n"
-  "Runs beside lab instruments (SCPI over TCP, VXI-11, USBTMC, serial, Modbus), writes every\n"
-  "measurement to a local SQLite outbox, and uploads batches to semilab-central over MQTT.")
+  "Runs beside lab instruments (SCPI over TCP, VXI-11, USBTMC, serial, Modbus),\n"
+  "writes every measurement to a local SQLite outbox, and uploads batches to\n"
+  "semilab-central over MQTT.")
 set(CPACK_DEBIAN_AGENT_PACKAGE_CONTROL_EXTRA
   ${_pkg}/debian/agent/conffiles ${_pkg}/debian/agent/postinst
   ${_pkg}/debian/agent/prerm ${_pkg}/debian/agent/postrm)
 set(CPACK_DEBIAN_AGENT_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 
 set(CPACK_DEBIAN_CENTRAL_PACKAGE_NAME semilab-central)
-set(CPACK_DEBIAN_CENTRAL_PACKAGE_DEPENDS "adduser")
+set(CPACK_DEBIAN_CENTRAL_PACKAGE_DEPENDS "adduser")  # deb-systemd-helper: init-system-helpers is essential
 set(CPACK_DEBIAN_CENTRAL_PACKAGE_RECOMMENDS "mosquitto")
 set(CPACK_DEBIAN_CENTRAL_PACKAGE_SUGGESTS "postgresql, prometheus")
-set(CPACK_COMPONENT_CENTRAL_DESCRIPTION
+string(CONCAT CPACK_COMPONENT_CENTRAL_DESCRIPTION
   "semilab central: ingest service, store and HTTP API\n"
-  "Subscribes to the agents' batches over MQTT, stores them durably (SQLite or PostgreSQL),\n"
-  "acknowledges them, and serves measurements and Prometheus metrics over HTTP.")
+  "Subscribes to the agents' batches over MQTT, stores them durably (SQLite or\n"
+  "PostgreSQL), acknowledges them, and serves measurements and Prometheus\n"
+  "metrics over HTTP.")
 set(CPACK_DEBIAN_CENTRAL_PACKAGE_CONTROL_EXTRA
   ${_pkg}/debian/central/conffiles ${_pkg}/debian/central/postinst
   ${_pkg}/debian/central/prerm ${_pkg}/debian/central/postrm)
 set(CPACK_DEBIAN_CENTRAL_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 
 set(CPACK_DEBIAN_SIM_PACKAGE_NAME semilab-sim)
-set(CPACK_COMPONENT_SIM_DESCRIPTION
+string(CONCAT CPACK_COMPONENT_SIM_DESCRIPTION
   "semilab simulator: simulated lab instruments for tests and demos\n"
-  "Keithley 2450/2400 SMUs, Keysight E4980A and 34461A, Modbus controllers, with faults.")
+  "Keithley 2450/2400 SMUs, Keysight E4980A and 34461A, Modbus controllers,\n"
+  "with injectable faults.")
 
 include(CPack)

@@ -1,3 +1,4 @@
+#include <semilab/service/log.hpp>
 #include <semilab/service/systemd.hpp>
 
 #include <spdlog/details/null_mutex.h>
@@ -11,8 +12,11 @@
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-journal.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <mutex>
 
 namespace semilab::service {
@@ -66,6 +70,72 @@ class journal_sink final : public spdlog::sinks::base_sink<std::mutex> {
 
 std::mutex g_mu;
 std::shared_ptr<spdlog::sinks::dist_sink_mt> g_sink;
+std::atomic<bool> g_json{false};
+// Text lines in files (no colour codes); stderr keeps spdlog's default or the logger's pattern.
+constexpr const char* kFilePattern = "%Y-%m-%dT%H:%M:%S.%e %l [%n] %v";
+
+void json_escape(spdlog::memory_buf_t& out, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (char ch : s) {
+    auto c = static_cast<unsigned char>(ch);
+    switch (c) {
+      case '"': out.append(std::string_view("\\\"")); break;
+      case '\\': out.append(std::string_view("\\\\")); break;
+      case '\n': out.append(std::string_view("\\n")); break;
+      case '\r': out.append(std::string_view("\\r")); break;
+      case '\t': out.append(std::string_view("\\t")); break;
+      default:
+        if (c < 0x20 || c == 0x7f) {
+          const char u[6] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 15]};
+          out.append(u, u + 6);
+        } else {
+          out.push_back(ch);
+        }
+    }
+  }
+}
+
+class json_formatter final : public spdlog::formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& out) override {
+    using namespace std::chrono;
+    const auto since = msg.time.time_since_epoch();
+    const std::time_t secs = static_cast<std::time_t>(duration_cast<seconds>(since).count());
+    const auto ms = static_cast<int>(duration_cast<milliseconds>(since).count() % 1000);
+    std::tm tm{};
+    ::gmtime_r(&secs, &tm);
+    char ts[80];  // room for any int the compiler imagines in the fields
+    std::snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
+    std::string_view text(msg.payload.data(), msg.payload.size());
+    std::string_view name(msg.logger_name.data(), msg.logger_name.size());
+    const auto f = parse_fields(name, text);
+    const auto level = spdlog::level::to_string_view(msg.level);
+    out.append(std::string_view("{\"ts\":\""));
+    out.append(std::string_view(ts));
+    out.append(std::string_view("\",\"level\":\""));
+    out.append(std::string_view(level.data(), level.size()));
+    out.append(std::string_view("\",\"component\":\""));
+    json_escape(out, f.component);
+    if (!f.instrument.empty()) {
+      out.append(std::string_view("\",\"instrument\":\""));
+      json_escape(out, f.instrument);
+    }
+    out.append(std::string_view("\",\"logger\":\""));
+    json_escape(out, name);
+    out.append(std::string_view("\",\"msg\":\""));
+    json_escape(out, text);
+    out.append(std::string_view("\"}\n"));
+  }
+  std::unique_ptr<spdlog::formatter> clone() const override {
+    return std::make_unique<json_formatter>();
+  }
+};
+
+std::unique_ptr<spdlog::formatter> file_formatter() {
+  if (g_json) return std::make_unique<json_formatter>();
+  return std::make_unique<spdlog::pattern_formatter>(kFilePattern);
+}
 
 }  // namespace
 
@@ -128,6 +198,7 @@ std::string add_rotating_file(const std::string& path, std::size_t max_bytes, st
   try {
     // Throws spdlog_ex when the file cannot be opened: caught here, reported as a value.
     auto f = std::make_shared<spdlog::sinks::rotating_file_sink_mt>(path, max_bytes, files);
+    f->set_formatter(file_formatter());
     dist->add_sink(std::move(f));
     return {};
   } catch (const std::exception& e) {
@@ -152,6 +223,44 @@ log_fields parse_fields(std::string_view logger_name, std::string_view message) 
     }
   }
   return f;
+}
+
+std::string check_log_level(const std::string& v) {
+  for (std::string_view l : {"trace", "debug", "info", "warn", "error", "critical", "off"})
+    if (v == l) return {};
+  return "expected one of trace, debug, info, warn, error, critical, off";
+}
+
+std::string check_log_format(const std::string& v) {
+  if (v == "text" || v == "json") return {};
+  return "expected text or json";
+}
+
+bool json_logs() noexcept { return g_json; }
+
+std::unique_ptr<spdlog::formatter> make_json_formatter() { return std::make_unique<json_formatter>(); }
+
+std::string apply_log_options(const log_options& o) {
+  if (!o.level.empty()) {
+    if (auto why = check_log_level(o.level); !why.empty()) return "log.level: " + why;
+  }
+  if (auto why = check_log_format(o.format); !why.empty()) return "log.format: " + why;
+  auto dist = std::static_pointer_cast<spdlog::sinks::dist_sink_mt>(default_sink("semilab"));
+  g_json = o.format == "json";
+  if (g_json) {
+    // stderr and any file: JSON lines. The journal sink ignores formatters (its own fields).
+    for (auto& sink : dist->sinks()) sink->set_formatter(make_json_formatter());
+  }
+  if (!o.file.empty()) {
+    if (auto e = add_rotating_file(o.file, std::size_t{o.file_max_mb} << 20, o.files); !e.empty())
+      return e;
+  }
+  if (!o.level.empty()) {
+    const auto l = spdlog::level::from_str(o.level);
+    spdlog::set_level(l);
+    spdlog::apply_all([l](const std::shared_ptr<spdlog::logger>& lg) { lg->set_level(l); });
+  }
+  return {};
 }
 
 }  // namespace semilab::service

@@ -162,6 +162,44 @@ def test_modbus(system, n):
     assert len(channels) >= 3, f"expected several points, got {channels}"
 
 
+def test_dictionary(system, n):
+    """zstd dictionary (schemas/WIRE.md "Dictionaries"): the agent trains one from its telemetry
+    and announces it; central is SIGKILLed and its stored copy deleted, so the restarted central
+    holds the batches that name it, fetches it on the cmd topic, stores it again, and ends with
+    exactly the records produced."""
+    n = max(n, 3000)
+    system.start_broker()
+    _, sim_port = system.start_sim()
+    system.start_central()
+    conf = system.write_agent_config(sim_port, count=n, interval=0.002, ack_timeout=1.0)
+    with open(conf) as f:
+        text = f.read()
+    with open(conf, "w") as f:
+        f.write(text.replace("[sync]\n", "[sync]\nzstd_dictionary_records = 300\nbatch_max_records = 20\n"))
+    system.start_agent(conf)
+    log = system.path("agent-it-1.log")
+    wait_for(lambda: "zstd dictionary" in open(log).read(), 60, "a dictionary trained and in use")
+    central_db = system.path("central", "central.db")
+
+    def dictionaries():
+        db = sqlite3.connect(f"file:{central_db}?mode=ro", uri=True)
+        rows = db.execute("SELECT dict_id, length(bytes) FROM dictionaries WHERE agent_id = ?",
+                          (AGENT,)).fetchall()
+        db.close()
+        return rows
+    wait_for(lambda: dictionaries(), 30, "the announced dictionary stored at central")
+    system.central.kill()
+    db = sqlite3.connect(central_db)
+    db.execute("DELETE FROM dictionaries")
+    db.commit()
+    db.close()
+    system.start_central()
+    finish(system, conf, n)
+    rows = dictionaries()
+    assert rows and all(r[1] > 100 for r in rows), f"central stored no dictionary: {rows}"
+    assert "central asked for dictionary" in open(log).read(), "central never asked for it"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin-dir", required=True)
@@ -171,7 +209,7 @@ def main():
     cases = {"exact": test_exact_n, "central-killed": test_central_killed,
              "agent-killed": test_agent_killed, "agent-kill-rounds": test_agent_kill_rounds,
              "broker-stopped": test_broker_stopped, "broker-restart": test_broker_restart,
-             "modbus": test_modbus}
+             "modbus": test_modbus, "dictionary": test_dictionary}
     selected = cases if args.case == "all" else {args.case: cases[args.case]}
     failed = 0
     for name, fn in selected.items():

@@ -9,7 +9,15 @@ loopback port, then:
   * Chromium (selenium): the page loads, the values shown change, and each value shown equals the
     record central stored for that instrument, channel and timestamp (what the agent read from the
     simulator, every digit); the reconnect button is refused without the token and works with it;
-    the page fits a phone-sized window; a screenshot is saved under --artifacts.
+    the page fits a phone-sized window; a screenshot is saved under --artifacts;
+  * local users (issue 7): login, session cookie (HttpOnly, SameSite=Strict), CSRF token and
+    roles over HTTP; in Chromium the pause action is refused without a login (401) and for a
+    technician (403), works for an engineer (acquisition pauses: no new readings) and resume
+    brings the readings back;
+  * the CLI over the control socket and on the database: instruments, queue, pause/resume,
+    flush, export, diag bundle (no secret inside), config check, version, security-check;
+  * HTTPS: the agent restarted with a self-signed certificate serves the page and an action over
+    TLS (Secure cookie, HSTS), and a non-loopback bind without TLS is refused by config check.
 Debian's python3-selenium drives /usr/bin/chromedriver; run with /usr/bin/python3.
 """
 import argparse
@@ -31,16 +39,39 @@ from harness import System, free_port, wait_for  # noqa: E402
 
 AGENT = "agent-page-1"
 TOKEN = "tok-" + os.urandom(8).hex()
+TECH_PW = "tech-" + os.urandom(6).hex()
+ENG_PW = "eng-" + os.urandom(6).hex()
 
 
-def http(port, path, method="GET", headers=None, timeout=5):
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
-                                 headers=headers or {})
+def http(port, path, method="GET", headers=None, timeout=5, body=None, scheme="http",
+         ctx=None, full=False):
+    req = urllib.request.Request(f"{scheme}://127.0.0.1:{port}{path}", method=method,
+                                 headers=headers or {}, data=body)
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, r.headers.get("Content-Type", ""), r.read().decode()
+        with urllib.request.urlopen(req, timeout=timeout, context=ctx) as r:
+            out = (r.status, r.headers.get("Content-Type", ""), r.read().decode())
+            return out + (r.headers,) if full else out
     except urllib.error.HTTPError as e:
-        return e.code, e.headers.get("Content-Type", ""), e.read().decode()
+        out = (e.code, e.headers.get("Content-Type", ""), e.read().decode())
+        return out + (e.headers,) if full else out
+
+
+def login(port, user, password, **kw):
+    """(status, cookie "semilab_session=...", csrf, Set-Cookie header)."""
+    code, _, body, headers = http(port, "/api/v1/login", "POST",
+                                  {"Content-Type": "application/json"},
+                                  body=json.dumps({"user": user, "password": password}).encode(),
+                                  full=True, **kw)
+    sc = headers.get("Set-Cookie", "")
+    if code != 200:
+        return code, None, None, sc
+    return code, sc.split(";")[0], json.loads(body)["csrf"], sc
+
+
+def cli(system, *args, stdin=None, timeout=60):
+    return subprocess.run([os.path.join(system.bin, "semilab-agent"), *args],
+                          input=stdin.encode() if stdin else None, capture_output=True,
+                          timeout=timeout)
 
 
 def status(port):
@@ -136,6 +167,8 @@ def http_checks(system, port, conf):
              "the reconnect to happen")
     wait_for(lambda: status(port)["instruments"][0]["connected"], 10, "smu1 answering again")
 
+    user_checks(port)
+
     # The retained health snapshot on the broker.
     out = subprocess.run(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(system.broker_port),
                           "-V", "mqttv5", "-C", "1", "-W", "10", "-t",
@@ -144,6 +177,178 @@ def http_checks(system, port, conf):
     h = json.loads(out.stdout)
     assert h["agent_id"] == AGENT and h["state"] in ("ok", "degraded", "failed"), h
     print(f"http checks passed (health {h['state']}, {len(tx)} transactions)")
+
+
+def user_checks(port):
+    """Login, cookie attributes, CSRF and roles over plain HTTP."""
+    pause = "/api/v1/acquisition/pause"
+    assert http(port, pause, "POST")[0] == 401
+    assert login(port, "tech", "wrong-password")[0] == 401
+    code, _, _ = http(port, "/api/v1/login", "POST", {"Content-Type": "text/plain"},
+                      body=json.dumps({"user": "tech", "password": TECH_PW}).encode())
+    assert code == 415, "a login must be JSON (no cross-site form)"
+    code, cookie, csrf, sc = login(port, "tech", TECH_PW)
+    assert code == 200, code
+    assert "HttpOnly" in sc and "SameSite=Strict" in sc and "Secure" not in sc, sc
+    # The cookie alone (a cross-site request would carry it) is refused; with the CSRF token a
+    # technician may flush but not pause (engineer).
+    assert http(port, "/api/v1/outbox/flush", "POST", {"Cookie": cookie})[0] == 403
+    code, _, body = http(port, "/api/v1/outbox/flush", "POST",
+                         {"Cookie": cookie, "X-CSRF-Token": csrf})
+    assert code == 200 and json.loads(body)["by"] == "tech", body
+    assert http(port, pause, "POST", {"Cookie": cookie, "X-CSRF-Token": csrf})[0] == 403
+    code, _, body = http(port, "/api/v1/session", headers={"Cookie": cookie})
+    assert code == 200 and json.loads(body)["role"] == "technician"
+    assert http(port, "/api/v1/logout", "POST", {"Cookie": cookie})[0] == 204
+    assert http(port, "/api/v1/session", headers={"Cookie": cookie})[0] == 401
+    # Security headers on the page.
+    code, _, _, h = http(port, "/", full=True)
+    assert code == 200
+    assert "frame-ancestors 'none'" in h["Content-Security-Policy"], h
+    assert h["X-Frame-Options"] == "DENY" and h["X-Content-Type-Options"] == "nosniff"
+    assert h["Referrer-Policy"] == "no-referrer"
+    print("user checks passed (login, cookie, CSRF, roles, headers)")
+
+
+def fresh_status(port):
+    """The first snapshot written after this call (snapshots are written once a second)."""
+    t = time.time_ns()
+    return wait_for(lambda: (s := status(port)) and int(s["written_ns"]) > t and s, 5,
+                    "a fresh status snapshot")
+
+
+def assert_no_new_readings(port):
+    """Paused: the count stays put between two snapshots taken after the pause."""
+    n = fresh_status(port)["instruments"][0]["readings"]
+    time.sleep(1.0)
+    assert fresh_status(port)["instruments"][0]["readings"] == n, "readings went on while paused"
+
+
+def assert_readings_again(port):
+    """Resumed: new sessions, whose reading count grows (a snapshot from after the resume)."""
+    n = fresh_status(port)["instruments"][0]["readings"]
+    wait_for(lambda: status(port)["instruments"][0]["readings"] > n, 10, "readings after resume")
+
+
+def acquisition(port):
+    return json.loads(http(port, "/api/v1/acquisition")[2])["acquisition"]
+
+
+def cli_checks(system, port, conf):
+    """The CLI over the control socket and on the database, with the daemon running."""
+    r = cli(system, "version")
+    assert r.returncode == 0 and r.stdout.decode().startswith("semilab-agent "), r
+    r = cli(system, "instruments", "-c", conf, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["instruments"][0]["id"] == "smu1"
+    r = cli(system, "instruments", "-c", conf)
+    assert r.returncode == 0 and b"smu1" in r.stdout, r
+    r = cli(system, "queue", "-c", conf, "--json")
+    assert r.returncode == 0, r.stderr
+    q = json.loads(r.stdout)
+    assert "telemetry" in q["classes"] and q["daemon"]["ok"], q
+    assert q["retention"]["retain_hours"] == 168
+    # pause / resume from the CLI: the page's state follows, readings stop and come back.
+    assert cli(system, "pause", "-c", conf).returncode == 0
+    assert acquisition(port) == "paused"
+    r = cli(system, "status", "-c", conf)
+    assert r.returncode == 0 and b"acquisition paused" in r.stdout, r.stdout
+    assert system.agent_status(conf)["daemon"]["acquisition"] == "paused"
+    assert_no_new_readings(port)
+    assert cli(system, "resume", "-c", conf).returncode == 0
+    assert acquisition(port) == "running"
+    assert_readings_again(port)
+    r = cli(system, "flush", "-c", conf, "--wait", "20", "--json")
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+    assert json.loads(r.stdout)["pending"] == 0
+    # Export: what the outbox and its retention window hold, every digit.
+    r = cli(system, "export", "-c", conf, "--since", "10m", "--format", "jsonl")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.decode().splitlines()]
+    assert rows, "nothing exported"
+    assert any(x["channel"] == "acquisition_paused" and x["value"] == "by cli" for x in rows)
+    smu = [x for x in rows if x["instrument"] == "smu1"]
+    stored = central_value(system, smu[0]["channel"], smu[0]["ts_ns"])
+    assert stored == smu[0]["value"], (stored, smu[0])
+    r = cli(system, "export", "-c", conf, "--since", "yesterday")
+    assert r.returncode == 2 and b"RFC 3339" in r.stderr, r
+    # config check: ok, and a broken file named with its line.
+    assert cli(system, "config", "check", conf).returncode == 0
+    bad = system.path("bad.toml")
+    with open(bad, "w") as f:
+        f.write('[agent]\nid = "a"\nsite = "s"\ndata_dir = "/tmp/x"\n\n[sync]\nzstd_level = 99\n')
+    r = cli(system, "config", "check", bad)
+    assert r.returncode == 1 and f"{bad}:7".encode() in r.stderr and b"zstd_level" in r.stderr, r
+    public = system.path("public.toml")
+    with open(public, "w") as f:
+        f.write('[agent]\nid = "a"\nsite = "s"\ndata_dir = "/tmp/x"\n\n[status]\nbind = "0.0.0.0"\n')
+    r = cli(system, "config", "check", public)
+    assert r.returncode == 1 and b"status.bind" in r.stderr and b"HTTPS" in r.stderr, r
+    # security-check: the configuration holds the operator token and is world-readable.
+    os.chmod(conf, 0o644)
+    r = cli(system, "security-check", "-c", conf)
+    assert r.returncode == 1 and b"FAIL configuration file" in r.stdout, r.stdout
+    os.chmod(conf, 0o600)
+    r = cli(system, "security-check", "-c", conf, "--json")
+    assert r.returncode == 0, r.stdout
+    assert not json.loads(r.stdout)["insecure"]
+    # diag bundle: a .tar.zst with the redacted configuration, the daemon's view, no secret.
+    bundle = system.path("diag.tar.zst")
+    r = cli(system, "diag", "bundle", "-c", conf, "-o", bundle, "--log", system.path(f"{AGENT}.log"))
+    assert r.returncode == 0, r.stderr
+    assert os.stat(bundle).st_mode & 0o777 == 0o600
+    raw = subprocess.run(["zstd", "-dc", bundle], capture_output=True, check=True).stdout
+    for name in (b"semilab-diag/config.toml", b"semilab-diag/transactions.json",
+                 b"semilab-diag/database.json", b"semilab-diag/logs/" + AGENT.encode() + b".log"):
+        assert name in raw, name
+    assert TOKEN.encode() not in raw, "the operator token is in the diag bundle"
+    assert b"<redacted>" in raw
+    listing = subprocess.run(["tar", "--zstd", "-tf", bundle], capture_output=True, check=True)
+    assert b"semilab-diag/daemon.json" in listing.stdout
+    print("cli checks passed")
+
+
+def https_checks(system, conf, artifacts):
+    """The agent restarted with a self-signed certificate: page and an action over TLS."""
+    import ssl
+    crt, key = system.path("status.crt"), system.path("status.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", key, "-out", crt], check=True, capture_output=True)
+    os.chmod(key, 0o600)
+    system.agent.stop()
+    port = free_port()
+    with open(conf) as f:
+        text = f.read()
+    text = re.sub(r"port = \d+", f"port = {port}", text)
+    text = text.replace("[status]\n", f'[status]\ntls_cert_file = "{crt}"\ntls_key_file = "{key}"\n')
+    with open(conf, "w") as f:
+        f.write(text)
+    system.start_agent(conf, agent_id=AGENT)
+    ctx = ssl.create_default_context(cafile=crt)
+    wait_for(lambda: _port_open(port), 20, "the HTTPS page")
+    code, _, body, h = wait_for(lambda: (r := _try(lambda: http(port, "/", scheme="https", ctx=ctx,
+                                                                full=True))) and r, 20, "HTTPS /")
+    assert code == 200 and "semilab-agent" in body
+    assert "max-age" in h["Strict-Transport-Security"]
+    # Plain HTTP on the TLS port gets no page.
+    assert _try(lambda: http(port, "/healthz")) is None
+    code, cookie, csrf, sc = login(port, "eng", ENG_PW, scheme="https", ctx=ctx)
+    assert code == 200 and "Secure" in sc, sc
+    code, _, body = http(port, "/api/v1/outbox/flush", "POST",
+                         {"Cookie": cookie, "X-CSRF-Token": csrf}, scheme="https", ctx=ctx)
+    assert code == 200 and json.loads(body)["by"] == "eng", body
+    assert http(port, "/api/v1/outbox/flush", "POST", scheme="https", ctx=ctx)[0] == 401
+    wait_for(lambda: json.loads(http(port, "/api/v1/status", scheme="https", ctx=ctx)[2])
+             ["instruments"][0]["channels"], 20, "values over HTTPS")
+    print("https checks passed")
+
+
+def _try(f):
+    try:
+        return f()
+    except (OSError, ValueError):
+        return None
 
 
 def browser(artifacts):
@@ -177,6 +382,53 @@ def shown_values(d):
     return [tuple(v) for v in d.execute_script(
         "return [...document.querySelectorAll('[data-instrument=\"smu1\"] td.value')]"
         ".map(c => [c.dataset.channel, c.dataset.ts, c.textContent]);")]
+
+
+def browser_login(d, user, password):
+    d.find_element("id", "login-user").clear()
+    d.find_element("id", "login-user").send_keys(user)
+    d.find_element("id", "login-password").send_keys(password)
+    click(d, d.find_element("id", "login"))
+
+
+def browser_user_checks(d, port, result):
+    """Pause refused without a login (401) and for a technician (403); an engineer pauses (no
+    new readings) and resumes (readings again)."""
+    click(d, d.find_element("id", "pause"))
+    wait_for(lambda: "pause refused (401)" in result.text, 5, "pause refused without a login")
+    assert acquisition(port) == "running"
+    browser_login(d, "tech", "wrong-password")
+    wait_for(lambda: "login refused (401)" in result.text, 10, "a wrong password refused")
+    d.find_element("id", "login-password").clear()
+    browser_login(d, "tech", TECH_PW)
+    wait_for(lambda: d.find_element("id", "session-user").text == "tech", 10, "tech logged in")
+    click(d, d.find_element("id", "pause"))
+    wait_for(lambda: "pause refused (403)" in result.text, 5, "pause refused for a technician")
+    assert acquisition(port) == "running"
+    click(d, d.find_element("id", "flush"))
+    wait_for(lambda: "flush: done by tech" in result.text, 5, "flush by the technician")
+    click(d, d.find_element("id", "logout"))
+    wait_for(lambda: d.find_element("id", "login-form").is_displayed(), 5, "the login form again")
+    browser_login(d, "eng", ENG_PW)
+    wait_for(lambda: d.find_element("id", "session-user").text == "eng", 10, "eng logged in")
+    # The session survives a reload (cookie + GET /api/v1/session gives the CSRF token again).
+    d.refresh()
+    wait_for(lambda: d.find_element("id", "session-user").text == "eng", 10, "the login kept")
+    result = d.find_element("id", "action-result")
+    click(d, d.find_element("id", "pause"))
+    wait_for(lambda: "pause: done by eng" in result.text, 5, "pause by the engineer")
+    wait_for(lambda: d.find_element("id", "acquisition").text == "paused", 5, "paused shown")
+    assert acquisition(port) == "paused"
+    assert_no_new_readings(port)
+    wait_for(lambda: "acquisition_paused by eng" in d.find_element("id", "events").text, 5,
+             "the pause in the recent events")
+    click(d, d.find_element("id", "resume"))
+    wait_for(lambda: "resume: done by eng" in result.text, 5, "resume by the engineer")
+    wait_for(lambda: d.find_element("id", "acquisition").text == "running", 5, "running shown")
+    assert_readings_again(port)
+    click(d, d.find_element("id", "logout"))
+    wait_for(lambda: d.find_element("id", "login-form").is_displayed(), 5, "logged out")
+    print("browser user checks passed (401 anonymous, 403 technician, engineer paused/resumed)")
 
 
 def browser_checks(system, port, artifacts):
@@ -217,6 +469,8 @@ def browser_checks(system, port, artifacts):
         assert overflow <= 0, f"the page is {overflow}px wider than a phone screen"
 
         result = d.find_element("id", "action-result")
+        browser_user_checks(d, port, result)
+        result = d.find_element("id", "action-result")  # the page was reloaded
         button = d.find_element("css selector", '[data-instrument="smu1"] button.reconnect')
         before = status(port)["instruments"][0]["reconnects_requested"]
         click(d, button)
@@ -265,15 +519,25 @@ def main():
         conf = system.write_agent_config(sim_port, interval=0.25, agent_id=AGENT)
         with open(conf, "a") as f:
             f.write(f'\n[status]\nport = {port}\noperator_token = "{TOKEN}"\nhealth_period_s = 5\n')
+        # Local users, created before the daemon starts (the CLI works on the database).
+        for user, role, pw in (("tech", "technician", TECH_PW), ("eng", "engineer", ENG_PW)):
+            r = cli(system, "user", "add", user, "--role", role, "-c", conf, "--password-stdin",
+                    stdin=pw + "\n")
+            assert r.returncode == 0, r.stderr
+        r = cli(system, "user", "add", "x", "--role", "engineer", "-c", conf, stdin="short\n")
+        assert r.returncode == 1 and b"too short" in r.stderr, r
         system.start_agent(conf, agent_id=AGENT)
         wait_for(lambda: http(port, "/healthz")[0] == 200 if _port_open(port) else False, 20,
                  "the status page")
         http_checks(system, port, conf)
         if not args.no_browser:
             browser_checks(system, port, args.artifacts)
+        cli_checks(system, port, conf)
+        https_checks(system, conf, args.artifacts)
         with open(system.path(f"{AGENT}.log")) as f:
             log = f.read()
-        assert TOKEN not in log, "the operator token appeared in the agent's log"
+        for secret in (TOKEN, TECH_PW, ENG_PW):
+            assert secret not in log, "a secret appeared in the agent's log"
         return 0
     except Exception:
         traceback.print_exc()

@@ -7,9 +7,8 @@ dpkg-shlibdeps plus adduser; the maintainer scripts pass `sh -n` and are idempot
 against stub commands, the second run creates nothing); the shipped configurations pass the
 shipped binaries' own `check-config`.
 
-Not done here: installing the packages. `dpkg -i` on this machine would create a system user and
-units on a shared host, and `dpkg --root` runs the maintainer scripts chrooted into a tree that
-would need a whole Debian (debootstrap); that install test is left to a disposable machine.
+Installing them is packaging_install (install_test.py): `dpkg -i` into an overlay snapshot of /,
+reusing the packages this test leaves in --out.
 """
 import argparse
 import glob
@@ -37,7 +36,12 @@ EXPECT = {
         "files": ["./usr/bin/semilab-agent", "./etc/semilab/agent.toml",
                   "./lib/systemd/system/semilab-agent.service", "./lib/udev/rules.d/60-semilab.rules",
                   "./usr/share/semilab/profiles/modbus/eurotherm3200.toml",
-                  "./usr/share/doc/semilab-agent/OPERATIONS.md"],
+                  "./usr/share/doc/semilab-agent/OPERATIONS.md",
+                  "./usr/share/doc/semilab-agent/agent-cli.md",
+                  "./usr/share/bash-completion/completions/semilab-agent",
+                  "./usr/share/doc/semilab-agent/copyright",
+                  "./usr/share/doc/semilab-agent/changelog.Debian.gz",
+                  "./usr/share/lintian/overrides/semilab-agent"],
         "conffiles": ["/etc/semilab/agent.toml"],
         "depends": ["adduser", "libsqlite3-0", "libpaho-mqttpp3", "libmodbus5", "libusb-1.0-0",
                     "libzstd1", "libsystemd0", "libc6"],
@@ -83,13 +87,14 @@ def script_idempotent(control_dir, pkg):
         bindir = os.path.join(d, "bin")
         os.makedirs(bindir)
         for name in ["getent", "adduser", "addgroup", "install", "chown", "chmod", "udevadm",
-                     "systemctl", "id"]:
+                     "systemctl", "id", "deb-systemd-helper", "deb-systemd-invoke"]:
             p = os.path.join(bindir, name)
             with open(p, "w") as f:
                 f.write(STUB.replace("{name}", name))
             os.chmod(p, 0o755)
         state, log = os.path.join(d, "state"), os.path.join(d, "log")
         open(state, "w").write("group dialout\n")
+        # The stubs come first on PATH; nothing here may touch the host's users or units.
         env = dict(os.environ, PATH=f"{bindir}:/usr/bin:/bin", STUB_STATE=state, STUB_LOG=log)
         postinst = os.path.join(control_dir, "postinst")
         r1 = run(["sh", postinst, "configure", ""], env=env)
