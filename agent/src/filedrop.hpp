@@ -33,6 +33,7 @@
 #include "cli_analyze.hpp"
 
 #include <semilab/schemas/record.hpp>
+#include <semilab/schemas/signing.hpp>
 
 #include <boost/system/result.hpp>
 
@@ -91,7 +92,7 @@ struct filedrop_failure {
 // One outcome per file handled in a poll.
 using filedrop_outcome = boost::system::result<ingested_file, filedrop_failure>;
 
-[[nodiscard]] std::string sha256_hex(std::string_view bytes);
+using schemas::sha256_hex;  // file hashes: schemas/signing.hpp
 [[nodiscard]] std::string base64(std::string_view bytes);
 
 class filedrop {

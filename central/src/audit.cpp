@@ -2,6 +2,7 @@
 #include <semilab/central/agent_keys.hpp>
 #include <semilab/central/audit.hpp>
 #include <semilab/schemas/frame.hpp>
+#include <semilab/schemas/signing.hpp>
 
 #include <boost/json.hpp>
 
@@ -33,12 +34,7 @@ std::int64_t i64(const sql_cell& c) {
   return v;
 }
 
-std::string sha256_hex(std::string_view bytes) {
-  std::array<std::uint8_t, 32> d{};
-  unsigned int n = 0;
-  EVP_Digest(bytes.data(), bytes.size(), d.data(), &n, EVP_sha256(), nullptr);
-  return sc::to_hex(d);
-}
+using sc::sha256_hex;
 
 void field(std::string& out, std::string_view v) {
   out += std::to_string(v.size());

@@ -1,5 +1,6 @@
 #include <semilab/central/api.hpp>
 #include <semilab/central/blobs.hpp>
+#include <semilab/schemas/signing.hpp>
 
 #include <boost/json.hpp>
 #include <openssl/evp.h>
@@ -94,18 +95,7 @@ std::optional<std::string> unbase64(std::string_view in) {
   return out;
 }
 
-std::string sha256_hex(std::string_view bytes) {
-  std::array<unsigned char, EVP_MAX_MD_SIZE> md{};
-  unsigned int len = 0;
-  if (EVP_Digest(bytes.data(), bytes.size(), md.data(), &len, EVP_sha256(), nullptr) != 1) return {};
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < len; ++i) {
-    out.push_back(kHex[md[i] >> 4]);
-    out.push_back(kHex[md[i] & 15]);
-  }
-  return out;
-}
+using schemas::sha256_hex;
 
 // bytea in PostgreSQL's text output ("\x<hex>"); SQLite hands the bytes over as they are.
 std::string from_db_bytes(storage& db, std::string v) {

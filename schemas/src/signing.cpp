@@ -56,6 +56,13 @@ int hex_digit(char c) noexcept {
 
 std::string public_key_hex(const ed25519_public_key& pub) { return to_hex(pub); }
 
+std::string sha256_hex(std::string_view bytes) {
+  std::array<std::uint8_t, 32> d{};
+  unsigned int n = 0;
+  EVP_Digest(bytes.data(), bytes.size(), d.data(), &n, EVP_sha256(), nullptr);
+  return to_hex(d);
+}
+
 std::string key_id_of(const ed25519_public_key& pub) {
   std::array<std::uint8_t, 32> d{};
   unsigned int n = 0;

@@ -30,6 +30,8 @@ using ed25519_signature = std::array<std::uint8_t, kEd25519SignatureBytes>;
 
 // The key id of a public key: 16 lowercase hex digits.
 std::string key_id_of(const ed25519_public_key& pub);
+// SHA-256 of `bytes` as 64 lowercase hex digits (file hashes, audit chain, token digests).
+std::string sha256_hex(std::string_view bytes);
 std::string public_key_hex(const ed25519_public_key& pub);
 // 64 hex digits (either case) -> key; nullopt-like error (bad_value) otherwise.
 result<ed25519_public_key> parse_public_key_hex(std::string_view hex);
