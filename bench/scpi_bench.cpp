@@ -260,7 +260,8 @@ int main(int argc, char** argv) {
   if (const char* only = std::getenv("SEMILAB_BENCH_ONLY")) {
     for (int i = 0; i < 5 * a.reps; ++i) {
       double r = std::string(only) == "raw" ? raw_queries(port) : session_run(port, false);
-      std::fprintf(stderr, "%s: %.0f queries/s\n", only, r);
+      std::fprintf(stderr, "%s: %.0f queries/s, CPU/query %.2f us\n", only, r,
+                   g_cpu_s * 1e6 / kQueries);
     }
     server.stop();
     sim_thread.join();

@@ -132,33 +132,33 @@ struct session::impl {
   using handler_ptr = std::shared_ptr<const std::function<void(poll_result)>>;
   std::atomic<int> undelivered{0};  // results held or posted, not yet handed to their handler
   std::weak_ptr<impl> self;  // for handlers that outlive the session
-  // Hand-off batching (worker-only state): when polls run back to back faster than
-  // kHoldWindow apart, a result is held until the next poll completes and both go to the strand
-  // in one post: half the wake-ups of the io thread (a wake-up costs the worker an epoll_ctl and
-  // often a futex on this path). A result is held only while the next poll is due at once, the
-  // link is healthy (no failed request) and the last poll took less than kHoldWindow; anything
-  // else (a queued write, stop_polling, a poll not due yet, the undelivered limit) flushes it
-  // first. So with back-to-back polling a result reaches the strand at most one poll later.
-  static constexpr int kMaxUndelivered = 4;  // two batches of two
+  // Hand-off batching (worker-only state). Each post to the strand wakes its thread (for the
+  // worker an epoll_ctl, for the io thread a wake-up and two context switches: several us of
+  // CPU, as much as the reads of a poll). So while polls run back to back, each taking less
+  // than kHoldWindow, their results are held in a batch and go to the strand in one post once
+  // the batch is kMaxBatch long or its first result kHoldWindow old. A result is held only
+  // while the next poll is due at once and the poll had no failed request; anything else (a
+  // queued write, stop_polling, a new schedule, a poll not due yet, the undelivered limit)
+  // flushes the batch first. So a result waits at most kHoldWindow plus one poll.
+  static constexpr std::size_t kMaxBatch = 16;
+  static constexpr int kMaxUndelivered = 2 * static_cast<int>(kMaxBatch);
   static constexpr auto kHoldWindow = std::chrono::milliseconds(1);
-  struct held_result {
-    handler_ptr h;
-    poll_result r;
-  };
-  std::optional<held_result> held;
-  clock::time_point last_handoff{};
+  handler_ptr batch_handler;
+  std::vector<poll_result> batch;
+  clock::time_point batch_since{};  // when the first result of the batch was read
+  std::vector<std::size_t> due_buf;  // take_due's output, reused
   std::map<std::vector<std::size_t>, std::vector<read_request>> plans;  // per due set
 
   void run() {
     std::unique_lock lk(mu);
     for (;;) {
       if (stopping) break;
-      // A held result goes out before anything but the next poll (see kHoldWindow).
-      if (held && (!jobs.empty() || !polling || schedule_gen != polling_gen ||
-                   undelivered.load(std::memory_order_acquire) >= kMaxUndelivered ||
-                   schedule.next_due() > clock::now())) {
+      // A held batch goes out before anything but the next poll (see kHoldWindow).
+      if (!batch.empty() && (!jobs.empty() || !polling || schedule_gen != polling_gen ||
+                             undelivered.load(std::memory_order_acquire) >= kMaxUndelivered ||
+                             schedule.next_due() > clock::now())) {
         lk.unlock();
-        flush_held();
+        flush_batch();
         lk.lock();
         continue;
       }
@@ -207,46 +207,38 @@ struct session::impl {
 
   void poll_due(handler_ptr handler) {
     const auto started = clock::now();
-    auto which = schedule.take_due(started);
-    if (which.empty()) return;
+    schedule.take_due(started, due_buf);
+    if (due_buf.empty()) return;
     const bool fastest = schedule.last_had_fastest();
-    auto r = which.size() == map->points.size() ? do_poll({}) : do_poll(which);
+    auto r = due_buf.size() == map->points.size() ? do_poll({}) : do_poll(due_buf);
     r.fastest = fastest;
     const int pending = undelivered.fetch_add(1, std::memory_order_acq_rel) + 1;
+    if (!batch.empty() && batch_handler != handler) flush_batch();  // results of an old schedule
+    if (batch.empty()) {
+      batch_handler = std::move(handler);
+      batch_since = started;
+    }
+    const bool failed = r.failed_requests != 0;
+    batch.push_back(std::move(r));
     const auto now = clock::now();
-    if (!held && r.failed_requests == 0 && pending + 1 < kMaxUndelivered &&
-        now - started < kHoldWindow && now - last_handoff < kHoldWindow &&
-        schedule.next_due() <= now) {
-      held = held_result{std::move(handler), std::move(r)};
-      return;
-    }
-    last_handoff = now;
-    if (held) {
-      auto first = std::move(*held);
-      held.reset();
-      boost::asio::post(ex, [w = self, a = std::move(first), h = std::move(handler),
-                             r = std::move(r)]() mutable {
-        (*a.h)(std::move(a.r));
-        (*h)(std::move(r));
-        delivered(w, 2);
-      });
-      return;
-    }
-    boost::asio::post(ex, [w = self, h = std::move(handler), r = std::move(r)]() mutable {
-      (*h)(std::move(r));
-      delivered(w, 1);
-    });
+    const bool hold = !failed && batch.size() < kMaxBatch && pending < kMaxUndelivered &&
+                      now - started < kHoldWindow && now - batch_since < kHoldWindow &&
+                      schedule.next_due() <= now;
+    if (!hold) flush_batch();
   }
 
-  void flush_held() {
-    if (!held) return;
-    auto a = std::move(*held);
-    held.reset();
-    last_handoff = clock::now();
-    boost::asio::post(ex, [w = self, a = std::move(a)]() mutable {
-      (*a.h)(std::move(a.r));
-      delivered(w, 1);
+  // One post for the whole batch; the strand hands the results over in order.
+  void flush_batch() {
+    if (batch.empty()) return;
+    const int n = static_cast<int>(batch.size());
+    boost::asio::post(ex, [w = self, h = std::move(batch_handler), rs = std::move(batch),
+                           n]() mutable {
+      for (auto& r : rs) (*h)(std::move(r));
+      delivered(w, n);
     });
+    batch_handler = nullptr;
+    batch = {};
+    batch.reserve(kMaxBatch);
   }
 
   // On the strand, after `n` results were handed to their handlers.

@@ -309,9 +309,12 @@ std::optional<std::string> finish_point(raw_point& r, const device_map& m) {
 std::string exc_text(const std::exception& e) { return e.what(); }
 
 // Decimals of a decimal step (0.1 -> 1, 0.25 -> 2, 5 -> 0); -1 when it has none within 9.
+// Powers of ten as pow(10, d) gives them (exact in a double), without a libm call per decode.
+constexpr double kPow10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9};
+
 int decimals_of(double x) {
   for (int d = 0; d <= 9; ++d) {
-    double y = x * std::pow(10.0, d);
+    double y = x * kPow10[d];
     if (std::fabs(y - std::round(y)) <= 1e-9 * std::max(1.0, std::fabs(y))) return d;
   }
   return -1;
@@ -457,12 +460,16 @@ std::vector<std::uint16_t> to_words(std::uint64_t raw, unsigned words, word_orde
 }
 
 std::uint64_t from_words(std::span<const std::uint16_t> regs, word_order o) {
-  std::vector<std::uint16_t> w(regs.begin(), regs.end());
-  if (o == word_order::badc || o == word_order::dcba)
-    for (auto& x : w) x = static_cast<std::uint16_t>((x << 8) | (x >> 8));
-  if (o == word_order::cdab || o == word_order::dcba) std::reverse(w.begin(), w.end());
+  // In place of a reordered copy: no allocation on the poll path.
+  const bool swap_bytes = o == word_order::badc || o == word_order::dcba;
+  const bool reverse = o == word_order::cdab || o == word_order::dcba;
+  const std::size_t n = regs.size();
   std::uint64_t raw = 0;
-  for (auto x : w) raw = (raw << 16) | x;
+  for (std::size_t i = 0; i < n; ++i) {
+    std::uint16_t x = regs[reverse ? n - 1 - i : i];
+    if (swap_bytes) x = static_cast<std::uint16_t>((x << 8) | (x >> 8));
+    raw = (raw << 16) | x;
+  }
   return raw;
 }
 
@@ -531,7 +538,7 @@ result<value> decode(const point& p, std::span<const std::uint16_t> regs) {
     double v = raw * p.scale + p.offset;
     int d = std::max(decimals_of(p.scale), decimals_of(p.offset));
     if (d < 0) return v;
-    double f = std::pow(10.0, d);
+    double f = kPow10[d];
     double r = std::round(v * f) / f;
     return std::isfinite(r) ? r : v;
   };

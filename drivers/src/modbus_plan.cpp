@@ -65,17 +65,24 @@ poll_schedule::poll_schedule(const device_map& map, double base_interval_s,
 
 std::vector<std::size_t> poll_schedule::take_due(clock::time_point now) {
   std::vector<std::size_t> out;
+  take_due(now, out);
+  return out;
+}
+
+void poll_schedule::take_due(clock::time_point now, std::vector<std::size_t>& out) {
+  out.clear();
   last_had_fastest_ = false;
+  std::size_t taken = 0;
   for (std::size_t g = 0; g < groups_.size(); ++g) {
     auto& gr = groups_[g];
     if (gr.next > now) continue;
     if (g == 0) last_had_fastest_ = true;
+    ++taken;
     out.insert(out.end(), gr.points.begin(), gr.points.end());
     gr.next += gr.period;
     if (gr.next <= now) gr.next = now + gr.period;  // fell behind: no burst of catch-up polls
   }
-  std::sort(out.begin(), out.end());
-  return out;
+  if (taken > 1) std::sort(out.begin(), out.end());  // one group's points are in order already
 }
 
 poll_schedule::clock::time_point poll_schedule::next_due() const noexcept {

@@ -7,6 +7,9 @@
 // sent with one write_some from the caller's context, which saves a completion round trip per
 // query; whatever did not fit goes through async_write. Completions are always posted or come
 // from Asio completion handlers, never from inside exchange().
+//
+// Replies are read straight into one growing buffer (no intermediate chunk) and copied once,
+// into the reply string handed to the caller.
 #include <semilab/drivers/scpi_reply.hpp>
 #include <semilab/drivers/transport.hpp>
 
@@ -15,12 +18,22 @@
 #include <boost/asio/write.hpp>
 
 #include <algorithm>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 namespace semilab::drivers::detail {
+
+// Per-stream hooks; a transport may specialise this before it instantiates stream_link.
+template <class Stream>
+struct stream_hooks {
+  // Called right before a command whose reply will be read is written (write-first links
+  // only), so a stream can skip the speculative receive that the read after the write would
+  // otherwise start with (tcp_transport.cpp). Default: nothing.
+  static void before_command(Stream&) noexcept {}
+};
 
 template <class Stream>
 class stream_link : public std::enable_shared_from_this<stream_link<Stream>> {
@@ -40,7 +53,7 @@ class stream_link : public std::enable_shared_from_this<stream_link<Stream>> {
   // Bytes left in the buffer after a reply: the stream is out of step (the caller resyncs).
   [[nodiscard]] bool stray() const noexcept { return stray_; }
   void reset() {
-    rbuf_.clear();
+    len_ = 0;
     stray_ = false;
   }
 
@@ -52,13 +65,14 @@ class stream_link : public std::enable_shared_from_this<stream_link<Stream>> {
     wire_.push_back(opt_.termination);
     std::size_t sent = 0;
     if (write_first_) {
+      if (read_reply_) stream_hooks<Stream>::before_command(stream_);
       boost::system::error_code ec;
       sent = stream_.write_some(boost::asio::buffer(wire_), ec);
-      if (ec == boost::asio::error::would_block || ec == boost::asio::error::try_again) {
+      if (ec) {
+        if (ec != boost::asio::error::would_block && ec != boost::asio::error::try_again)
+          return post_done(ec);
         sent = 0;
-        ec = {};
       }
-      if (ec) return post_done(ec);
     }
     if (sent < wire_.size()) {
       boost::asio::async_write(
@@ -80,46 +94,52 @@ class stream_link : public std::enable_shared_from_this<stream_link<Stream>> {
   }
 
   // Runs from exchange() (possibly inside the caller) or from a completion handler. It completes
-  // the exchange directly only when rbuf_ already holds a whole message, which happens only in
-  // completion handlers (rbuf_ is empty when an exchange starts on a clean link).
+  // the exchange directly only when the buffer already holds a whole message, which happens only
+  // in completion handlers (the buffer is empty when an exchange starts on a clean link).
   void read() {
-    switch (framer_.feed(rbuf_)) {
+    switch (framer_.feed(std::string_view(buf_.data(), len_))) {
       case reply_framer::status::complete: return deliver();
       case reply_framer::status::too_long:
         return done(make_error_code(errc::reply_too_long), {});
       case reply_framer::status::need_more: break;
     }
-    // Read into a persistent chunk, then append what arrived: growing rbuf_ by a whole chunk per
-    // read would zero-fill 64 KiB for every short reply.
-    // async_read_some first tries a speculative recv (one wasted system call right after the
-    // command went out), but async_wait would cost more: Asio re-arms the descriptor with
-    // epoll_ctl for every non-speculative wait.
-    stream_.async_read_some(chunk_buffer(),
+    stream_.async_read_some(read_buffer(),
                             [self = this->shared_from_this()](boost::system::error_code ec,
                                                               std::size_t n) {
                               if (ec) return self->done(ec, {});
-                              self->rbuf_.append(self->chunk_.data(), n);
+                              self->len_ += n;
                               self->read();
                             });
   }
 
-  boost::asio::mutable_buffer chunk_buffer() {
-    std::size_t room = opt_.max_reply_bytes + 2 - std::min(rbuf_.size(), opt_.max_reply_bytes + 1);
-    return boost::asio::buffer(chunk_.data(), std::min(room, chunk_.size()));
+  // Room after the bytes held, at most up to max_reply_bytes + 2 in all (a longer message is
+  // too_long before the next read). The buffer grows by doubling, so a large block is read in
+  // few system calls and the zero-fill of growth is paid once per link, not per reply.
+  boost::asio::mutable_buffer read_buffer() {
+    const std::size_t limit = opt_.max_reply_bytes + 2;
+    if (buf_.size() - len_ < kMinRoom && buf_.size() < limit)
+      buf_.resize(std::min(limit, std::max(2 * buf_.size(), len_ + kMinRoom)));
+    return boost::asio::buffer(buf_.data() + len_, std::min(buf_.size(), limit) - len_);
   }
 
   void deliver() {
-    std::size_t n = framer_.message_size();
-    std::string reply = rbuf_.substr(0, n);
-    if (opt_.termination == '\n' && framer_.cr_before_terminator()) reply.pop_back();
-    rbuf_.erase(0, n + 1);
-    // More than one message for one query: the stream cannot be trusted any more.
-    if (!rbuf_.empty()) stray_ = true;
+    const std::size_t n = framer_.message_size();
+    const bool cr = opt_.termination == '\n' && framer_.cr_before_terminator();
+    std::string reply(buf_.data(), cr ? n - 1 : n);
+    const std::size_t used = n + 1;
+    if (len_ > used) {
+      // More than one message for one query: the stream cannot be trusted any more.
+      std::memmove(buf_.data(), buf_.data() + used, len_ - used);
+      len_ -= used;
+      stray_ = true;
+    } else {
+      len_ = 0;
+    }
     done({}, std::move(reply));
   }
 
-  void done(boost::system::error_code ec, std::string reply) {
-    if (ec) rbuf_.clear();
+  void done(boost::system::error_code ec, std::string&& reply) {
+    if (ec) len_ = 0;
     observer_(ec, stray_);
     auto h = std::move(handler_);
     handler_ = nullptr;
@@ -133,9 +153,10 @@ class stream_link : public std::enable_shared_from_this<stream_link<Stream>> {
   observer observer_;
   bool read_reply_ = false;
   bool stray_ = false;
+  static constexpr std::size_t kMinRoom = 64 * 1024;
   std::string wire_;
-  std::string rbuf_;
-  std::vector<char> chunk_ = std::vector<char>(64 * 1024);
+  std::vector<char> buf_;  // received bytes: [0, len_) not yet consumed
+  std::size_t len_ = 0;
   reply_framer framer_{opt_.termination, opt_.max_reply_bytes};
   transport::reply_handler handler_;
 };

@@ -172,6 +172,40 @@ TEST_CASE("session: reconnects after the instrument dropped the connection") {
   CHECK(sim.server->connections_accepted() == 2);
 }
 
+// The raw TCP link sends the next command without first trying a receive (tcp_transport.cpp),
+// and skips the idle peek right after a clean reply: a connection the instrument closed right
+// after its reply must still fail the next query at once (the closed peer resets the command),
+// not at its deadline, and the query after that reconnects.
+TEST_CASE("session: a query right after the instrument closed the link fails at once") {
+  sim_fixture sim({0ms, 1, 0});  // close each connection after 1 reply
+  auto opt = fast_options();
+  opt.io_timeout = 4000ms;  // a missed close would show as a timeout (drive_until allows 5 s)
+  client c(sim.resource(), opt);
+  bool done = false;
+  std::string first;
+  error_code second_ec;
+  c.session.async_query("*IDN?", [&](error_code ec, std::string reply) {
+    CHECK_MESSAGE(!ec, ec.message());
+    first = std::move(reply);
+    // Issued from the reply's handler: the fast path (no receive, no peek) whenever the close
+    // came with or right after the reply.
+    c.session.async_query("*OPC?", [&](error_code ec2, std::string) {
+      second_ec = ec2;
+      done = true;
+    });
+  });
+  drive(c.io, done);
+  CHECK(first == kIdn);
+  MESSAGE("query after the close: " << (second_ec ? second_ec.message() : "answered"));
+  // Either the close was seen before the command went out (then it reconnected and answered)
+  // or the command failed on the closed connection: never by the deadline.
+  CHECK(second_ec != errc::timeout);
+  CHECK(c.session.stats().timeouts == 0);
+  auto [ec3, reply3] = c.query("*IDN?");
+  REQUIRE_MESSAGE(!ec3, ec3.message());
+  CHECK(reply3 == kIdn);
+}
+
 TEST_CASE("session: cancel() and destruction abort pending operations") {
   sim_fixture sim({200ms, 0, 0});
   client c(sim.resource(), fast_options());

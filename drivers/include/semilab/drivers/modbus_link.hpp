@@ -87,10 +87,11 @@ class session {
   // Polls on the worker by a poll_schedule (modbus_plan.hpp): the points due together are read
   // as one coalesced plan, and each result is posted to the executor. The worker starts the next
   // poll when it is due without waiting for the handler of the previous one, so the hand-off to
-  // the strand overlaps the next request instead of adding to it; at most four results are
+  // the strand overlaps the next request instead of adding to it; at most 32 results are
   // undelivered at a time (a slow strand slows polling, it never queues results without bound).
-  // Polls running back to back less than 1 ms apart hand their results over in pairs (one
-  // wake-up of the strand's thread per two polls): a result may then wait for the next poll.
+  // Polls running back to back, each under 1 ms, hand their results over in batches (up to 16
+  // results or 1 ms, one post and one wake-up of the strand's thread per batch): a result may
+  // then wait up to 1 ms plus one poll. A poll with a failed request goes out at once.
   // Queued operations (writes) run between polls. Replaces a running schedule.
   void start_polling(double base_interval_s, std::function<void(poll_result)> handler);
   // No poll starts after this returns; the poll running now, and results already posted, may

@@ -43,6 +43,8 @@ class poll_schedule {
 
   // Indices (ascending) of the points due at `now`; advances their groups. Empty when none is due.
   [[nodiscard]] std::vector<std::size_t> take_due(clock::time_point now);
+  // The same into `out` (cleared first), reusing its storage.
+  void take_due(clock::time_point now, std::vector<std::size_t>& out);
   [[nodiscard]] clock::time_point next_due() const noexcept;
   // True when the fastest group is among those taken by the last take_due().
   [[nodiscard]] bool last_had_fastest() const noexcept { return last_had_fastest_; }
