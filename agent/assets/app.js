@@ -23,7 +23,8 @@ function bytesText(b) {
   return (b / 1073741824).toFixed(2) + ' GiB';
 }
 function setText(id, v) { const e = $(id); if (e.textContent !== String(v)) e.textContent = v; }
-function setState(el, state) { el.className = el.className.replace(/\b(ok|degraded|failed)\b/g, '').trim() + ' ' + state; el.textContent = state; }
+const STATES = /\b(ok|degraded|failed|paused|queued|running|waiting|completed|aborted)\b/g;
+function setState(el, state) { el.className = el.className.replace(STATES, '').replace(/\s+/g, ' ').trim() + ' ' + state; el.textContent = state; }
 
 function reasonItems(ul, reasons, prefix) {
   ul.replaceChildren(...reasons.map((r) => {
@@ -90,6 +91,8 @@ function renderInstrument(ins, health) {
   if (ins.error_queue_entries) bits.push('error queue ' + ins.error_queue_entries);
   if (ins.calibration_due) bits.push('calibration due ' + ins.calibration_due);
   if (ins.finished) bits.push('finished');
+  if (ins.paused) bits.push('paused');
+  if (ins.run_id) bits.push('in run ' + ins.run_id);
   el.querySelector('.stats').textContent = bits.join(' · ');
   reasonItems(el.querySelector('.ireasons'), h.reasons);
   el.querySelector('.tx').hidden = !ins.supports_transactions;
@@ -156,6 +159,8 @@ function render(s) {
   setText('last-ack', timeText(y.last_ack_ns));
   setText('upload-rate', bytesText(y.upload_bytes_per_s) + '/s' + (y.cap_bytes_per_s ? ' of ' + bytesText(y.cap_bytes_per_s) + '/s' : ''));
   setText('inflight', y.inflight_batches);
+  setText('acks-refused', y.acks_refused ?? 0);
+  renderRuns(s.runs || []);
   setText('disk-free', bytesText(s.host.disk_free_bytes));
   setText('clock', (s.clock_synced === false ? 'not synchronised' : s.clock_synced ? 'synchronised' : 'unknown') + (s.clock_steps ? ', ' + s.clock_steps + ' steps' : ''));
 
@@ -168,6 +173,70 @@ function render(s) {
     return li;
   }));
   if (txInstrument) showTransactions(txInstrument, true);
+}
+
+// Runs in progress (queued, running, waiting) and the last few finished: a progress bar over
+// every repeat's points, the operator prompt with its confirm button, abort.
+const runEls = new Map();  // run id -> li
+function renderRuns(runs) {
+  $('runs-box').hidden = runs.length === 0;
+  const seen = new Set();
+  const items = runs.map((r) => {
+    seen.add(r.run_id);
+    let li = runEls.get(r.run_id);
+    if (!li) {
+      li = $('run-tpl').content.firstElementChild.cloneNode(true);
+      li.dataset.run = r.run_id;
+      li.querySelector('.confirm').addEventListener('click', () => runAction(li.dataset.run, 'confirm', Number(li.dataset.promptSeq)));
+      li.querySelector('.abort').addEventListener('click', () => runAction(li.dataset.run, 'abort'));
+      runEls.set(r.run_id, li);
+    }
+    const done = ['completed', 'aborted', 'failed'].includes(r.state);
+    li.className = 'run ' + r.state + (done ? ' finished' : '');
+    li.dataset.state = r.state;
+    li.dataset.step = r.step;
+    li.dataset.steps = r.steps;
+    li.dataset.promptSeq = r.prompt_seq || 0;
+    li.querySelector('.run-title').textContent = r.recipe + (r.sample ? ' · ' + r.sample : '');
+    setState(li.querySelector('.run-state'), r.state);
+    li.querySelector('.run-sub').textContent = r.method + ' · ' + r.run_id + ' · ' + (r.instruments || []).join(', ');
+    const pct = r.steps ? Math.min(100, 100 * r.step / r.steps) : (r.state === 'completed' ? 100 : 0);
+    const bar = li.querySelector('.progress');
+    bar.firstElementChild.style.width = pct.toFixed(1) + '%';
+    bar.setAttribute('aria-valuenow', pct.toFixed(0));
+    let text = r.step + ' of ' + r.steps + ' points (' + pct.toFixed(0) + ' %)';
+    if (r.repeats > 1) text += ' · repeat ' + Math.max(1, r.repeat) + ' of ' + r.repeats;
+    if (done && r.reason) text += ' · ' + r.reason;
+    if (r.state === 'completed' && r.pass === false) text += ' · outside the recipe limits';
+    li.querySelector('.run-progress').textContent = text;
+    const waiting = r.state === 'waiting' && r.prompt;
+    const pr = li.querySelector('.run-prompt');
+    pr.hidden = !waiting;
+    pr.textContent = waiting ? 'Operator: ' + r.prompt : '';
+    li.querySelector('.confirm').hidden = !waiting;
+    li.querySelector('.abort').hidden = done;
+    return li;
+  });
+  for (const id of [...runEls.keys()]) if (!seen.has(id)) runEls.delete(id);
+  const ul = $('runs');
+  if (items.length !== ul.children.length || items.some((li, i) => ul.children[i] !== li)) ul.replaceChildren(...items);
+}
+
+async function runAction(id, what, seq) {
+  try {
+    const body = what === 'confirm' && seq ? { prompt: seq } : {};
+    const r = await fetch('/api/v1/runs/' + encodeURIComponent(id) + '/' + what, {
+      method: 'POST', credentials: 'same-origin',
+      headers: Object.assign({ 'Content-Type': 'application/json' }, actionHeaders()),
+      body: JSON.stringify(body),
+    });
+    const j = await r.json();
+    const msg = r.ok ? what + ' ' + id + ': accepted' : what + ' ' + id + ' refused (' + r.status + '): ' + j.error;
+    setText('action-result', msg);
+    $('action-result').dataset.status = r.status;
+  } catch (e) {
+    setText('action-result', what + ' ' + id + ': ' + e);
+  }
 }
 
 async function showTransactions(id, quiet) {

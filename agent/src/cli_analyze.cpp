@@ -357,9 +357,13 @@ analysis_result<std::vector<analysis_parameter>> analyze_spectrum(std::string_vi
 }
 
 analyze_cli::analyze_cli(CLI::App& app) {
-  cmd_ = app.add_subcommand("analyze", "Edge parameters from exported files (xrd-peak, raman-peak, tauc, ...)");
-  cmd_->add_flag("--list", list_, "List the kinds with their inputs");
-  cmd_->add_option("kind", kind_, "What to compute (see --list)");
+  cmd_ = app.add_subcommand("analyze",
+                            "Parameters from exported files: spectra (xrd-peak, raman-peak, tauc, ...) and raw "
+                            "electrical curves (diode-iv, mosfet-idvg, cv-mos, vdp, hall, tlm, ...)");
+  cmd_->add_flag("--list", list_, "List the kinds and methods with their inputs");
+  cmd_->add_option("kind", kind_, "What to compute: a spectral kind or an electrical method (see --list)");
+  cmd_->add_option("--param", params_, "Electrical methods: a parameter key=value in SI units (repeatable)")
+      ->allow_extra_args(false);
   cmd_->add_option("files", files_, "Exported files");
   cmd_->add_flag("--json", json_, "Machine-readable output");
   cmd_->add_option("--format", format_, "Override format detection: csv, jcamp-dx, xrdml, vamas, spc");
@@ -390,7 +394,24 @@ bool analyze_cli::parsed() const { return cmd_->parsed(); }
 int analyze_cli::run(std::ostream& out, std::ostream& err) const {
   if (list_) {
     for (const auto& k : kKinds) out << k.name << ": " << k.computes << "\n  inputs: " << k.inputs << "\n";
+    for (const auto& m : methods::analysis_methods()) {
+      out << m.method << ": " << m.description << "\n  columns: " << m.columns << "\n  parameters:";
+      if (m.params.empty()) out << " none";
+      out << "\n";
+      for (const auto& p : m.params) {
+        out << "    " << p.key;
+        if (!p.unit.empty()) out << " [" << p.unit << "]";
+        if (p.required) out << " (required)";
+        else if (!p.dflt.empty()) out << " (default " << p.dflt << ")";
+        out << ": " << p.doc << "\n";
+      }
+    }
     return 0;
+  }
+  if (methods::find_analysis(kind_)) return run_method(out, err);
+  if (!params_.empty()) {
+    err << "semilab-agent: analyze: --param applies to the electrical methods only (semilab-agent analyze --list)\n";
+    return 2;
   }
   if (kind_.empty() || files_.empty()) {
     err << "semilab-agent: analyze needs KIND and at least one FILE (kinds: semilab-agent analyze --list)\n";
@@ -405,7 +426,7 @@ int analyze_cli::run(std::ostream& out, std::ostream& err) const {
     return std::any_of(set.begin(), set.end(), [&](const char* c) { return v == c; });
   };
   if (std::none_of(std::begin(kKinds), std::end(kKinds), [&](const kind_info& k) { return kind_ == k.name; }))
-    return usage("unknown kind '" + kind_ + "' (semilab-agent analyze --list)");
+    return usage("unknown kind or method '" + kind_ + "' (semilab-agent analyze --list)");
   if (!format_.empty() && !one_of(format_, {"csv", "jcamp-dx", "xrdml", "vamas", "spc"}))
     return usage("--format must be csv, jcamp-dx, xrdml, vamas or spc");
   if (o_shape_->count() && !one_of(shape_, {"gaussian", "lorentzian", "pseudo-voigt"}))
@@ -493,6 +514,179 @@ int analyze_cli::run(std::ostream& out, std::ostream& err) const {
   }
   if (json_) out << boost::json::serialize(boost::json::object{{"kind", kind_}, {"results", std::move(results)}}) << '\n';
   return rc;
+}
+
+// ---- electrical methods ------------------------------------------------------------------------
+
+boost::system::result<methods::data_table, csv_table_error> read_csv_table(std::string_view text) {
+  if (text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);
+  methods::data_table t;
+  int quality_col = -1;
+  std::size_t line_no = 0;
+  bool header = false;
+  char sep = ',';
+  auto trim = [](std::string_view v) {
+    while (!v.empty() && std::isspace(static_cast<unsigned char>(v.front()))) v.remove_prefix(1);
+    while (!v.empty() && std::isspace(static_cast<unsigned char>(v.back()))) v.remove_suffix(1);
+    return v;
+  };
+  auto split = [&](std::string_view line) {
+    std::vector<std::string_view> f;
+    std::size_t start = 0;
+    for (std::size_t i = 0; i <= line.size(); ++i)
+      if (i == line.size() || line[i] == sep) {
+        f.push_back(trim(line.substr(start, i - start)));
+        start = i + 1;
+      }
+    return f;
+  };
+  while (!text.empty()) {
+    auto nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    text.remove_prefix(nl == std::string_view::npos ? text.size() : nl + 1);
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    auto tl = trim(line);
+    if (tl.empty() || tl.front() == '#') continue;
+    const std::string where = "line " + std::to_string(line_no) + ": ";
+    if (!header) {
+      sep = tl.find('\t') != std::string_view::npos ? '\t' : tl.find(';') != std::string_view::npos ? ';' : ',';
+      for (auto f : split(tl)) {
+        std::string name = lower(f);
+        if (name.size() >= 2 && name.front() == '"' && name.back() == '"') name = name.substr(1, name.size() - 2);
+        auto cut = name.find_first_of(" ([");
+        if (cut != std::string::npos) name.resize(cut);
+        if (name.empty()) return csv_table_error{where + "empty column name in the header"};
+        if (std::find(t.columns.begin(), t.columns.end(), name) != t.columns.end())
+          return csv_table_error{where + "column '" + name + "' appears twice"};
+        if (to_double(name)) return csv_table_error{where + "the first line must name the columns (e.g. v,i)"};
+        t.columns.push_back(name);
+      }
+      header = true;
+      continue;
+    }
+    auto fields = split(tl);
+    if (fields.size() != t.columns.size())
+      return csv_table_error{where + std::to_string(fields.size()) + " values for " +
+                             std::to_string(t.columns.size()) + " columns"};
+    std::vector<double> row;
+    for (std::size_t k = 0; k < fields.size(); ++k) {
+      auto v = to_double(fields[k]);
+      std::string rest;
+      if (v) {
+        // The whole field must be the number.
+        std::string f(fields[k]);
+        char* end = nullptr;
+        std::strtod(f.c_str(), &end);
+        if (end != f.c_str() + f.size()) v.reset();
+      }
+      if (!v)
+        return csv_table_error{where + "column '" + t.columns[k] + "': '" + std::string(fields[k]) +
+                               "' is not a number"};
+      row.push_back(*v);
+    }
+    t.rows.push_back(std::move(row));
+  }
+  if (!header) return csv_table_error{"no header line naming the columns"};
+  for (std::size_t k = 0; k < t.columns.size(); ++k)
+    if (t.columns[k] == "quality") quality_col = static_cast<int>(k);
+  if (quality_col >= 0) {
+    const auto qc = static_cast<std::size_t>(quality_col);
+    for (std::size_t r = 0; r < t.rows.size(); ++r) {
+      const double q = t.rows[r][qc];
+      if (!(q >= 0 && q <= 4294967295.0 && q == std::floor(q)))
+        return csv_table_error{"row " + std::to_string(r + 1) + ": quality " + fmt(q, 6) +
+                               " is not an unsigned integer"};
+      t.quality.push_back(static_cast<std::uint32_t>(q));
+    }
+  }
+  return t;
+}
+
+int analyze_cli::run_method(std::ostream& out, std::ostream& err) const {
+  auto usage = [&](const std::string& why) {
+    err << "semilab-agent: analyze: " << why << "\n";
+    return 2;
+  };
+  if (files_.size() != 1) return usage(kind_ + " analyses one FILE.csv (got " + std::to_string(files_.size()) + ")");
+  for (const CLI::Option* o : {o_shape_, o_x_min_, o_x_max_, o_wavelength_, o_x_unit_, o_n_, o_prominence_, o_line_, o_photon_})
+    if (o->count()) return usage(o->get_name() + " applies to the spectral kinds, not to " + kind_);
+  if (!format_.empty() && format_ != "csv") return usage(kind_ + " reads CSV only");
+  methods::param_map params;
+  for (const auto& kv : params_) {
+    auto eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) return usage("--param '" + kv + "' is not key=value");
+    auto key = kv.substr(0, eq);
+    if (params.contains(key)) return usage("--param " + key + " given twice");
+    params[key] = kv.substr(eq + 1);
+  }
+  const auto& file = files_[0];
+  std::ifstream in(file, std::ios::binary);
+  if (!in) {
+    err << "semilab-agent: " << file << ": cannot open\n";
+    return 1;
+  }
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto table = read_csv_table(bytes);
+  if (!table) {
+    err << "semilab-agent: " << file << ": " << table.error().message << "\n";
+    return 1;
+  }
+  auto ex = methods::analyze_table(kind_, *table, params);
+  if (!ex) {
+    // A bad or missing parameter is a usage error; everything else is the data's.
+    const bool param_error = ex.error().code == methods::errc::bad_input &&
+                             ex.error().message.find("parameter") != std::string::npos;
+    err << "semilab-agent: " << file << ": " << ex.error().message << "\n";
+    return param_error ? 2 : 1;
+  }
+  if (json_) {
+    boost::json::object ps;
+    for (const auto& p : ex->parameters) {
+      boost::json::object o;
+      if (!p.text.empty()) {
+        o["value"] = p.text;
+        o["unit"] = p.unit;
+      } else {
+        o["value"] = p.value;
+        o["unit"] = p.unit;
+        if (p.uncertainty) o["uncertainty"] = *p.uncertainty;
+        else o["uncertainty"] = nullptr;
+        if (p.lower_bound) o["lower_bound"] = true;
+      }
+      ps[p.name] = std::move(o);
+    }
+    boost::json::array ws;
+    for (const auto& w : ex->warnings) ws.push_back(boost::json::value(w));
+    boost::json::array wins;
+    for (const auto& w : ex->windows)
+      wins.push_back(boost::json::object{{"quantity", w.quantity}, {"lo", w.lo}, {"hi", w.hi}, {"points", w.points}});
+    out << boost::json::serialize(boost::json::object{{"method", ex->method},
+                                                      {"version", ex->version},
+                                                      {"file", file},
+                                                      {"parameters", std::move(ps)},
+                                                      {"warnings", std::move(ws)},
+                                                      {"windows", std::move(wins)}})
+        << '\n';
+    return 0;
+  }
+  out << "# " << ex->method << " (" << ex->version << "), " << table->rows.size() << " rows of " << file << "\n";
+  for (const auto& p : ex->parameters) {
+    if (!p.text.empty()) {
+      out << p.name << '\t' << p.text << '\t' << p.unit << "\t\n";
+      continue;
+    }
+    auto c = methods::to_customary(p);
+    out << p.name << '\t' << fmt(c.value, 8) << '\t' << c.unit << '\t'
+        << (c.uncertainty ? fmt(*c.uncertainty, 2) : std::string{});
+    if (p.lower_bound) out << "\tlower bound";
+    out << '\n';
+  }
+  for (const auto& w : ex->windows)
+    out << "# window " << w.quantity << " " << fmt(w.lo, 6) << " .. " << fmt(w.hi, 6) << " (" << w.points
+        << " points)\n";
+  for (const auto& w : ex->warnings) out << "warning: " << w << '\n';
+  return 0;
 }
 
 }  // namespace semilab::agent

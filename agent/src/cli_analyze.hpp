@@ -16,8 +16,24 @@
 //     Exit codes: 0 every file analysed; 1 a file could not be read, parsed or analysed (the
 //     message names the file and the reason; other files are still analysed); 2 usage errors.
 //     A check that fails (Si line, XPS scale) is a result, not an error: exit 0, "fail".
+//   semilab-agent analyze METHOD FILE.csv [--param key=value ...] [--json]
+//     METHOD: an electrical method of methods/analyze.hpp (diode-iv, mosfet-idvg, mosfet-idvd,
+//     cv-mos, cv-schottky, four-point, vdp, hall, tlm, check-standard), analysed by
+//     methods::analyze_table, the code live runs use. FILE: CSV (comma, semicolon or tab) whose
+//     first non-comment line names the SI columns ("v,i"; a unit after a space or in brackets is
+//     ignored; an optional `quality` column carries the quality bits); '#' lines are comments.
+//     Parameters are SI values (`--param area=1e-8`). Text output: one line per parameter in the
+//     customary unit (cm^-3, cm^2/(V*s), mV/dec, ohm/sq, ...): name, value, unit, uncertainty;
+//     then "warning: ..." lines. --json: {"method", "version", "parameters": {NAME: {"value",
+//     "unit", "uncertainty"}}, "warnings": [...], "windows": [...]} in SI units; text-valued
+//     results (carrier_type) carry a string value and no uncertainty; a numeric parameter
+//     without one has "uncertainty": null. Exit 1 when the file cannot be read or the analysis
+//     fails (message on stderr), 2 on usage errors.
 #include <semilab/parsers/edge.hpp>
 #include <semilab/parsers/spectrum.hpp>
+#include <semilab/methods/analyze.hpp>
+
+#include <boost/system/result.hpp>
 
 #include <CLI/CLI.hpp>
 
@@ -94,6 +110,7 @@ class analyze_cli {
   CLI::App* cmd_ = nullptr;
   std::string kind_;
   std::vector<std::string> files_;
+  std::vector<std::string> params_;  // --param key=value (electrical methods)
   std::string format_;
   bool list_ = false;
   bool json_ = false;
@@ -110,6 +127,17 @@ class analyze_cli {
   CLI::Option* o_shape_ = nullptr;
   CLI::Option* o_x_unit_ = nullptr;
   CLI::Option* o_line_ = nullptr;
+
+  [[nodiscard]] int run_method(std::ostream& out, std::ostream& err) const;
 };
+
+// CSV with a header row naming the columns (electrical methods): names lower-cased, a unit after
+// a space or in brackets dropped; '#' lines and blank lines skipped; comma, semicolon or tab.
+// Errors name the line.
+struct csv_table_error {
+  std::string message;
+};
+[[nodiscard]] boost::system::result<methods::data_table, csv_table_error> read_csv_table(
+    std::string_view text);
 
 }  // namespace semilab::agent

@@ -13,6 +13,7 @@
 #include <boost/json.hpp>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -20,6 +21,9 @@
 #include <iostream>
 #include <sstream>
 #include <thread>
+
+#include <poll.h>
+#include <unistd.h>
 
 namespace semilab::agent {
 
@@ -120,9 +124,70 @@ void print_human(const json::object& run) {
     for (const auto& x : f->as_array()) std::cerr << "LIMIT: " << x.as_string().c_str() << "\n";
 }
 
+// The daemon's status server as the CLI reaches it (plain HTTP, loopback), or a message.
+struct endpoint {
+  std::string host;
+  std::uint16_t port = 0;
+  std::string token;
+};
+std::optional<endpoint> endpoint_of(const agent_config& cfg, std::string& error) {
+  if (cfg.status_tls()) {
+    error = "the status server serves HTTPS; this client speaks plain HTTP to a loopback status "
+            "server only";
+    return std::nullopt;
+  }
+  endpoint e;
+  e.host = cfg.status_bind;
+  if (e.host == "0.0.0.0" || e.host.empty()) e.host = "127.0.0.1";
+  if (e.host == "::") e.host = "::1";
+  e.port = static_cast<std::uint16_t>(cfg.status_port);
+  e.token = !cfg.runs_token.empty() ? cfg.runs_token : cfg.operator_token;
+  return e;
+}
+
+// One line from stdin when one is ready within `ms`: 1 a line (Enter), 0 nothing yet, -1 stdin
+// closed or unreadable (prompts can then only be confirmed elsewhere).
+int stdin_line(int ms) {
+  pollfd p{0, POLLIN, 0};
+  int n = ::poll(&p, 1, ms);
+  if (n <= 0) return n < 0 && errno != EINTR ? -1 : 0;
+  if (p.revents & (POLLERR | POLLNVAL)) return -1;
+  char buf[256];
+  for (;;) {
+    ssize_t r = ::read(0, buf, sizeof buf);
+    if (r < 0 && errno == EINTR) return 0;
+    if (r <= 0) return -1;
+    if (std::string_view(buf, static_cast<std::size_t>(r)).find('\n') != std::string_view::npos)
+      return 1;
+    if (::poll(&p, 1, 0) <= 0) return 0;  // a partial line: the rest comes with Enter
+  }
+}
+
 }  // namespace
 
 run_recipe_cli::run_recipe_cli(CLI::App& app) {
+  runs_ = app.add_subcommand("runs", "Recipe runs of the running daemon: list, show, confirm a "
+                                     "prompt, abort");
+  runs_->require_subcommand(1);
+  auto cfg_opt = [this](CLI::App* c) {
+    c->add_option("-c,--config", config_, "Agent configuration file (TOML)")->required();
+    c->add_flag("--json", json_, "Machine-readable output");
+  };
+  list_ = runs_->add_subcommand("list", "Runs newest first: state, progress, recipe, sample");
+  cfg_opt(list_);
+  show_ = runs_->add_subcommand("show", "One run: state, progress, prompt, result");
+  show_->add_option("id", run_id_, "Run id")->required();
+  cfg_opt(show_);
+  confirm_ = runs_->add_subcommand(
+      "confirm", "Confirm the operator prompt a run waits for (state waiting)");
+  confirm_->add_option("id", run_id_, "Run id")->required();
+  confirm_->add_option("--prompt", prompt_,
+                       "Confirm only if the run waits for this prompt number (as shown)");
+  cfg_opt(confirm_);
+  abort_ = runs_->add_subcommand("abort", "Abort a queued, running or waiting run (outputs off)");
+  abort_->add_option("id", run_id_, "Run id")->required();
+  cfg_opt(abort_);
+
   cmd_ = app.add_subcommand("run-recipe",
                             "Submit a recipe to the running daemon and follow the run until it ends");
   cmd_->add_option("recipe", recipe_, "Recipe file (TOML)")->required();
@@ -138,9 +203,81 @@ run_recipe_cli::run_recipe_cli(CLI::App& app) {
   cmd_->add_flag("--json", json_, "Print the final run object as JSON");
 }
 
-bool run_recipe_cli::parsed() const { return cmd_->parsed(); }
+bool run_recipe_cli::parsed() const { return cmd_->parsed() || runs_->parsed(); }
+
+int run_recipe_cli::runs_cmd() {
+  std::string err;
+  auto cfg = load_config(config_, err);
+  if (!cfg) {
+    std::cerr << "semilab-agent: " << err << "\n";
+    return 2;
+  }
+  auto ep = endpoint_of(*cfg, err);
+  if (!ep) {
+    std::cerr << "semilab-agent: runs: " << err << "\n";
+    return 2;
+  }
+  std::string target = "/api/v1/runs";
+  std::string method = "GET", body;
+  if (!list_->parsed()) target += "/" + run_id_;
+  if (confirm_->parsed()) {
+    method = "POST";
+    target += "/confirm";
+    body = prompt_ > 0 ? json::serialize(json::object{{"prompt", prompt_}}) : "{}";
+  } else if (abort_->parsed()) {
+    method = "POST";
+    target += "/abort";
+  }
+  auto r = http_call(ep->host, ep->port, method, target, ep->token, body);
+  if (!r.error.empty()) {
+    std::cerr << "semilab-agent: runs: the daemon's status server " << ep->host << ":" << ep->port
+              << " is not reachable: " << r.error << "\n";
+    return 3;
+  }
+  if (r.status >= 300) {
+    std::cerr << "semilab-agent: runs: refused (" << r.status << "): " << json_error_text(r.body)
+              << "\n";
+    return 1;
+  }
+  if (json_ || method == "POST") {
+    std::cout << r.body;
+    return 0;
+  }
+  boost::system::error_code ec;
+  auto v = json::parse(r.body, ec);
+  if (ec || !v.is_object()) {
+    std::cerr << "semilab-agent: runs: unexpected reply: " << r.body << "\n";
+    return 1;
+  }
+  auto line = [](const json::object& o) {
+    std::string s = std::string(o.at("run_id").as_string()) + "\t" +
+                    std::string(o.at("state").as_string()) + "\t" +
+                    std::to_string(o.at("step").to_number<std::uint64_t>()) + "/" +
+                    std::to_string(o.at("steps").to_number<std::uint64_t>());
+    if (auto* rp = o.if_contains("repeats"); rp && rp->to_number<std::uint64_t>() > 1)
+      s += " (repeat " + std::to_string(o.at("repeat").to_number<std::uint64_t>()) + " of " +
+           std::to_string(rp->to_number<std::uint64_t>()) + ")";
+    s += "\t" + std::string(o.at("recipe").as_string()) + "\t" + std::string(o.at("method").as_string());
+    if (auto* m = o.if_contains("metadata"); m && m->is_object())
+      if (auto* smp = m->as_object().if_contains("sample"); smp && smp->is_string())
+        s += "\tsample " + std::string(smp->as_string());
+    return s;
+  };
+  if (list_->parsed()) {
+    for (const auto& x : v.as_object().at("runs").as_array()) std::cout << line(x.as_object()) << "\n";
+    return 0;
+  }
+  const auto& o = v.as_object();
+  std::cout << line(o) << "\n";
+  if (auto p = o.at("prompt").as_string(); !p.empty())
+    std::cout << "prompt " << o.at("prompt_seq").to_number<std::uint64_t>() << ": " << p.c_str()
+              << "\n";
+  print_human(o);
+  return 0;
+}
 
 int run_recipe_cli::run() {
+  if (runs_->parsed()) return runs_cmd();
   std::string err;
   auto cfg = load_config(config_, err);
   if (!cfg) {
@@ -167,16 +304,14 @@ int run_recipe_cli::run() {
     }
     binds[b.substr(0, eq)] = b.substr(eq + 1);
   }
-  if (cfg->status_tls()) {
-    std::cerr << "semilab-agent: run-recipe: the status server serves HTTPS; this client speaks "
-                 "plain HTTP to a loopback status server only\n";
+  auto ep = endpoint_of(*cfg, err);
+  if (!ep) {
+    std::cerr << "semilab-agent: run-recipe: " << err << "\n";
     return 2;
   }
-  std::string host = cfg->status_bind;
-  if (host == "0.0.0.0" || host.empty()) host = "127.0.0.1";
-  if (host == "::") host = "::1";
-  auto port = static_cast<std::uint16_t>(cfg->status_port);
-  const std::string token = !cfg->runs_token.empty() ? cfg->runs_token : cfg->operator_token;
+  const std::string host = ep->host;
+  const auto port = ep->port;
+  const std::string token = ep->token;
   auto file_name = std::filesystem::path(recipe_).filename().string();
   std::string body = json::serialize(json::object{
       {"recipe", ss.str()}, {"recipe_file", file_name}, {"metadata", meta}, {"bindings", binds}});
@@ -218,7 +353,10 @@ int run_recipe_cli::run() {
   std::string last_line, last_prompt;
   bool abort_sent = false;
   int misses = 0;
+  std::uint64_t asked = 0;            // prompt number shown and waiting for Enter
+  bool stdin_usable = ::isatty(0) != 0;  // Enter confirms only from a terminal
   for (;;) {
+    bool waited = false;
     if (g_interrupted && !abort_sent) {
       abort_sent = true;
       auto ab = http_call(host, port, "POST", "/api/v1/runs/" + id + "/abort", token, "");
@@ -241,13 +379,41 @@ int run_recipe_cli::run() {
         std::string state(o.at("state").as_string());
         std::string line = state + " " + std::to_string(o.at("step").to_number<std::uint64_t>()) +
                            "/" + std::to_string(o.at("steps").to_number<std::uint64_t>());
+        if (auto* rp = o.if_contains("repeats"); rp && rp->to_number<std::uint64_t>() > 1)
+          line += " (repeat " + std::to_string(o.at("repeat").to_number<std::uint64_t>()) + " of " +
+                  std::to_string(rp->to_number<std::uint64_t>()) + ")";
         if (line != last_line) {
           std::cerr << id << ": " << line << "\n";
           last_line = line;
         }
         std::string prompt(o.at("prompt").as_string());
+        std::uint64_t seq = 0;
+        if (auto* ps = o.if_contains("prompt_seq")) seq = ps->to_number<std::uint64_t>();
         if (!prompt.empty() && prompt != last_prompt) std::cerr << "PROMPT: " << prompt << "\n";
         last_prompt = prompt;
+        if (state == "waiting" && seq != 0 && seq != asked) {
+          asked = seq;
+          std::cerr << (stdin_usable ? "press Enter when done (Ctrl-C aborts the run)"
+                                     : "confirm with `semilab-agent runs confirm " + id +
+                                           "` or on the status page")
+                    << "\n";
+        }
+        if (state == "waiting" && seq == asked && stdin_usable && !g_interrupted) {
+          int got = stdin_line(200);
+          if (got < 0) {
+            stdin_usable = false;
+            std::cerr << "stdin closed: confirm with `semilab-agent runs confirm " << id
+                      << "` or on the status page\n";
+          } else if (got > 0) {
+            auto c = http_call(host, port, "POST", "/api/v1/runs/" + id + "/confirm", token,
+                               json::serialize(json::object{{"prompt", seq}}));
+            std::cerr << id << ": prompt " << seq << " "
+                      << (c.status == 202 ? std::string("confirmed")
+                                          : "not confirmed: " + json_error_text(c.body))
+                      << "\n";
+          }
+          waited = true;  // poll() waited instead of the sleep below
+        }
         if (state == "completed" || state == "failed" || state == "aborted") {
           restore();
           if (json_) std::cout << g.body;
@@ -267,7 +433,7 @@ int run_recipe_cli::run() {
                 << " after --timeout; it goes on in the daemon\n";
       return 4;
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    if (!waited) std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
 }
 

@@ -3,6 +3,7 @@
 #include <semilab/drivers/modbus_link.hpp>
 #include <semilab/drivers/visa_resource.hpp>
 #include <semilab/schemas/config_map.hpp>
+#include <semilab/schemas/signing.hpp>
 #include <semilab/schemas/topics.hpp>
 #include <semilab/service/log_config.hpp>
 
@@ -141,7 +142,12 @@ const cfg::option<agent_config> kSync[] = {
         "Pinned Ed25519 public key(s) of central (64 hex digits each, comma-separated; printed by "
         "`semilab-central keygen`). When set, acks and commands must carry central's signature: "
         "unsigned or badly signed ones are ignored, logged and counted, and command_key_file is "
-        "no longer needed"),
+        "no longer needed. SIGHUP applies a changed list without a restart (key rotation)",
+        [](const std::string& v) -> std::optional<std::string> {
+          if (!schemas::parse_public_key_list(v))
+            return "expected 64-hex-digit Ed25519 public keys separated by commas";
+          return std::nullopt;
+        }),
 };
 
 const cfg::option<agent_config> kStatus[] = {

@@ -394,8 +394,33 @@ void agent_control::audit(std::string_view what, const std::string& who) {
   spdlog::info("[control] {} by {}", what, who);
 }
 
+acquisition_state agent_control::acquisition() const {
+  std::lock_guard lk(pause_mu_);
+  return {paused_.load(), paused_by_, paused_ns_};
+}
+
 json::object agent_control::pause(const std::string& who) {
   if (paused_) return {{"ok", true}, {"acquisition", "paused"}, {"changed", false}};
+  // A recipe run borrows the instruments' sessions: pausing would stop them under it. Refused
+  // (docs/agent-cli.md "Pause and recipe runs"): abort the run or let it end first.
+  if (auto runs = unfinished_runs_ ? unfinished_runs_() : std::vector<std::string>{}; !runs.empty()) {
+    std::string list;
+    json::array ids;
+    for (const auto& id : runs) {
+      list += (list.empty() ? "" : ", ") + id;
+      ids.push_back(json::value(id));
+    }
+    return {{"ok", false},
+            {"status", 409},
+            {"error", "recipe run(s) in progress (" + list +
+                          "): pausing would stop their instruments; abort them or wait until they end"},
+            {"runs", std::move(ids)}};
+  }
+  {
+    std::lock_guard lk(pause_mu_);
+    paused_by_ = who;
+    paused_ns_ = utc_now_ns();
+  }
   // Stopped runners keep their last status (the page shows them); resume makes new ones.
   for (auto& r : runners_) r->stop();
   paused_ = true;
@@ -411,6 +436,11 @@ json::object agent_control::resume(const std::string& who) {
     runners_[i]->start();
   }
   paused_ = false;
+  {
+    std::lock_guard lk(pause_mu_);
+    paused_by_.clear();
+    paused_ns_ = 0;
+  }
   audit("acquisition_resumed", who);
   return {{"ok", true}, {"acquisition", "running"}, {"changed", true}};
 }

@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,7 @@ struct agent_config;
 class recorder;
 class runner;
 class event_log;
+struct acquisition_state;
 
 inline constexpr const char* kAgentVersion = "0.1.0";
 
@@ -76,6 +78,11 @@ class agent_control {
   boost::json::value call(boost::json::object request,
                           std::chrono::milliseconds timeout = std::chrono::seconds(5));
   bool paused() const noexcept { return paused_.load(); }
+  // Who paused acquisition and when (the health model shows instruments `paused`). Any thread.
+  acquisition_state acquisition() const;
+  // Recipe runs not yet finished (runs.hpp): pause is refused while there is one (409 on the
+  // page, exit 1 from the CLI), naming the runs. Set before the socket serves.
+  void set_unfinished_runs(std::function<std::vector<std::string>()> f) { unfinished_runs_ = std::move(f); }
 
  private:
   boost::json::object status() const;
@@ -94,6 +101,10 @@ class agent_control {
   std::vector<std::shared_ptr<runner>>& runners_;
   event_log& events_;
   std::atomic<bool> paused_{false};
+  mutable std::mutex pause_mu_;
+  std::string paused_by_;
+  std::int64_t paused_ns_ = 0;
+  std::function<std::vector<std::string>()> unfinished_runs_;
   std::int64_t started_ns_;
 };
 

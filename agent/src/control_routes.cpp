@@ -78,7 +78,13 @@ http_reply control_routes::act(const http_request_view& req, const char* cmd, us
   auto reply = control_(json::object{{"cmd", cmd}, {"who", who}});
   auto* o = reply.if_object();
   bool ok = o && o->if_contains("ok") && o->at("ok").is_bool() && o->at("ok").as_bool();
-  if (!ok) return json_reply(500, reply);
+  if (!ok) {
+    // A refusal may name its HTTP status (409: pause while a recipe run is in progress).
+    unsigned status = 500;
+    if (auto* st = o ? o->if_contains("status") : nullptr; st && st->is_int64())
+      status = static_cast<unsigned>(st->as_int64());
+    return json_reply(status, reply);
+  }
   (*o)["action"] = cmd;
   (*o)["by"] = who;
   return json_reply(200, reply);

@@ -242,6 +242,10 @@ int run_daemon(const agent_config& startup_cfg) {
                      }});
   // Local control (CLI socket) and the page's login and actions (control.hpp, users.hpp).
   agent_control control(io, cfg, outbox, *engine, rec, runners, events);
+  if (runs) {  // pause is refused while a run is unfinished; runs are refused while paused
+    control.set_unfinished_runs([&runs] { return runs->unfinished(); });
+    runs->set_paused_check([&control] { return control.paused(); });
+  }
   std::shared_ptr<user_store> users;
   if (auto u = user_store::open(cfg.outbox_path(), err)) users = std::move(*u);
   else spdlog::error("[agent] local users unavailable (logins refused): {}", err);
@@ -272,6 +276,8 @@ int run_daemon(const agent_config& startup_cfg) {
     }
   }
   status_sampler sampler({cfg, outbox, *engine, rec, runners, values, events}, started_ns);
+  sampler.set_acquisition([&control] { return control.acquisition(); });
+  sampler.set_runs(runs);
   const auto health_topic = schemas::agent_topic(cfg.site, cfg.id, schemas::agent_topic_kind::health);
   std::int64_t health_sent_ns = 0;
 
@@ -309,6 +315,10 @@ int run_daemon(const agent_config& startup_cfg) {
 
   service::notifier sd(io.get_executor());  // systemd: READY, WATCHDOG=1 from this loop
   reloader reload(io, cfg, runners, rec, events, sd);  // SIGHUP
+  reload.on_central_keys([&](std::vector<schemas::ed25519_public_key> keys) {
+    spdlog::info("[agent] reload: {} central key(s) pinned from now on", keys.size());
+    engine->set_central_keys(std::move(keys));
+  });
   reload.on_filedrops([&](const std::vector<filedrop_config>& next) {
     // By id: unchanged folders keep their driver (and its pending files); others restart.
     std::string summary;

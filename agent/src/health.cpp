@@ -80,7 +80,16 @@ instrument_health evaluate_instrument(const instrument_input& in, std::int64_t n
   auto add = [&](level l, std::string code, std::string text) {
     rs.push_back({l, std::move(code), std::move(text)});
   };
-  if (!in.finished) {
+  if (in.paused) {
+    h.paused = true;
+    std::string text = "acquisition paused";
+    if (!in.paused_by.empty()) text += " by " + in.paused_by;
+    if (in.paused_ns != 0) text += " " + duration_text(age_s(now_ns, in.paused_ns)) + " ago";
+    add(level::ok, "paused", text + ": not polled until resumed");
+  } else if (!in.run_id.empty()) {
+    add(level::ok, "in_run", "measuring for run " + in.run_id + " (polling paused)");
+  }
+  if (!in.finished && !in.paused && in.run_id.empty()) {
     std::string why = in.last_error.empty() ? std::string() : ": " + in.last_error;
     if (in.consecutive_errors >= t.failed_after_errors)
       add(level::failed, "not_answering",
@@ -119,6 +128,35 @@ instrument_health evaluate_instrument(const instrument_input& in, std::int64_t n
       add(level::ok, "calibration_due",
           "calibration due " + date_text(in.calibration_due_ns) + " (in " + duration_text(left_s) +
               ")");
+  }
+  if (in.check && in.check->judged()) {
+    const auto& c = *in.check;
+    std::string dev = fmt("deviation %+.4g ohm", c.deviation);
+    if (c.deviation_rel) dev += fmt(" (%+.1f ppm)", *c.deviation_rel * 1e6);
+    std::string lim;
+    auto bound = [&](const char* what, const std::optional<double>& lo,
+                     const std::optional<double>& hi, double scale, const char* unit) {
+      if (!lo && !hi) return;
+      lim += lim.empty() ? "" : ", ";
+      lim += what;
+      lim += " [";
+      lim += lo ? fmt("%.4g", *lo * scale) : std::string("-inf");
+      lim += ", ";
+      lim += hi ? fmt("%.4g", *hi * scale) : std::string("+inf");
+      lim += "] ";
+      lim += unit;
+    };
+    bound("deviation", c.min, c.max, 1, "ohm");
+    bound("relative", c.rel_min, c.rel_max, 1e6, "ppm");
+    std::string when = c.finished_ns ? ", " + duration_text(age_s(now_ns, c.finished_ns)) + " ago"
+                                     : std::string();
+    if (c.exceeded())
+      add(level::degraded, "check_standard_drift",
+          "check standard out of limits: " + dev + " outside the recipe's " + lim + " (run " +
+              c.run_id + when + ")");
+    else
+      add(level::ok, "check_standard",
+          "check standard within limits: " + dev + " (run " + c.run_id + when + ")");
   }
   h.state = worst(rs);
   return h;
@@ -215,13 +253,18 @@ bool same_health(const report& a, const report& b) noexcept {
     return false;
   for (std::size_t i = 0; i < a.instruments.size(); ++i) {
     const auto &x = a.instruments[i], &y = b.instruments[i];
-    if (x.id != y.id || x.state != y.state || !same(x.reasons, y.reasons)) return false;
+    if (x.id != y.id || x.state != y.state || x.paused != y.paused || !same(x.reasons, y.reasons))
+      return false;
   }
   return true;
 }
 
 json::object to_json(const instrument_health& h) {
-  return {{"id", h.id}, {"state", to_string(h.state)}, {"reasons", reasons_json(h.reasons)}};
+  return {{"id", h.id},
+          {"state", h.paused ? std::string_view("paused") : to_string(h.state)},
+          {"level", to_string(h.state)},
+          {"paused", h.paused},
+          {"reasons", reasons_json(h.reasons)}};
 }
 
 json::object to_json(const report& r) {

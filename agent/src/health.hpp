@@ -7,6 +7,16 @@
 // `ok` are notes (e.g. calibration due soon) that do not change the state. The agent's overall
 // state is the worst of its own reasons and its instruments' states.
 //
+// Instruments also have a `paused` flag: acquisition paused by an operator (control.hpp). A paused
+// instrument is not polled on purpose, so it is neither stale nor failed: its JSON state is
+// "paused" (its level, from any other reasons such as an overdue calibration, is in "level"), and
+// it does not lower the agent's state. An instrument a recipe run owns is not polled either: a
+// note ("in_run") replaces the staleness checks until the run releases it.
+//
+// Check standards (runs.hpp): the latest completed check-standard run of an instrument feeds its
+// health: a deviation beyond the recipe's limits is `degraded` ("check_standard_drift"); within
+// them, a note.
+//
 // Change detection (`same_health`) compares states and reason codes only, not their texts,
 // whose numbers (ages, counts) move every second: the health topic is republished on a change
 // of meaning, and periodically.
@@ -30,6 +40,26 @@ struct reason {
   friend bool operator==(const reason&, const reason&) = default;
 };
 
+// The latest check-standard result of an instrument: `deviation` = r - nominal (ohm),
+// `deviation_rel` = deviation / nominal, judged against the recipe's [limits.deviation] and
+// [limits.deviation_rel] (no limit: not judged).
+struct check_standard {
+  std::string run_id;
+  std::int64_t finished_ns = 0;
+  double deviation = 0;
+  std::optional<double> r, deviation_rel;
+  std::optional<double> min, max;
+  std::optional<double> rel_min, rel_max;
+  [[nodiscard]] bool exceeded() const noexcept {
+    bool rel = deviation_rel && ((rel_min && *deviation_rel < *rel_min) ||
+                                 (rel_max && *deviation_rel > *rel_max));
+    return rel || (min && deviation < *min) || (max && deviation > *max);
+  }
+  [[nodiscard]] bool judged() const noexcept {
+    return min || max || (deviation_rel && (rel_min || rel_max));
+  }
+};
+
 struct instrument_input {
   std::string id;
   bool finished = false;        // `count` readings taken: no longer polled, not a fault
@@ -46,6 +76,11 @@ struct instrument_input {
   std::uint64_t compliance_hits = 0;  // readings flagged compliance since start
   std::int64_t last_compliance_ns = 0;
   std::int64_t calibration_due_ns = 0;  // 0 = not configured
+  bool paused = false;                  // acquisition paused by an operator
+  std::string paused_by;                // who paused it ("" = unknown)
+  std::int64_t paused_ns = 0;           // when (0 = unknown)
+  std::string run_id;                   // a recipe run owns the session ("" = none)
+  std::optional<check_standard> check;  // latest check-standard result
 };
 
 struct agent_input {
@@ -98,6 +133,7 @@ struct thresholds {
 struct instrument_health {
   std::string id;
   level state = level::ok;
+  bool paused = false;  // JSON state "paused" (state keeps the level of the other reasons)
   std::vector<reason> reasons;
 };
 
@@ -117,7 +153,7 @@ report evaluate(const agent_input& agent, const std::vector<instrument_input>& i
 bool same_health(const report& a, const report& b) noexcept;
 
 // {"state","agent_state","reasons":[{"level","code","text"}],"instruments":[{"id","state",
-// "reasons"}]}
+// "level","paused","reasons"}]}; an instrument's "state" is "paused" while paused, else its level.
 boost::json::object to_json(const report& r);
 boost::json::object to_json(const instrument_health& h);
 

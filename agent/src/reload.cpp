@@ -128,6 +128,31 @@ bool reloader::reload() noexcept {
       sd_.ready("running; last reload refused: " + err);
       return false;
     }
+    // Pinned central keys: applied in place. running_toml_ then holds the key as applied, so
+    // that [sync] is reported as needing a restart only for its other keys.
+    std::string keys_summary;
+    if (central_keys_ && next->central_public_keys != live_.central_public_keys) {
+      auto keys = schemas::parse_public_key_list(next->central_public_keys);
+      if (!keys) {  // the loader checks the list; kept as a guard, never applied half-way
+        err = live_.source + ": sync.central_public_keys: not a list of 64-hex-digit Ed25519 keys";
+        spdlog::error("[agent] reload refused, the running configuration stays: {}", err);
+        events_.add(utc_now_ns(), "degraded", "config", "reload refused: " + err);
+        sd_.ready("running; last reload refused: " + err);
+        return false;
+      }
+      std::string ids;
+      for (const auto& k : *keys) ids += (ids.empty() ? "" : ", ") + schemas::key_id_of(k);
+      keys_summary = keys->empty() ? "none pinned (acks and commands unsigned)"
+                                   : std::to_string(keys->size()) + " pinned (" + ids + ")";
+      central_keys_(std::move(*keys));
+      live_.central_public_keys = next->central_public_keys;
+      auto* next_sync = next_toml.get_as<toml::table>("sync");
+      const toml::node* nk = next_sync ? next_sync->get("central_public_keys") : nullptr;
+      if (!running_toml_.get_as<toml::table>("sync")) running_toml_.insert_or_assign("sync", toml::table{});
+      auto* run_sync = running_toml_.get_as<toml::table>("sync");
+      if (nk) run_sync->insert_or_assign("central_public_keys", *nk);
+      else run_sync->erase("central_public_keys");
+    }
     auto plan = plan_reload(running_toml_, next_toml);
 
     // The new runner list, in the new file's order (runners_[i] drives instruments[i]).
@@ -178,7 +203,8 @@ bool reloader::reload() noexcept {
 
     std::string summary = "changed: " + join(plan.changed) + "; added: " + join(plan.added) +
                           "; removed: " + join(plan.removed) + "; unchanged: " + join(plan.unchanged) +
-                          (drops_summary.empty() ? "" : "; file drops: " + drops_summary);
+                          (drops_summary.empty() ? "" : "; file drops: " + drops_summary) +
+                          (keys_summary.empty() ? "" : "; central keys: " + keys_summary);
     spdlog::info("[agent] reload applied ({})", summary);
     events_.add(utc_now_ns(), "ok", "config", "reloaded (" + summary + ")");
     if (!plan.needs_restart.empty()) {

@@ -7,9 +7,12 @@
 // and connection; a changed one is stopped and started again with the new table; a new one
 // starts; a removed one stops. The outbox, the sync engine and everything buffered are never
 // touched, so nothing is lost. [[filedrop]] tables are applied the same way by id (the daemon's
-// handler, on_filedrops). [agent], [mqtt], [sync] and [status] changes are not applied
-// (logged: they need a restart).
+// handler, on_filedrops). `[sync] central_public_keys` is applied in place (on_central_keys: the
+// sync engine swaps its pinned keys, the MQTT session and every buffered record stay), so a
+// central key rotation needs no agent restart. Other [agent], [mqtt], [sync] and [status]
+// changes are not applied (logged: they need a restart).
 #include <semilab/agent/config.hpp>
+#include <semilab/schemas/signing.hpp>
 #include <semilab/service/systemd.hpp>
 
 #include <boost/asio/io_context.hpp>
@@ -55,6 +58,10 @@ class reloader {
   // list after a valid reload and returns a summary for the log and the event.
   using filedrop_handler = std::function<std::string(const std::vector<filedrop_config>&)>;
   void on_filedrops(filedrop_handler h) { filedrops_ = std::move(h); }
+  // A changed `[sync] central_public_keys` (validated by the loader) is handed to `h`, parsed;
+  // without a handler the change is reported as needing a restart.
+  using central_keys_handler = std::function<void(std::vector<schemas::ed25519_public_key>)>;
+  void on_central_keys(central_keys_handler h) { central_keys_ = std::move(h); }
 
   // Re-read live.source and apply it. Returns false (and keeps everything) when invalid.
   // Never throws (runs in an Asio handler).
@@ -70,6 +77,7 @@ class reloader {
   event_log& events_;
   service::notifier& sd_;
   filedrop_handler filedrops_;
+  central_keys_handler central_keys_;
   boost::asio::signal_set hup_;
 };
 

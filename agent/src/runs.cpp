@@ -3,6 +3,7 @@
 #include "runs.hpp"
 
 #include <semilab/drivers/capabilities.hpp>
+#include <semilab/methods/analyze.hpp>
 #include <semilab/methods/cv.hpp>
 #include <semilab/methods/diode.hpp>
 #include <semilab/methods/mosfet.hpp>
@@ -12,6 +13,8 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 #include <pthread.h>
@@ -37,6 +40,7 @@ std::string_view to_string(run_state s) noexcept {
   switch (s) {
     case run_state::queued: return "queued";
     case run_state::running: return "running";
+    case run_state::waiting: return "waiting";
     case run_state::completed: return "completed";
     case run_state::aborted: return "aborted";
     case run_state::failed: return "failed";
@@ -45,8 +49,8 @@ std::string_view to_string(run_state s) noexcept {
 }
 
 std::optional<run_state> parse_run_state(std::string_view s) noexcept {
-  for (auto st : {run_state::queued, run_state::running, run_state::completed, run_state::aborted,
-                  run_state::failed})
+  for (auto st : {run_state::queued, run_state::running, run_state::waiting, run_state::completed,
+                  run_state::aborted, run_state::failed})
     if (to_string(st) == s) return st;
   return std::nullopt;
 }
@@ -71,8 +75,9 @@ std::map<std::string, std::string> json_map(std::string_view text) {
 
 // Methods the executor measures live, and the role each sweep role must be.
 bool live_method(std::string_view m) {
-  return m == "diode-iv" || m == "four-point" || m == "mosfet-idvg" || m == "cv-mos" ||
-         m == "cv-schottky";
+  return m == "diode-iv" || m == "four-point" || m == "mosfet-idvg" || m == "mosfet-idvd" ||
+         m == "cv-mos" || m == "cv-schottky" || m == "check-standard" || m == "vdp" ||
+         m == "hall" || m == "tlm";
 }
 
 }  // namespace
@@ -88,6 +93,9 @@ std::string run_json(const run_view& r) {
                  {"steps", r.steps},
                  {"reason", r.reason},
                  {"prompt", r.prompt},
+                 {"prompt_seq", r.prompt_seq},
+                 {"repeat", r.repeat},
+                 {"repeats", r.repeats},
                  // ns timestamps as strings: beyond 2^53 (DESIGN-NOTES)
                  {"created_ns", std::to_string(r.created_ns)},
                  {"started_ns", std::to_string(r.started_ns)},
@@ -177,7 +185,8 @@ struct run_executor::db {
       sqlite3_bind_text(st, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
     };
     text(1, v.id);
-    text(2, std::string(to_string(v.state)));
+    // `waiting` is stored as `running` (runs.hpp: the table's CHECK constraint predates it).
+    text(2, std::string(to_string(v.state == run_state::waiting ? run_state::running : v.state)));
     text(3, v.recipe_name);
     text(4, v.recipe_version);
     text(5, v.method);
@@ -200,16 +209,22 @@ struct run_executor::db {
     return err;
   }
 
-  // Before the worker starts: the recent runs, newest first.
-  std::vector<run_view> load(std::size_t limit) {
+  // Before the worker starts: the recent runs, newest first (with their recipe TOML when
+  // `tomls` is given). `check_standards`: only completed check-standard runs.
+  std::vector<run_view> load(std::size_t limit, bool check_standards = false,
+                             std::vector<std::string>* tomls = nullptr) {
     std::vector<run_view> out;
     sqlite3_stmt* st = nullptr;
-    if (sqlite3_prepare_v2(conn,
-                           "SELECT run_id, state, recipe_name, recipe_version, method, metadata,"
-                           " bindings, step, steps, reason, result, created_ns, started_ns,"
-                           " finished_ns FROM runs ORDER BY created_ns DESC LIMIT ?1",
-                           -1, &st, nullptr) != SQLITE_OK)
-      return out;
+    std::string sql =
+        "SELECT run_id, state, recipe_name, recipe_version, method, metadata,"
+        " bindings, step, steps, reason, result, created_ns, started_ns,"
+        " finished_ns, recipe_toml FROM runs";
+    if (check_standards)
+      sql += " WHERE method = 'check-standard' AND state = 'completed' ORDER BY finished_ns DESC";
+    else
+      sql += " ORDER BY created_ns DESC";
+    sql += " LIMIT ?1";
+    if (sqlite3_prepare_v2(conn, sql.c_str(), -1, &st, nullptr) != SQLITE_OK) return out;
     sqlite3_bind_int64(st, 1, static_cast<sqlite3_int64>(limit));
     auto col = [&](int i) {
       auto* p = sqlite3_column_text(st, i);
@@ -231,6 +246,7 @@ struct run_executor::db {
       v.created_ns = sqlite3_column_int64(st, 11);
       v.started_ns = sqlite3_column_int64(st, 12);
       v.finished_ns = sqlite3_column_int64(st, 13);
+      if (tomls) tomls->push_back(col(14));
       out.push_back(std::move(v));
     }
     sqlite3_finalize(st);
@@ -270,6 +286,62 @@ struct curve {
 
 constexpr std::size_t kChunk = 25;  // points per instrument-side sweep (progress, abort latency)
 
+// Switch-matrix and magnet roles: the models the executor drives and their SCPI. Matrix rows are
+// 1 force HI, 2 force LO, 3 sense HI, 4 sense LO; the column is the contact or pad.
+struct switch_commands {
+  std::string_view model;
+  std::string_view open_all;
+  std::string_view close;  // "{list}" = "r!c,r!c,..."
+};
+constexpr switch_commands kSwitchModels[] = {
+    {"keithley7001", ":ROUT:OPEN:ALL", ":ROUT:CLOS (@{list})"},
+};
+struct magnet_commands {
+  std::string_view model;
+  std::string_view current;  // "{value}" = coil current, A
+  std::string_view output_on, output_off;
+};
+constexpr magnet_commands kMagnetModels[] = {
+    {"kepco-bop", ":CURR {value}", ":OUTP ON", ":OUTP OFF"},
+};
+const switch_commands* switch_of(const drivers::model_profile* m) {
+  for (const auto& s : kSwitchModels)
+    if (m && s.model == m->name) return &s;
+  return nullptr;
+}
+const magnet_commands* magnet_of(const drivers::model_profile* m) {
+  for (const auto& s : kMagnetModels)
+    if (m && s.model == m->name) return &s;
+  return nullptr;
+}
+std::string with_arg(std::string_view templ, std::string_view key, const std::string& value) {
+  std::string out(templ);
+  if (auto at = out.find(key); at != std::string::npos) out.replace(at, key.size(), value);
+  return out;
+}
+
+// Writes `cmds` in order on the session (called on its strand), then reads the error queue: its
+// answer also proves the commands were executed. `done` gets "" or what went wrong.
+void write_checked(drivers::scpi_session* s, std::shared_ptr<const std::vector<std::string>> cmds,
+                   std::size_t i, std::function<void(std::string)> done) {
+  if (i == cmds->size()) {
+    drivers::async_drain_errors(*s, [cmds, done](boost::system::error_code ec,
+                                                 std::vector<drivers::scpi_error_entry> e) {
+      std::string all;
+      for (const auto& c : *cmds) all += (all.empty() ? "" : "; ") + c;
+      if (ec) done(all + ": error queue: " + ec.message());
+      else if (!e.empty())
+        done(all + ": instrument error " + std::to_string(e.front().code) + " " + e.front().text);
+      else done({});
+    });
+    return;
+  }
+  s->async_write((*cmds)[i], [s, cmds, i, done](boost::system::error_code ec) {
+    if (ec) done((*cmds)[i] + ": " + ec.message());
+    else write_checked(s, cmds, i + 1, done);
+  });
+}
+
 // Posts `start(cb)` to `ex` (an instrument strand) and resumes the awaiting coroutine on its own
 // executor with the value `cb` receives.
 // Not a coroutine itself: it returns the awaitable of the initiation. GCC 12 destroys
@@ -304,6 +376,11 @@ struct run_executor::active {
   std::atomic<bool> abort{false};
   std::chrono::steady_clock::time_point t0;
   std::uint64_t compliance_points = 0;
+  // Operator prompts: the executor strand's timer the run waits on, woken by confirm()/abort().
+  std::unique_ptr<asio::steady_timer> wait;
+  std::atomic<bool> confirmed{false};
+  std::uint64_t prompt_seq = 0;  // guarded by the executor's mu_
+  std::uint64_t points_before = 0;  // points of the earlier repeats (progress)
 
   role_binding* role(std::string_view name) {
     for (auto& r : roles)
@@ -318,7 +395,7 @@ struct run_task {
   std::shared_ptr<run_executor::active> a;
 
   void progress(std::uint64_t step) {
-    ex.update(a->id, [&](run_view& v) { v.step = step; }, false);
+    ex.update(a->id, [&](run_view& v) { v.step = a->points_before + step; }, false);
   }
 
   // Stop conditions between steps: abort request, max_duration.
@@ -577,6 +654,23 @@ struct run_task {
       r = co_await smu_do(rb, [](auto& s, auto h) { s.async_output_off(h); });
       if (!r) log_off_failure(rb, r.error());
     }
+    // Then the field off and every relay open (nothing is sourcing any more).
+    std::optional<std::string> e;
+    std::vector<std::string> cmds;
+    for (auto& rb : a->roles) {
+      if (!rb.session) continue;
+      if (const auto* mg = magnet_of(rb.model); mg && rb.role.kind == methods::role_kind::magnet) {
+        cmds = {with_arg(mg->current, "{value}", "0"), std::string(mg->output_off)};
+        e = co_await scpi_send(rb, cmds);
+        if (e) spdlog::warn("[runs] {}: {}: magnet off failed: {}", a->id, rb.instrument, *e);
+      }
+      if (const auto* sw = switch_of(rb.model);
+          sw && rb.role.kind == methods::role_kind::switch_matrix) {
+        cmds = {std::string(sw->open_all)};
+        e = co_await scpi_send(rb, cmds);
+        if (e) spdlog::warn("[runs] {}: {}: opening the relays failed: {}", a->id, rb.instrument, *e);
+      }
+    }
   }
   void log_off_failure(const role_binding& rb, const drivers::error_info& e) {
     spdlog::warn("[runs] {}: {}: output off failed: {}", a->id, rb.instrument, err_text(e));
@@ -595,8 +689,9 @@ struct run_task {
         rb.smu = std::make_shared<drivers::source_measure>(*rb.session, *rb.model);
       else if (rb.role.kind == methods::role_kind::impedance)
         rb.lcr = std::make_shared<drivers::impedance_meter>(*rb.session, *rb.model);
-      else
+      else if (rb.role.kind == methods::role_kind::voltmeter)
         rb.dmm = std::make_shared<drivers::voltmeter>(*rb.session, *rb.model);
+      // switch-matrix and magnet roles: raw SCPI on the session (kSwitchModels, kMagnetModels)
       cb(0);
     };
     co_await call_on<int>(rb.ex, make);
@@ -627,12 +722,29 @@ struct run_task {
       c.names = {"vgs", "id", "ig"};
       c.units = {"V", "A", "A"};
       c.instrument = drain->instrument;
+    } else if (m == "mosfet-idvd") {
+      c.names = {"vds", "id"};  // the gate's level joins as column vgs in the analysis
+      c.units = {"V", "A"};
+      c.instrument = sw.instrument;
     } else if (m == "cv-mos" || m == "cv-schottky") {
       bool g = sw.role.function == "CPG";
       c.names = {"vg", "cp", g ? "gp" : "b"};
       c.units = {"V", "F", g ? "S" : ""};
       c.instrument = sw.instrument;
-    } else if (m == "four-point" || sw.role.source == "current") {
+    } else if (m == "vdp" || m == "hall") {
+      c.names = {"i_from", "i_to", "v_plus", "v_minus", "i", "v"};
+      c.units = {"1", "1", "1", "1", "A", "V"};
+      if (m == "hall") {
+        c.names.insert(c.names.begin() + 4, "b");
+        c.units.insert(c.units.begin() + 4, "T");
+      }
+      c.instrument = dmm ? dmm->instrument : sw.instrument;
+    } else if (m == "tlm") {
+      const bool iv = dmm || sw.role.source == "current";
+      c.names = {"d", iv ? "i" : "v", iv ? "v" : "i"};
+      c.units = {"m", iv ? "A" : "V", iv ? "V" : "A"};
+      c.instrument = dmm ? dmm->instrument : sw.instrument;
+    } else if (m == "four-point" || m == "check-standard" || sw.role.source == "current") {
       c.names = {"i", "v"};
       c.units = {"A", "V"};
       c.instrument = dmm ? dmm->instrument : sw.instrument;
@@ -654,6 +766,147 @@ struct run_task {
     co_return err;
   }
 
+  // SCPI commands to a switch or magnet role, checked against the error queue.
+  asio::awaitable<std::optional<std::string>> scpi_send(role_binding& rb,
+                                                        const std::vector<std::string>& cmds) {
+    auto op = [s = rb.session, c = std::make_shared<const std::vector<std::string>>(cmds)](
+                  auto cb) { write_checked(s, c, 0, std::function<void(std::string)>(cb)); };
+    auto r = co_await call_on<std::string>(rb.ex, op);
+    std::optional<std::string> err;
+    if (!r.empty()) err = rb.instrument + " (role " + rb.role.name + "): " + r;
+    co_return err;
+  }
+
+  role_binding* role_of_kind(methods::role_kind k) {
+    for (auto& rb : a->roles)
+      if (rb.role.kind == k) return &rb;
+    return nullptr;
+  }
+
+  // Matrix routes per sweep: vdp the 8 configurations; hall those at zero field and the 4 Hall
+  // ones at +B and -B; tlm one pad pair per gap.
+  std::size_t routes_per_sweep() const {
+    const auto& m = a->rcp.method;
+    if (m == "vdp") return methods::vdp_configs().size();
+    if (m == "hall") return methods::vdp_configs().size() + 2 * methods::hall_configs().size();
+    if (m == "tlm") return a->rcp.device.gaps.size();
+    return 1;
+  }
+
+  // Source to zero, relays open, then the route closed: force HI/LO on rows 1/2, sense HI/LO on
+  // rows 3/4 (0 = that pair stays open). The source never switches live current.
+  asio::awaitable<std::optional<std::string>> route(role_binding& src, role_binding& mx, int f_hi,
+                                                    int f_lo, int s_hi, int s_lo) {
+    std::optional<std::string> err;
+    auto z = co_await smu_do(src, [](auto& s, auto h) { s.async_set_level(0.0, h); });
+    if (!z) {
+      err = src.instrument + ": level 0 before switching: " + err_text(z.error());
+      co_return err;
+    }
+    const auto* sw = switch_of(mx.model);
+    std::string list = "1!" + std::to_string(f_hi) + ",2!" + std::to_string(f_lo);
+    if (s_hi > 0 && s_lo > 0) list += ",3!" + std::to_string(s_hi) + ",4!" + std::to_string(s_lo);
+    std::vector<std::string> cmds{std::string(sw->open_all), with_arg(sw->close, "{list}", list)};
+    err = co_await scpi_send(mx, cmds);
+    co_return err;
+  }
+
+  // Prepends `front` to the points added since `from` (the route's contacts, the gap, the field).
+  static void tag_points(curve& c, std::size_t from, const std::vector<double>& front) {
+    for (std::size_t i = from; i < c.points.size(); ++i)
+      c.points[i].insert(c.points[i].begin(), front.begin(), front.end());
+  }
+
+  // van der Pauw and Hall: for each configuration the matrix routes the current pair to the SMU
+  // and the voltage pair to the DMM, the SMU steps the current through `levels` (a reversal when
+  // they hold both signs), the DMM reads. Hall: the vdp configurations at zero field, then the
+  // Hall ones with the magnet at +level and at -level (field reversal), b = +-device.field.
+  asio::awaitable<std::optional<std::string>> measure_four_terminal(role_binding& src,
+                                                                    role_binding& dmm,
+                                                                    const std::vector<double>& levels,
+                                                                    curve& c) {
+    const bool hall = a->rcp.method == "hall";
+    role_binding* mx = role_of_kind(methods::role_kind::switch_matrix);
+    role_binding* mag = hall ? role_of_kind(methods::role_kind::magnet) : nullptr;
+    const auto* mgc = mag ? magnet_of(mag->model) : nullptr;
+    std::optional<std::string> err;
+    std::vector<methods::contact_config> cfgs;
+    std::vector<double> fields;  // sign of the field per configuration
+    for (const auto& k : methods::vdp_configs()) {
+      cfgs.push_back(k);
+      fields.push_back(0);
+    }
+    if (hall)
+      for (double sgn : {1.0, -1.0})
+        for (const auto& k : methods::hall_configs()) {
+          cfgs.push_back(k);
+          fields.push_back(sgn);
+        }
+    double field_now = 0;
+    std::size_t from = 0;
+    drivers::result<void> z;
+    std::vector<std::string> cmds;
+    std::vector<double> front;
+    for (std::size_t j = 0; j < cfgs.size() && !err; ++j) {
+      err = should_stop();
+      if (err) break;
+      if (mag && fields[j] != field_now) {
+        // The field changes with no current through the sample.
+        z = co_await smu_do(src, [](auto& s, auto h) { s.async_set_level(0.0, h); });
+        if (!z) {
+          err = src.instrument + ": level 0 before the field: " + err_text(z.error());
+          break;
+        }
+        cmds = {with_arg(mgc->current, "{value}", fmt_num(fields[j] * mag->role.level)),
+                std::string(mgc->output_on)};
+        err = co_await scpi_send(*mag, cmds);
+        if (err) break;
+        field_now = fields[j];
+      }
+      err = co_await route(src, *mx, cfgs[j].i_from, cfgs[j].i_to, cfgs[j].v_plus, cfgs[j].v_minus);
+      if (err) break;
+      from = c.points.size();
+      err = co_await step_smu_dmm(src, dmm, levels, c);
+      front = {static_cast<double>(cfgs[j].i_from), static_cast<double>(cfgs[j].i_to),
+               static_cast<double>(cfgs[j].v_plus), static_cast<double>(cfgs[j].v_minus)};
+      if (hall) front.push_back(fields[j] * a->rcp.device.field);
+      tag_points(c, from, front);
+    }
+    co_return err;
+  }
+
+  // TLM: for each gap k the matrix routes pads k and k+1 to the SMU (force rows) and, with a
+  // voltmeter role, to the DMM (sense rows: the pad metal, no lead resistance); the SMU sweeps
+  // `levels`. Each point carries its gap d.
+  asio::awaitable<std::optional<std::string>> measure_tlm(role_binding& src, role_binding* dmm,
+                                                          const std::vector<double>& levels,
+                                                          curve& c) {
+    role_binding* mx = role_of_kind(methods::role_kind::switch_matrix);
+    const auto& gaps = a->rcp.device.gaps;
+    std::optional<std::string> err;
+    std::size_t from = 0;
+    std::vector<double> front;
+    for (std::size_t k = 0; k < gaps.size() && !err; ++k) {
+      err = should_stop();
+      if (err) break;
+      const int pad = static_cast<int>(k) + 1;
+      err = co_await route(src, *mx, pad, pad + 1, dmm ? pad : 0, dmm ? pad + 1 : 0);
+      if (err) break;
+      from = c.points.size();
+      if (dmm) err = co_await step_smu_dmm(src, *dmm, levels, c);
+      else err = co_await sweep_smu(src, levels, c);
+      front = {gaps[k]};
+      tag_points(c, from, front);
+    }
+    co_return err;
+  }
+
+  static std::string fmt_num(double v) {
+    char b[40];
+    std::snprintf(b, sizeof b, "%.9g", v);
+    return b;
+  }
+
   // The method's measurement sequence (flat: see the note on loops above).
   asio::awaitable<std::optional<std::string>> measure(curve& c) {
     const auto& rcp = a->rcp;
@@ -671,8 +924,27 @@ struct run_task {
       err = co_await smu_setup(*drain, true);
       if (!err) err = co_await smu_setup(*sw, false);
       if (!err) err = co_await step_gate(*sw, *drain, levels, c);
+    } else if (rcp.method == "mosfet-idvd") {
+      // Output curve: the gate (the other source-measure role) held at its level, the drain
+      // swept. A query answered by the gate proves its level is applied before the drain sweep
+      // starts (two instruments, two links).
+      err = co_await smu_setup(*drain, true);
+      if (!err) {
+        auto g = co_await smu_measure(*drain);
+        if (!g) err = drain->instrument + ": measure: " + err_text(g.error());
+      }
+      if (!err) err = co_await smu_setup(*sw, false);
+      if (!err) err = co_await sweep_smu(*sw, levels, c);
     } else if (rcp.method == "cv-mos" || rcp.method == "cv-schottky") {
       err = co_await sweep_lcr(*sw, levels, c);
+    } else if (rcp.method == "vdp" || rcp.method == "hall") {
+      err = co_await smu_setup(*sw, false);
+      if (!err) err = co_await configure_dmm(*dmm);
+      if (!err) err = co_await measure_four_terminal(*sw, *dmm, levels, c);
+    } else if (rcp.method == "tlm") {
+      err = co_await smu_setup(*sw, false);
+      if (!err && dmm) err = co_await configure_dmm(*dmm);
+      if (!err) err = co_await measure_tlm(*sw, dmm, levels, c);
     } else {
       err = co_await smu_setup(*sw, false);
       if (!err && dmm) err = co_await configure_dmm(*dmm);
@@ -683,6 +955,13 @@ struct run_task {
   }
 
   asio::awaitable<void> run();
+  // Lifecycle (runs.hpp): operator prompts and the results of every repeat.
+  asio::awaitable<std::optional<std::string>> wait_for_operator(const std::string& text);
+  asio::awaitable<std::optional<std::string>> prompt_at(std::string_view stage);
+  methods::result<methods::extraction> analyse(const curve& c);
+  methods::param_map analysis_params(const curve& c) const;
+  std::vector<schemas::record> results(const std::vector<curve>& curves, bool per_repeat,
+                                       std::string& failure, std::string& summary_text);
 };
 
 // The forward branch of a dual sweep (up to and including the turning point).
@@ -692,14 +971,68 @@ static std::size_t forward_count(const methods::recipe& r, std::size_t n) {
   return std::min(n, half);
 }
 
+asio::awaitable<std::optional<std::string>> run_task::wait_for_operator(const std::string& text) {
+  std::optional<std::string> err;
+  if (a->abort) {
+    err = "aborted";
+    co_return err;
+  }
+  // Sources off while the operator handles the sample (polling may have left an output on
+  // before the run leased the instrument; between repeats and at the end it is off already).
+  co_await outputs_off();
+  std::uint64_t seq = 0;
+  {
+    std::lock_guard lk(ex.mu_);
+    seq = ++a->prompt_seq;
+    a->confirmed = false;
+  }
+  ex.update(a->id, [&](run_view& v) {
+    v.state = run_state::waiting;
+    v.prompt = text;
+    v.prompt_seq = seq;
+  }, true);
+  spdlog::info("[runs] {} waiting for the operator (prompt {}): {}", a->id, seq, text);
+  ex.state_event(a->id, run_state::waiting);
+  const auto t_wait = std::chrono::steady_clock::now();
+  boost::system::error_code ec;
+  while (!a->confirmed && !a->abort) {
+    a->wait->expires_at(asio::steady_timer::time_point::max());
+    co_await a->wait->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+  a->t0 += std::chrono::steady_clock::now() - t_wait;  // waiting is not measuring time
+  ex.update(a->id, [&](run_view& v) {
+    v.state = run_state::running;
+    v.prompt.clear();
+    v.prompt_seq = 0;
+  }, true);
+  if (a->abort) {
+    err = "aborted while waiting for the operator";
+    co_return err;
+  }
+  spdlog::info("[runs] {} prompt {} confirmed", a->id, seq);
+  ex.state_event(a->id, run_state::running);
+  co_return err;
+}
+
+asio::awaitable<std::optional<std::string>> run_task::prompt_at(std::string_view stage) {
+  std::optional<std::string> err;
+  for (std::size_t i = 0; i < a->rcp.prompts.size() && !err; ++i) {
+    if (a->rcp.prompts[i].at != stage) continue;
+    err = co_await wait_for_operator(a->rcp.prompts[i].text);
+  }
+  co_return err;
+}
+
 asio::awaitable<void> run_task::run() {
   auto& rcp = a->rcp;
   a->t0 = std::chrono::steady_clock::now();
   std::string failure;
   bool aborted = false;
   std::optional<std::string> err;
-  curve c;
   const auto& levels = rcp.sweep.points;
+  const std::size_t repeats = static_cast<std::size_t>(std::max<std::int64_t>(1, rcp.sweep.repeats));
+  std::vector<curve> curves(repeats);
+  std::size_t measured = 0;  // repeats started
 
   // Lease every role's instrument (polling pauses), then build its capability on its strand.
   bool leased = true;
@@ -707,84 +1040,130 @@ asio::awaitable<void> run_task::run() {
     leased = co_await lease(a->roles[i]);
     if (!leased)
       failure = "instrument " + a->roles[i].instrument +
-                " is not available (stopped, or used by another run)";
+                " is not available (stopped, paused or used by another run)";
   }
 
   if (failure.empty()) {
     ex.update(a->id, [&](run_view& v) {
-      v.steps = levels.size();
-      for (const auto& p : rcp.prompts)
-        if (p.at == "start") v.prompt = p.text;
+      v.steps = levels.size() * routes_per_sweep() * repeats;
+      v.repeats = repeats;
     }, false);
-    err = co_await measure(c);
+    // Outputs are off at every prompt: before the first sweep (nothing is on yet), between
+    // repeats and at the end (outputs_off() after each sweep).
+    err = co_await prompt_at("start");
+    for (std::size_t k = 0; k < repeats && !err; ++k) {
+      if (k > 0) err = co_await prompt_at("repeat");
+      if (err) break;
+      a->points_before = k * levels.size() * routes_per_sweep();
+      ex.update(a->id, [k](run_view& v) { v.repeat = k + 1; }, false);
+      ++measured;
+      err = co_await measure(curves[k]);
+      co_await outputs_off();
+    }
+    if (!err) err = co_await prompt_at("end");
     if (err) {
       if (a->abort) aborted = true;
-      failure = a->abort ? "aborted by request after " + std::to_string(c.points.size()) + " point(s)"
-                         : *err;
+      std::size_t pts = 0;
+      for (std::size_t k = 0; k < measured; ++k) pts += curves[k].points.size();
+      failure = a->abort ? "aborted by request after " + std::to_string(pts) + " point(s)" : *err;
     }
-    co_await outputs_off();
   }
 
   for (std::size_t i = 0; i < a->roles.size(); ++i)
     if (a->roles[i].session) co_await unlease(a->roles[i]);
-  if (!failure.empty() && c.points.empty()) {
-    ex.finish(a, aborted ? run_state::aborted : run_state::failed, failure, {});
+  curves.resize(measured);
+  while (!curves.empty() && curves.back().points.empty()) curves.pop_back();
+  if (curves.empty()) {
+    ex.finish(a, aborted ? run_state::aborted : run_state::failed,
+              failure.empty() ? std::string("no data measured") : failure, {});
     co_return;
   }
 
-  // Analysis of the forward branch, through the same code as `analyze`.
-  std::vector<methods::sample> samples;
-  std::vector<methods::cv_point> cvp;
+  std::string summary_text;
+  auto shared_recs = std::make_shared<std::vector<schemas::record>>(
+      results(curves, repeats > 1, failure, summary_text));
+  // (An error_code as the completion value would make co_await throw: a message instead.)
+  auto store = [&rec = ex.rec_, shared_recs](auto cb) {
+    rec.submit(std::move(*shared_recs), [cb](boost::system::error_code ec, schemas::seq_range) {
+      cb(ec ? ec.message() : std::string());
+    });
+  };
+  asio::any_io_executor home = ex.strand_;
+  auto stored = co_await call_on<std::string>(home, store);
+  if (!stored.empty()) {
+    ex.finish(a, run_state::failed, "storing the results failed: " + stored, summary_text);
+    co_return;
+  }
+  if (aborted) ex.finish(a, run_state::aborted, failure, summary_text);
+  else if (!failure.empty()) ex.finish(a, run_state::failed, failure, summary_text);
+  else ex.finish(a, run_state::completed, {}, summary_text);
+}
+
+// The analysis parameters (methods/analyze.hpp) of the recipe's device inputs and roles.
+methods::param_map run_task::analysis_params(const curve& c) const {
+  const auto& rcp = a->rcp;
+  const auto& dev = rcp.device;
+  auto num = [](double v) {
+    char b[40];
+    std::snprintf(b, sizeof b, "%.17g", v);
+    return std::string(b);
+  };
+  methods::param_map pm;
+  const auto& m = rcp.method;
+  const bool has_t = m != "four-point" && m != "vdp" && m != "hall" && m != "tlm" &&
+                     m != "check-standard" && m != "mosfet-idvd";
+  if (has_t) pm["temperature"] = num(dev.temperature);
+  if (m == "mosfet-idvg" || m == "mosfet-idvd" || m == "cv-mos")
+    if (!dev.polarity.empty()) pm["polarity"] = dev.polarity;
+  if (m == "mosfet-idvg") {
+    for (const auto& rb : a->roles)
+      if (rb.role.name != rcp.sweep.role && rb.role.kind == methods::role_kind::source_measure)
+        pm["vds"] = num(rb.role.level);
+    if (dev.width > 0 && dev.length > 0) {
+      pm["width"] = num(dev.width);
+      pm["length"] = num(dev.length);
+    }
+  } else if (m == "cv-mos" || m == "cv-schottky") {
+    pm["area"] = num(dev.area);
+    if (m == "cv-mos" && c.names.size() > 2 && c.names[2] == "gp")
+      pm["frequency"] = num(a->role(rcp.sweep.role)->role.frequency);
+  } else if (m == "four-point") {
+    pm["probe_spacing"] = num(dev.probe_spacing);
+    if (dev.diameter > 0) pm["diameter"] = num(dev.diameter);
+    if (dev.thickness > 0) pm["thickness"] = num(dev.thickness);
+  } else if (m == "vdp" || m == "hall") {
+    if (dev.thickness > 0) pm["thickness"] = num(dev.thickness);
+  } else if (m == "tlm") {
+    pm["contact_width"] = num(dev.contact_width);
+  } else if (m == "check-standard") {
+    pm["nominal"] = num(dev.nominal);
+  }
+  return pm;
+}
+
+// Analysis of the forward branch of one curve, through the same code as `analyze`.
+methods::result<methods::extraction> run_task::analyse(const curve& c) {
+  auto& rcp = a->rcp;
+  // The curve as a table of named columns and the recipe's device inputs as parameters:
+  // methods::analyze_table is what `semilab-agent analyze METHOD FILE.csv` runs too.
+  methods::data_table t;
+  t.columns = c.names;
   std::size_t n = forward_count(rcp, c.points.size());
   for (std::size_t i = 0; i < n; ++i) {
-    const auto& p = c.points[i];
-    if (c.names[0] == "i" && rcp.method == "diode-iv")
-      samples.push_back({p[1], p[0], c.quality[i]});  // x = V, y = I
-    else if (rcp.method == "cv-mos" || rcp.method == "cv-schottky")
-      cvp.push_back({p[0], p[1], c.names[2] == "gp" ? p[2] : NAN, c.quality[i]});
-    else
-      samples.push_back({p[0], p[1], c.quality[i]});
+    t.rows.push_back(c.points[i]);
+    t.quality.push_back(c.quality[i]);
   }
-  methods::result<methods::extraction> ex_result =
-      methods::make_error(methods::errc::insufficient_data, "no data measured");
-  const auto& dev = rcp.device;
-  if (failure.empty()) {
-    if (rcp.method == "diode-iv") {
-      methods::diode_options o;
-      o.temperature = dev.temperature;
-      auto r = methods::analyze_diode(samples, o);
-      ex_result = r ? methods::result<methods::extraction>(r->ex) : r.error();
-    } else if (rcp.method == "mosfet-idvg") {
-      methods::mosfet_options o;
-      for (const auto& rb : a->roles)
-        if (rb.role.name != rcp.sweep.role && rb.role.kind == methods::role_kind::source_measure)
-          o.vds = rb.role.level;
-      o.polarity = dev.polarity == "p" ? methods::channel::p : methods::channel::n;
-      o.width = dev.width;
-      o.length = dev.length;
-      o.temperature = dev.temperature;
-      ex_result = methods::analyze_mosfet_transfer(samples, o);
-    } else if (rcp.method == "four-point") {
-      methods::four_point_geometry g;
-      g.spacing = dev.probe_spacing;
-      g.diameter = dev.diameter;
-      g.thickness = dev.thickness;
-      ex_result = methods::analyze_four_point(samples, g);
-    } else if (rcp.method == "cv-mos") {
-      methods::cv_mos_options o;
-      o.area = dev.area;
-      o.type = dev.polarity == "n" ? methods::substrate::n : methods::substrate::p;
-      o.temperature = dev.temperature;
-      if (c.names[2] == "gp") o.frequency = a->role(rcp.sweep.role)->role.frequency;
-      auto r = methods::analyze_cv_mos(cvp, o);
-      ex_result = r ? methods::result<methods::extraction>(r->ex) : r.error();
-    } else if (rcp.method == "cv-schottky") {
-      methods::cv_schottky_options o;
-      o.area = dev.area;
-      o.temperature = dev.temperature;
-      ex_result = methods::analyze_cv_schottky(cvp, o);
-    }
+  if (rcp.method == "mosfet-idvd") {
+    // One output curve: VGS is the gate role's constant level.
+    double vgs = 0;
+    for (const auto& rb : a->roles)
+      if (rb.role.name != rcp.sweep.role && rb.role.kind == methods::role_kind::source_measure)
+        vgs = rb.role.level;
+    t.columns.push_back("vgs");
+    for (auto& row : t.rows) row.push_back(vgs);
   }
+  methods::param_map pm = analysis_params(c);
+  auto ex_result = methods::analyze_table(rcp.method, t, pm);
 
   // Calibration: the earliest due date of the run's instruments decides traceability.
   std::optional<std::chrono::sys_days> due;
@@ -800,82 +1179,174 @@ asio::awaitable<void> run_task::run() {
   if (ex_result && due)
     methods::apply_calibration(*ex_result, due,
                                std::chrono::floor<std::chrono::days>(std::chrono::system_clock::now()));
+  return ex_result;
+}
 
-  // Records: curve, parameters, summary; the state follows once they are committed.
+// Records of the measured curves: raw points, parameters (per repeat with the "rep<k>." prefix
+// when `per_repeat`, then their mean), run metadata and the summary; `failure` gets the
+// analysis error of a single sweep.
+std::vector<schemas::record> run_task::results(const std::vector<curve>& curves, bool per_repeat,
+                                               std::string& failure, std::string& summary_text) {
+  auto& rcp = a->rcp;
   const auto ts_end = ex.rec_.stamp();
+  const std::string instrument = curves.front().instrument;
   std::vector<schemas::record> recs;
-  for (std::size_t i = 0; i < c.points.size(); ++i)
-    for (std::size_t k = 0; k < c.names.size(); ++k) {
-      schemas::record r;
-      r.cls = schemas::record_class::run_result;
-      r.ts_ns = c.ts[i];
-      r.instrument = c.instrument;
-      r.channel = "curve." + c.names[k];
-      r.unit = c.units[k];
-      r.quality = c.quality[i];
-      r.val = c.points[i][k];
-      r.run_id = a->id;
+  // One parameter record (and its ".u" record) per extracted value.
+  auto param_records = [&](const std::string& prefix, const methods::parameter& p, std::uint32_t q,
+                           json::object& params, std::map<std::string, double>& values) {
+    schemas::record r;
+    r.cls = schemas::record_class::run_result;
+    r.ts_ns = ts_end.ts_ns;
+    r.instrument = instrument;
+    r.channel = prefix + "param." + p.name;
+    r.unit = p.unit;
+    r.quality = q | ts_end.quality;
+    r.run_id = a->id;
+    json::object po;
+    if (!p.text.empty()) {
+      r.val = p.text;
+      po["value"] = p.text;
+    } else {
+      r.val = p.value;
+      po["value"] = p.value;
+      values[p.name] = p.value;
+    }
+    po["unit"] = p.unit;
+    if (p.uncertainty) po["uncertainty"] = *p.uncertainty;
+    if (p.lower_bound) po["lower_bound"] = true;
+    params[p.name] = std::move(po);
+    if (p.uncertainty) {
+      schemas::record u = r;
+      u.channel += ".u";
+      u.val = *p.uncertainty;
+      recs.push_back(std::move(r));
+      recs.push_back(std::move(u));
+    } else {
       recs.push_back(std::move(r));
     }
-  json::object params;
+  };
+
+  json::array repeat_summaries;
+  json::object params;  // the run's parameters: the single sweep's, or the mean over repeats
   std::map<std::string, double> values;
   json::array warnings;
-  std::uint32_t result_quality = 0;
-  if (ex_result) {
-    result_quality = ex_result->quality;
-    for (const auto& p : ex_result->parameters) {
-      schemas::record r;
-      r.cls = schemas::record_class::run_result;
-      r.ts_ns = ts_end.ts_ns;
-      r.instrument = c.instrument;
-      r.channel = "param." + p.name;
-      r.unit = p.unit;
-      r.quality = ex_result->quality | ts_end.quality;
-      r.run_id = a->id;
-      json::object po;
-      if (!p.text.empty()) {
-        r.val = p.text;
-        po["value"] = p.text;
-      } else {
-        r.val = p.value;
-        po["value"] = p.value;
-        values[p.name] = p.value;
-      }
-      po["unit"] = p.unit;
-      if (p.uncertainty) po["uncertainty"] = *p.uncertainty;
-      if (p.lower_bound) po["lower_bound"] = true;
-      params[p.name] = std::move(po);
-      if (p.uncertainty) {
-        schemas::record u = r;
-        u.channel += ".u";
-        u.val = *p.uncertainty;
-        recs.push_back(std::move(r));
-        recs.push_back(std::move(u));
-      } else {
-        recs.push_back(std::move(r));
-      }
-    }
-    for (const auto& w : ex_result->warnings) warnings.push_back(json::value(w));
-  }
   json::array limit_failures;
-  if (ex_result)
-    for (const auto& f : methods::check_limits(rcp, values)) limit_failures.push_back(json::value(f));
+  std::uint32_t result_quality = 0;
+  bool all_pass = true;
+  std::size_t points = 0, analysed = 0;
+  std::string first_error, algorithm;
+  std::size_t analysed_ok = 0;  // sweeps whose analysis succeeded
+  // Per parameter over the repeats: values, uncertainties, unit (numeric parameters only).
+  struct stat {
+    std::vector<double> v, u;
+    std::string unit;
+  };
+  std::map<std::string, stat> stats;
+  std::vector<std::string> order;
+  for (std::size_t k = 0; k < curves.size(); ++k) {
+    const auto& c = curves[k];
+    const std::string prefix = per_repeat ? "rep" + std::to_string(k + 1) + "." : std::string();
+    for (std::size_t i = 0; i < c.points.size(); ++i)
+      for (std::size_t q = 0; q < c.names.size(); ++q) {
+        schemas::record r;
+        r.cls = schemas::record_class::run_result;
+        r.ts_ns = c.ts[i];
+        r.instrument = c.instrument;
+        r.channel = prefix + "curve." + c.names[q];
+        r.unit = c.units[q];
+        r.quality = c.quality[i];
+        r.val = c.points[i][q];
+        r.run_id = a->id;
+        recs.push_back(std::move(r));
+      }
+    points += c.points.size();
+    std::size_t n = forward_count(rcp, c.points.size());
+    analysed += n;
+    methods::result<methods::extraction> ex_result =
+        methods::make_error(methods::errc::insufficient_data, "no data measured");
+    if (failure.empty()) ex_result = analyse(c);
+    json::object rp;
+    std::map<std::string, double> rv;
+    json::array rw, rf;
+    if (ex_result) {
+      result_quality |= ex_result->quality;
+      ++analysed_ok;
+      if (algorithm.empty()) algorithm = ex_result->version;
+      for (const auto& p : ex_result->parameters) {
+        param_records(prefix, p, ex_result->quality, per_repeat ? rp : params, per_repeat ? rv : values);
+        if (!p.text.empty()) continue;
+        auto& s = stats[p.name];
+        if (s.v.empty() && std::find(order.begin(), order.end(), p.name) == order.end())
+          order.push_back(p.name);
+        s.v.push_back(p.value);
+        s.u.push_back(p.uncertainty.value_or(0));
+        s.unit = p.unit;
+      }
+      for (const auto& w : ex_result->warnings)
+        (per_repeat ? rw : warnings).push_back(json::value((per_repeat ? prefix : "") + w));
+      for (const auto& f : methods::check_limits(rcp, per_repeat ? rv : values))
+        (per_repeat ? rf : limit_failures).push_back(json::value(f));
+    } else if (first_error.empty()) {
+      first_error = ex_result.error().message;
+    }
+    bool pass = ex_result && (per_repeat ? rf.empty() : limit_failures.empty());
+    all_pass = all_pass && pass;
+    if (per_repeat) {
+      json::object rs{{"repeat", k + 1},
+                       {"points", c.points.size()},
+                       {"analysed_points", n},
+                       {"parameters", std::move(rp)},
+                       {"warnings", rw},
+                       {"limit_failures", rf},
+                       {"pass", pass}};
+      if (!ex_result) rs["error"] = ex_result.error().message;
+      for (auto& w : rw) warnings.push_back(w);
+      for (auto& f : rf)
+        limit_failures.push_back(json::value("repeat " + std::to_string(k + 1) + ": " +
+                                             std::string(f.as_string())));
+      repeat_summaries.push_back(std::move(rs));
+    }
+  }
+  if (per_repeat) {
+    // The mean over the repeats whose analysis succeeded, as the run's own parameters.
+    for (const auto& name : order) {
+      const auto& s = stats[name];
+      double nn = static_cast<double>(s.v.size());
+      double mean = 0, var = 0, uu = 0;
+      for (double x : s.v) mean += x / nn;
+      for (double x : s.v) var += (x - mean) * (x - mean);
+      var = s.v.size() > 1 ? var / (nn - 1) : 0;
+      for (double u : s.u) uu += u * u;
+      methods::parameter p;
+      p.name = name;
+      p.value = mean;
+      p.unit = s.unit;
+      p.uncertainty = std::sqrt(var / nn + uu / (nn * nn));
+      param_records("", p, result_quality, params, values);
+      params[name].as_object()["repeats"] = s.v.size();
+    }
+  }
+  if (failure.empty() && analysed_ok == 0)
+    failure = "analysis: " + (first_error.empty() ? std::string("no data measured") : first_error);
   json::object summary{{"recipe", rcp.name},
                        {"recipe_version", rcp.version},
                        {"method", rcp.method},
-                       {"algorithm", ex_result ? ex_result->version : std::string()},
-                       {"points", c.points.size()},
-                       {"analysed_points", n},
+                       {"algorithm", std::string()},
+                       {"points", points},
+                       {"analysed_points", analysed},
                        {"compliance_points", a->compliance_points},
                        {"traceable", !(result_quality & schemas::quality::non_traceable)},
                        {"parameters", std::move(params)},
                        {"warnings", std::move(warnings)},
                        {"limit_failures", limit_failures},
-                       {"pass", ex_result && limit_failures.empty()}};
-  if (!ex_result && failure.empty())
-    failure = "analysis: " + ex_result.error().message;
+                       {"pass", failure.empty() && all_pass && limit_failures.empty()}};
+  if (per_repeat) {
+    summary["repeats"] = std::move(repeat_summaries);
+    summary["repeats_planned"] = rcp.sweep.repeats;
+  }
+  summary["algorithm"] = algorithm;
   if (!failure.empty()) summary["error"] = failure;
-  std::string summary_text = json::serialize(summary);
+  summary_text = json::serialize(summary);
   // Which sample the run measured, for central's samples/wafers/lots model (schemas/WIRE.md,
   // "Run metadata"): an event committed in the same batch as the results.
   if (auto view = ex.get(a->id)) {
@@ -888,7 +1359,7 @@ asio::awaitable<void> run_task::run() {
     schemas::record r;
     r.cls = schemas::record_class::event;
     r.ts_ns = ts_end.ts_ns;
-    r.instrument = c.instrument;
+    r.instrument = instrument;
     r.channel = std::string(schemas::kRunMetadataChannel);
     r.quality = ts_end.quality;
     r.val = schemas::encode_run_metadata(m);
@@ -899,13 +1370,14 @@ asio::awaitable<void> run_task::run() {
     schemas::record r;
     r.cls = schemas::record_class::run_result;
     r.ts_ns = ts_end.ts_ns;
-    r.instrument = c.instrument;
+    r.instrument = instrument;
     r.channel = "run.summary";
     r.quality = result_quality;
     if (summary_text.size() > schemas::kMaxTextBytes) {
       // Text values are bounded: the parameters are records of their own anyway.
       summary.erase("warnings");
       summary.erase("parameters");
+      summary.erase("repeats");
       summary["truncated"] = true;
       summary_text = json::serialize(summary);
     }
@@ -913,22 +1385,7 @@ asio::awaitable<void> run_task::run() {
     r.run_id = a->id;
     recs.push_back(std::move(r));
   }
-  // (An error_code as the completion value would make co_await throw: a message instead.)
-  auto shared_recs = std::make_shared<std::vector<schemas::record>>(std::move(recs));
-  auto store = [&rec = ex.rec_, shared_recs](auto cb) {
-    rec.submit(std::move(*shared_recs), [cb](boost::system::error_code ec, schemas::seq_range) {
-      cb(ec ? ec.message() : std::string());
-    });
-  };
-  asio::any_io_executor home = ex.strand_;
-  auto stored = co_await call_on<std::string>(home, store);
-  if (!stored.empty()) {
-    ex.finish(a, run_state::failed, "storing the results failed: " + stored, summary_text);
-    co_return;
-  }
-  if (aborted) ex.finish(a, run_state::aborted, failure, summary_text);
-  else if (!failure.empty()) ex.finish(a, run_state::failed, failure, summary_text);
-  else ex.finish(a, run_state::completed, {}, summary_text);
+  return recs;
 }
 
 // ---- the executor -----------------------------------------------------------------------------
@@ -980,6 +1437,12 @@ std::shared_ptr<run_executor> run_executor::create(asio::io_context& io, runs_op
     rec.submit(std::move(events), [](boost::system::error_code ec, schemas::seq_range) {
       if (ec) spdlog::error("[runs] storing run.state events failed: {}", ec.message());
     });
+  // The latest check standard of each instrument (instrument health), newest run first.
+  std::vector<std::string> tomls;
+  auto cs_runs = d->load(200, true, &tomls);
+  for (std::size_t i = 0; i < cs_runs.size(); ++i)
+    for (auto& cs : check_standard_of(cs_runs[i], tomls[i]))
+      if (!ex->check_std_.contains(cs.instrument)) ex->check_std_[cs.instrument] = std::move(cs);
   std::size_t kept = 0;
   for (auto& v : recent) {
     if (kept++ >= ex->opt_.history) break;
@@ -1015,21 +1478,16 @@ void run_executor::finish(const std::shared_ptr<active>& a, run_state s, std::st
     v.finished_ns = now;
     v.result_json = result_json;
     v.prompt.clear();
-    for (const auto& p : a->rcp.prompts)
-      if (p.at == "end") v.prompt = p.text;
+    v.prompt_seq = 0;
   }, true);
+  if (s == run_state::completed && a->rcp.method == "check-standard")
+    if (auto v = get(a->id)) {
+      std::lock_guard lk(mu_);
+      for (auto& cs : check_standard_of(*v, a->toml)) check_std_[cs.instrument] = std::move(cs);
+    }
   if (reason.empty()) spdlog::info("[runs] {} {}", a->id, to_string(s));
   else spdlog::warn("[runs] {} {}: {}", a->id, to_string(s), reason);
-  schemas::record r;
-  r.cls = schemas::record_class::event;
-  r.ts_ns = now;
-  r.instrument = "agent";
-  r.channel = "run.state";
-  r.val = std::string(to_string(s));
-  r.run_id = a->id;
-  rec_.submit({std::move(r)}, [](boost::system::error_code ec, schemas::seq_range) {
-    if (ec) spdlog::error("[runs] storing a run.state event failed: {}", ec.message());
-  });
+  state_event(a->id, s);
   asio::post(strand_, [self = shared_from_this(), a] {
     {
       std::lock_guard lk(self->mu_);
@@ -1037,6 +1495,19 @@ void run_executor::finish(const std::shared_ptr<active>& a, run_state s, std::st
     }
     self->trim_history();
     self->pump();
+  });
+}
+
+void run_executor::state_event(const std::string& id, run_state s) {
+  schemas::record r;
+  r.cls = schemas::record_class::event;
+  r.ts_ns = utc_now_ns();
+  r.instrument = "agent";
+  r.channel = "run.state";
+  r.val = std::string(to_string(s));
+  r.run_id = id;
+  rec_.submit({std::move(r)}, [](boost::system::error_code ec, schemas::seq_range) {
+    if (ec) spdlog::error("[runs] storing a run.state event failed: {}", ec.message());
   });
 }
 
@@ -1080,6 +1551,7 @@ void run_executor::pump() {
   r.val = std::string("running");
   r.run_id = next->id;
   rec_.submit({std::move(r)}, [](boost::system::error_code, schemas::seq_range) {});
+  next->wait = std::make_unique<asio::steady_timer>(strand_);
   auto task = std::make_shared<run_task>(run_task{*this, next});
   asio::co_spawn(strand_, [task]() -> asio::awaitable<void> { co_await task->run(); },
                  [self = shared_from_this(), next, task](std::exception_ptr e) {
@@ -1095,7 +1567,15 @@ void run_executor::pump() {
                  });
 }
 
-std::optional<std::string> run_executor::submit(run_submission s, std::string& error) {
+std::optional<std::string> run_executor::submit(run_submission s, std::string& error,
+                                                unsigned* status) {
+  if (status) *status = 422;
+  if (paused_ && paused_()) {
+    if (status) *status = 409;
+    error = "acquisition is paused: resume it (semilab-agent resume, or the page) before "
+            "submitting a run";
+    return std::nullopt;
+  }
   auto parsed = methods::parse_recipe(s.recipe_toml, s.recipe_file);
   if (!parsed) {
     error = parsed.error().message;
@@ -1107,13 +1587,9 @@ std::optional<std::string> run_executor::submit(run_submission s, std::string& e
   auto& rcp = a->rcp;
   if (!live_method(rcp.method)) {
     error = rcp.file + ": method '" + rcp.method +
-            "' is not measured live by the run executor (diode-iv, mosfet-idvg, cv-mos, "
-            "cv-schottky, four-point); analyse its exported data with `semilab-agent analyze`";
-    return std::nullopt;
-  }
-  if (rcp.sweep.repeats != 1) {
-    error = rcp.file + ": sweep.repeats = " + std::to_string(rcp.sweep.repeats) +
-            ": the run executor measures one sweep per run; submit the run again instead";
+            "' is not measured live by the run executor (diode-iv, mosfet-idvg, mosfet-idvd, "
+            "cv-mos, cv-schottky, four-point, check-standard, vdp, hall, tlm); analyse its "
+            "exported data with `semilab-agent analyze`";
     return std::nullopt;
   }
   std::map<std::string, std::string> bindings;
@@ -1137,7 +1613,9 @@ std::optional<std::string> run_executor::submit(run_submission s, std::string& e
     const auto* model = drivers::find_model(runner->config().model);
     bool ok = model && ((role.kind == methods::role_kind::source_measure && model->source_measure) ||
                         (role.kind == methods::role_kind::impedance && model->impedance) ||
-                        (role.kind == methods::role_kind::voltmeter && model->voltmeter));
+                        (role.kind == methods::role_kind::voltmeter && model->voltmeter) ||
+                        (role.kind == methods::role_kind::switch_matrix && switch_of(model)) ||
+                        (role.kind == methods::role_kind::magnet && magnet_of(model)));
     if (!ok) {
       error = "role '" + role.name + "' (" + std::string(methods::to_string(role.kind)) +
               "): instrument '" + inst + "' (model " + runner->config().model +
@@ -1159,6 +1637,34 @@ std::optional<std::string> run_executor::submit(run_submission s, std::string& e
       }) < 2) {
     error = rcp.file + ": mosfet-idvg needs two source-measure roles (gate swept, drain at its level)";
     return std::nullopt;
+  }
+  if (rcp.method == "mosfet-idvd" &&
+      std::count_if(a->roles.begin(), a->roles.end(), [](const role_binding& r) {
+        return r.role.kind == methods::role_kind::source_measure;
+      }) < 2) {
+    error = rcp.file + ": mosfet-idvd needs two source-measure roles (drain swept, gate at its level)";
+    return std::nullopt;
+  }
+  if (rcp.method == "vdp" || rcp.method == "hall" || rcp.method == "tlm") {
+    auto has = [&](methods::role_kind k) {
+      return std::any_of(a->roles.begin(), a->roles.end(),
+                         [k](const role_binding& r) { return r.role.kind == k; });
+    };
+    if (!has(methods::role_kind::switch_matrix)) {
+      error = rcp.file + ": " + rcp.method +
+              " is measured live through a switch role (kind = \"switch\") routing the contacts";
+      return std::nullopt;
+    }
+    if (rcp.method != "tlm" && !has(methods::role_kind::voltmeter)) {
+      error = rcp.file + ": " + rcp.method + " needs a voltmeter role reading the sense pair";
+      return std::nullopt;
+    }
+    for (const auto& rb : a->roles)
+      if (rb.role.kind == methods::role_kind::magnet && !(std::fabs(rb.role.level) > 0)) {
+        error = rcp.file + ": roles." + rb.role.name +
+                ".level (the coil current giving device.field, A) must be non-zero";
+        return std::nullopt;
+      }
   }
   auto* sr = a->role(rcp.sweep.role);
   if (!sr) {
@@ -1200,7 +1706,8 @@ std::optional<std::string> run_executor::submit(run_submission s, std::string& e
   v.method = rcp.method;
   v.metadata = std::move(meta);
   v.bindings = std::move(bindings);
-  v.steps = rcp.sweep.points.size();
+  v.repeats = static_cast<std::uint64_t>(std::max<std::int64_t>(1, rcp.sweep.repeats));
+  v.steps = rcp.sweep.points.size() * v.repeats;
   {
     std::lock_guard lk(mu_);
     runs_[v.id] = v;
@@ -1225,6 +1732,10 @@ run_executor::abort_outcome run_executor::abort(std::string_view id) {
     if (finished(it->second.state)) return abort_outcome::already_finished;
     if (current_ && current_->id == id) {
       current_->abort = true;
+      // Wakes a run waiting for the operator (the timer lives on the executor's strand).
+      asio::post(strand_, [a = current_] {
+        if (a->wait) a->wait->cancel();
+      });
       // Cancels the operation in flight; :ABOR and :OUTP OFF follow (capabilities.hpp).
       for (auto& rb : current_->roles)
         if (rb.smu) asio::post(rb.ex, [smu = rb.smu] { smu->abort(); });
@@ -1241,6 +1752,88 @@ run_executor::abort_outcome run_executor::abort(std::string_view id) {
   if (!queued) return abort_outcome::already_finished;
   finish(queued, run_state::aborted, "aborted before it started", {});
   return abort_outcome::accepted;
+}
+
+run_executor::confirm_outcome run_executor::confirm(std::string_view id,
+                                                    std::optional<std::uint64_t> seq) {
+  std::lock_guard lk(mu_);
+  auto it = runs_.find(id);
+  if (it == runs_.end()) return confirm_outcome::not_found;
+  if (it->second.state != run_state::waiting || !current_ || current_->id != id)
+    return confirm_outcome::not_waiting;
+  if (seq && *seq != current_->prompt_seq) return confirm_outcome::wrong_prompt;
+  if (current_->confirmed.exchange(true)) return confirm_outcome::not_waiting;
+  asio::post(strand_, [a = current_] {
+    if (a->wait) a->wait->cancel();
+  });
+  return confirm_outcome::accepted;
+}
+
+std::vector<std::string> run_executor::unfinished() const {
+  std::vector<std::pair<std::int64_t, std::string>> v;
+  {
+    std::lock_guard lk(mu_);
+    for (const auto& [id, r] : runs_)
+      if (!finished(r.state)) v.emplace_back(r.created_ns, id);
+  }
+  std::sort(v.begin(), v.end());
+  std::vector<std::string> out;
+  for (auto& [t, id] : v) out.push_back(std::move(id));
+  return out;
+}
+
+void run_executor::set_paused_check(std::function<bool()> paused) {
+  std::lock_guard lk(mu_);
+  paused_ = std::move(paused);
+}
+
+std::vector<check_standard_status> run_executor::check_standards() const {
+  std::lock_guard lk(mu_);
+  std::vector<check_standard_status> out;
+  for (const auto& [k, v] : check_std_) out.push_back(v);
+  return out;
+}
+
+std::vector<check_standard_status> check_standard_of(const run_view& v,
+                                                     std::string_view recipe_toml) {
+  std::vector<check_standard_status> out;
+  if (v.method != "check-standard" || v.state != run_state::completed || v.result_json.empty())
+    return out;
+  boost::system::error_code ec;
+  auto j = json::parse(v.result_json, ec);
+  if (ec || !j.is_object()) return out;
+  const auto* params = j.as_object().if_contains("parameters");
+  if (!params || !params->is_object()) return out;
+  auto number = [&](const char* name) -> std::optional<double> {
+    const auto* p = params->as_object().if_contains(name);
+    if (!p || !p->is_object()) return std::nullopt;
+    const auto* x = p->as_object().if_contains("value");
+    if (!x || !x->is_number()) return std::nullopt;
+    return x->to_number<double>();
+  };
+  auto dev = number("deviation");
+  if (!dev) return out;
+  check_standard_status cs;
+  cs.run_id = v.id;
+  cs.finished_ns = v.finished_ns;
+  cs.deviation = *dev;
+  cs.r = number("r");
+  cs.deviation_rel = number("deviation_rel");
+  if (auto rcp = methods::parse_recipe(recipe_toml, v.recipe_file.empty() ? "recipe" : v.recipe_file))
+    for (const auto& l : rcp->limits) {
+      if (l.parameter == "deviation") {
+        cs.min = l.min;
+        cs.max = l.max;
+      } else if (l.parameter == "deviation_rel") {
+        cs.rel_min = l.min;
+        cs.rel_max = l.max;
+      }
+    }
+  for (const auto& [role, inst] : v.bindings) {
+    cs.instrument = inst;
+    out.push_back(cs);
+  }
+  return out;
 }
 
 std::optional<run_view> run_executor::get(std::string_view id) const {
@@ -1297,7 +1890,7 @@ std::optional<http_reply> handle_runs_request(run_executor& ex, const http_reque
   if (!rest.empty() && rest.front() != '/') return std::nullopt;
   if (!rest.empty()) rest.remove_prefix(1);
   bool post = req.method == "POST";
-  if (post) {
+  if (post && !req.preauthorized) {
     constexpr std::string_view kBearer = "Bearer ";
     if (!token.empty()) {
       if (!req.authorization.starts_with(kBearer))
@@ -1313,7 +1906,7 @@ std::optional<http_reply> handle_runs_request(run_executor& ex, const http_reque
       // this server never grants, so requiring it keeps other sites from submitting runs (CSRF).
       return reply_error(415, "submitting or aborting a run needs Content-Type: application/json");
     }
-  } else if (req.method != "GET" && req.method != "HEAD") {
+  } else if (!post && req.method != "GET" && req.method != "HEAD") {
     auto r = reply_error(405, "use GET or POST");
     r.allow = "GET, HEAD, POST";
     return r;
@@ -1345,18 +1938,44 @@ std::optional<http_reply> handle_runs_request(run_executor& ex, const http_reque
       }
     }
     std::string err;
-    auto id = ex.submit(std::move(s), err);
-    if (!id) return reply_error(422, err);
+    unsigned refused = 422;
+    auto id = ex.submit(std::move(s), err, &refused);
+    if (!id) return reply_error(refused, err);
     return reply_json(201, json::serialize(json::object{{"run_id", *id}, {"state", "queued"}}));
   }
   auto slash = rest.find('/');
   auto id = rest.substr(0, slash);
   if (slash != std::string_view::npos) {
-    if (rest.substr(slash + 1) != "abort") return reply_error(404, "not found");
+    auto action = rest.substr(slash + 1);
+    if (action != "abort" && action != "confirm") return reply_error(404, "not found");
     if (!post) {
       auto r = reply_error(405, "use POST");
       r.allow = "POST";
       return r;
+    }
+    if (action == "confirm") {
+      // Optional {"prompt": N}: confirm only that prompt (a second click must not confirm the
+      // next one).
+      std::optional<std::uint64_t> seq;
+      if (!req.body.empty()) {
+        boost::system::error_code ec;
+        auto body = json::parse(req.body, ec);
+        if (ec || !body.is_object()) return reply_error(400, "the body must be a JSON object");
+        if (auto* p = body.as_object().if_contains("prompt")) {
+          if (!p->is_int64() || p->as_int64() < 1)
+            return reply_error(400, "\"prompt\" must be the prompt's number (1, 2, ...)");
+          seq = static_cast<std::uint64_t>(p->as_int64());
+        }
+      }
+      switch (ex.confirm(id, seq)) {
+        case run_executor::confirm_outcome::not_found: return reply_error(404, "no such run");
+        case run_executor::confirm_outcome::not_waiting:
+          return reply_error(409, "the run is not waiting for the operator");
+        case run_executor::confirm_outcome::wrong_prompt:
+          return reply_error(409, "the run waits for another prompt");
+        case run_executor::confirm_outcome::accepted: break;
+      }
+      return reply_json(202, json::serialize(json::object{{"run_id", id}, {"confirm", "accepted"}}));
     }
     switch (ex.abort(id)) {
       case run_executor::abort_outcome::not_found: return reply_error(404, "no such run");

@@ -17,6 +17,7 @@
 
 #include "instrument_runner.hpp"
 #include "metrics.hpp"
+#include "runs.hpp"
 
 namespace semilab::agent {
 
@@ -187,6 +188,19 @@ status_sampler::sample status_sampler::take(std::int64_t now_ns, json::object co
     if (std::find(prev_alarms_.begin(), prev_alarms_.end(), a) == prev_alarms_.end())
       events.add(now_ns, "degraded", "outbox", a);
 
+  // Acquisition pause and recipe runs: which instruments a run owns, their check standards.
+  const acquisition_state acq = acquisition_ ? acquisition_() : acquisition_state{};
+  std::vector<run_view> run_list;
+  std::map<std::string, std::string> owner;  // instrument -> run id (running or waiting)
+  std::map<std::string, health::check_standard> checks;
+  if (runs_) {
+    run_list = runs_->list();
+    for (const auto& r : run_list)
+      if (r.state == run_state::running || r.state == run_state::waiting)
+        for (const auto& [role, inst] : r.bindings) owner[inst] = r.id;
+    for (auto& cs : runs_->check_standards()) checks[cs.instrument] = cs;
+  }
+
   // Instruments.
   std::vector<health::instrument_input> hin;
   json::array file_ins, page_ins;
@@ -217,6 +231,11 @@ status_sampler::sample status_sampler::take(std::int64_t now_ns, json::object co
     }
     if (!ic.calibration_due.empty())
       in.calibration_due_ns = health::parse_date_ns(ic.calibration_due).value_or(0);
+    in.paused = acq.paused;
+    in.paused_by = acq.by;
+    in.paused_ns = acq.since_ns;
+    if (auto o = owner.find(st.id); o != owner.end()) in.run_id = o->second;
+    if (auto c = checks.find(st.id); c != checks.end()) in.check = c->second;
     hin.push_back(in);
 
     auto pc = prev_connected_.find(st.id);
@@ -248,6 +267,8 @@ status_sampler::sample status_sampler::take(std::int64_t now_ns, json::object co
                    {"calibration_due", ic.calibration_due},
                    {"reconnects_requested", st.reconnects_requested},
                    {"connects", st.connects},
+                   {"paused", acq.paused},
+                   {"run_id", in.run_id},
                    {"supports_transactions", !ic.modbus_map}};
     json::array chans, page_chans;
     if (lv) {
@@ -301,6 +322,10 @@ status_sampler::sample status_sampler::take(std::int64_t now_ns, json::object co
   ai.cpu_percent = hf.cpu_percent;
   sample out;
   out.health = health::evaluate(ai, hin, now_ns, thr_);
+  if (acq.paused)  // a note: pausing is deliberate, the instruments say "paused"
+    out.health.reasons.push_back(
+        {health::level::ok, "acquisition_paused",
+         "acquisition paused" + (acq.by.empty() ? std::string() : " by " + acq.by)});
   out.health_changed = !prev_health_ || !health::same_health(*prev_health_, out.health);
   if (out.health_changed) {
     auto lvl = health::to_string(out.health.state);
@@ -348,7 +373,13 @@ status_sampler::sample status_sampler::take(std::int64_t now_ns, json::object co
         {"rate_limited", es.rate_limited},
         {"central_online", es.central_online},
         {"upload_bytes_per_s", std::round(upload_rate_)},
-        {"cap_bytes_per_s", cfg.max_bytes_per_s}}},
+        {"cap_bytes_per_s", cfg.max_bytes_per_s},
+        {"acks_refused", es.acks_refused},
+        {"commands_refused", es.commands_refused}}},
+      {"acquisition",
+       {{"state", acq.paused ? "paused" : "running"},
+        {"by", acq.by},
+        {"since_ns", std::to_string(acq.since_ns)}}},
       {"outbox",
        {{"records", oc.held},
         {"bytes", oc.held_bytes},
@@ -363,6 +394,40 @@ status_sampler::sample status_sampler::take(std::int64_t now_ns, json::object co
       {"alarms", std::move(alarms_json)},
       {"counters", std::move(counters)},
       {"health", hj}};
+  // Runs: those in progress (queued, running, waiting) and the last few finished, newest first,
+  // with what the page's progress bar needs.
+  {
+    json::array runs_json;
+    std::size_t finished_shown = 0;
+    for (const auto& r : run_list) {
+      if (finished(r.state) && finished_shown++ >= 5) continue;
+      json::object o{{"run_id", r.id},
+                     {"state", to_string(r.state)},
+                     {"recipe", r.recipe_name},
+                     {"method", r.method},
+                     {"step", r.step},
+                     {"steps", r.steps},
+                     {"repeat", r.repeat},
+                     {"repeats", r.repeats},
+                     {"prompt", r.prompt},
+                     {"prompt_seq", r.prompt_seq},
+                     {"reason", r.reason},
+                     {"started_ns", std::to_string(r.started_ns)},
+                     {"finished_ns", std::to_string(r.finished_ns)}};
+      if (auto it = r.metadata.find("sample"); it != r.metadata.end()) o["sample"] = it->second;
+      json::array insts;
+      for (const auto& [role, inst] : r.bindings) insts.push_back(json::value(inst));
+      o["instruments"] = std::move(insts);
+      if (!r.result_json.empty()) {
+        boost::system::error_code ec;
+        auto v = json::parse(r.result_json, ec);
+        if (!ec && v.is_object())
+          if (auto* p = v.as_object().if_contains("pass"); p && p->is_bool()) o["pass"] = p->as_bool();
+      }
+      runs_json.push_back(std::move(o));
+    }
+    live["runs"] = std::move(runs_json);
+  }
   json::object page = live;
   live["instruments"] = std::move(file_ins);
   page["instruments"] = std::move(page_ins);
@@ -415,6 +480,20 @@ status_sampler::sample status_sampler::take(std::int64_t now_ns, json::object co
   fam("semilab_agent_last_ack_timestamp_seconds", T::gauge,
       "Wall clock of the last central ack (0 = never)", d(es.last_ack_ns) / 1e9);
   fam("semilab_agent_clock_steps_total", T::counter, "Wall-clock steps detected", d(steps));
+  fam("semilab_agent_acks_refused_total", T::counter,
+      "Acks ignored: unsigned or not signed by a pinned central key ([sync] central_public_keys)",
+      d(es.acks_refused));
+  fam("semilab_agent_commands_refused_total", T::counter,
+      "Commands on the cmd topic refused (bad signature, malformed, rate-limited)",
+      d(es.commands_refused));
+  fam("semilab_agent_acquisition_paused", T::gauge, "1 while an operator has paused acquisition",
+      acq.paused ? 1 : 0);
+  {
+    std::size_t active = 0;
+    for (const auto& r : run_list) active += !finished(r.state);
+    fam("semilab_agent_runs_active", T::gauge, "Recipe runs queued, running or waiting",
+        d(active));
+  }
   if (hf.disk_free)
     fam("semilab_agent_disk_free_bytes", T::gauge, "Free bytes on the data_dir file system",
         d(*hf.disk_free));
@@ -447,6 +526,14 @@ status_sampler::sample status_sampler::take(std::int64_t now_ns, json::object co
   per_instrument("semilab_agent_instrument_health", T::gauge,
                  "Instrument health: 0 ok, 1 degraded, 2 failed",
                  [&](std::size_t i) { return d(static_cast<int>(out.health.instruments[i].state)); });
+  per_instrument("semilab_agent_instrument_paused", T::gauge,
+                 "1 while the instrument is not polled because acquisition is paused",
+                 [&](std::size_t i) { return hin[i].paused ? 1.0 : 0.0; });
+  if (!checks.empty()) {
+    mx.family("semilab_agent_instrument_check_standard_deviation_ohms", T::gauge,
+              "Latest check-standard deviation (measured - nominal) per instrument");
+    for (const auto& [id, c] : checks) mx.sample({{"instrument", id}}, c.deviation);
+  }
   mx.family("semilab_agent_instrument_poll_duration_seconds", T::histogram,
             "Duration of one poll (init sequences included), SCPI instruments");
   for (const auto& st : statuses) mx.histogram({{"instrument", st.id}}, st.poll_latency);

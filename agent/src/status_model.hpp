@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -29,6 +30,14 @@ namespace semilab::agent {
 
 class runner;
 class recorder;
+class run_executor;
+
+// Acquisition as the operator left it (control.hpp: pause / resume).
+struct acquisition_state {
+  bool paused = false;
+  std::string by;            // who paused ("cli", a user name, "operator token")
+  std::int64_t since_ns = 0;  // when
+};
 
 // Recent values per instrument and channel, fed by the recorder's observer (every record set
 // just before the outbox takes it). Thread-safe.
@@ -100,6 +109,13 @@ class status_sampler {
   };
 
   status_sampler(sources s, std::int64_t started_ns, health::thresholds t = {});
+  // Acquisition pause (instruments show `paused`, not stale) and recipe runs (runs in progress
+  // on the page; instruments a run owns; check standards in instrument health). Set before the
+  // first take(); either may be empty. `acquisition` is called on the sampling thread.
+  void set_acquisition(std::function<acquisition_state()> acquisition) {
+    acquisition_ = std::move(acquisition);
+  }
+  void set_runs(std::shared_ptr<run_executor> runs) { runs_ = std::move(runs); }
   // Main thread, about once a second. `counters`: the outbox counters as `status` shows them.
   sample take(std::int64_t now_ns, boost::json::object counters);
 
@@ -113,6 +129,8 @@ class status_sampler {
   host_figures host(std::int64_t now_ns);
 
   sources src_;
+  std::function<acquisition_state()> acquisition_;
+  std::shared_ptr<run_executor> runs_;
   std::int64_t started_ns_;
   health::thresholds thr_;
   // Previous sample, for rates and transitions.

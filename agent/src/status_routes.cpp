@@ -120,8 +120,16 @@ http_reply status_routes::handle(const http_request_view& req) const {
   if (auto q = target.find('?'); q != std::string_view::npos) target = target.substr(0, q);
   if (control_)
     if (auto r = control_->handle(req, target)) return std::move(*r);
-  if (actions_.runs && starts_with(target, "/api/v1/runs"))
-    if (auto r = actions_.runs(req, target)) return std::move(*r);
+  if (actions_.runs && starts_with(target, "/api/v1/runs")) {
+    http_request_view rv = req;
+    // The page's logged-in user: session cookie plus the CSRF token only this page knows (a
+    // cross-site request cannot send the header). Bearer tokens stay with the runs handler.
+    if (control_ && req.method == "POST" && req.authorization.empty() && !req.csrf.empty()) {
+      if (auto refused = control_->refuse_unless(req, user_role::technician)) return std::move(*refused);
+      rv.preauthorized = true;
+    }
+    if (auto r = actions_.runs(rv, target)) return std::move(*r);
+  }
 
   // Actions first: they are the only non-GET routes.
   constexpr std::string_view kIns = "/api/v1/instruments/";

@@ -15,6 +15,9 @@
 //   POST /api/v1/login, /api/v1/logout; GET /api/v1/session    local users (control_routes.hpp)
 //   GET  /api/v1/acquisition; POST /api/v1/acquisition/pause|resume (engineer),
 //   POST /api/v1/outbox/flush (technician)                          actions (control_routes.hpp)
+//   GET  /api/v1/runs[/ID]; POST /api/v1/runs, /api/v1/runs/ID/abort|confirm (runs.hpp): a
+//                                                bearer token, or a logged-in user's session
+//                                                cookie with its X-CSRF-Token (technician)
 //   GET  /api/v1/events        (/events)          server-sent events: `status` every publish
 //   GET  /metrics                                 Prometheus text format 0.0.4
 //   GET  /healthz                                 200 "ok" while the process answers
@@ -54,6 +57,10 @@ struct http_request_view {
   std::string_view content_type;
   std::string_view body;
   bool secure = false;
+  // Set by status_routes for /api/v1/runs: a logged-in user (technician or engineer) sent the
+  // session cookie with its X-CSRF-Token (control_routes.hpp); the runs handler then needs no
+  // token.
+  bool preauthorized = false;
 };
 
 struct http_reply {

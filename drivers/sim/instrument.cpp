@@ -3,6 +3,7 @@
 #include <semilab/sim/keithley2400.hpp>
 #include <semilab/sim/keithley2450.hpp>
 #include <semilab/sim/keysight34461a.hpp>
+#include <semilab/sim/station.hpp>
 
 #include <charconv>
 #include <cmath>
@@ -18,6 +19,29 @@ std::unique_ptr<sim_instrument> make(std::uint64_t seed) {
   return std::make_unique<T>(seed);
 }
 
+// A station instrument (station_instruments.cpp) on a device of its own, for the models that only
+// make sense wired to a sample: the switch matrix and the magnet supply on the reference van der
+// Pauw/Hall sample (station_device_params defaults).
+template <const char* Model, const char* Terminal>
+class standalone_station final : public sim_instrument {
+ public:
+  explicit standalone_station(std::uint64_t seed)
+      : dev_(std::make_unique<station_device>("sample", "hall", station_device_params{})),
+        inner_(make_station_instrument(Model, *dev_, Terminal, seed)) {}
+  std::optional<std::string> execute(const scpi_command& cmd) override { return inner_->execute(cmd); }
+  void power_on() override { inner_->power_on(); }
+  void inject_error(int code) override { inner_->inject_error(code); }
+  std::chrono::milliseconds take_reply_hold() override { return inner_->take_reply_hold(); }
+
+ private:
+  std::unique_ptr<station_device> dev_;  // before inner_: the instrument refers to it
+  std::unique_ptr<sim_instrument> inner_;
+};
+constexpr char kModel7001[] = "keithley7001";
+constexpr char kModelBop[] = "kepco-bop";
+constexpr char kTerminalMatrix[] = "matrix";
+constexpr char kTerminalMagnet[] = "magnet";
+
 // The simulator table: one row per simulated model, named like the driver profile it serves.
 constexpr sim_model_entry kSimModels[] = {
     {"keithley2450", &make<keithley2450>,
@@ -28,6 +52,10 @@ constexpr sim_model_entry kSimModels[] = {
      "Keysight E4980A LCR meter measuring a MOS capacitor (C-V with DC bias), :FETC? with status"},
     {"34461a", &make<keysight34461a>,
      "Keysight 34461A DMM on a resistor network (divider with an NTC thermistor)"},
+    {"keithley7001", &make<standalone_station<kModel7001, kTerminalMatrix>>,
+     "Keithley 7001 switch matrix (rows force HI/LO, sense HI/LO) on a van der Pauw sample"},
+    {"kepco-bop", &make<standalone_station<kModelBop, kTerminalMagnet>>,
+     "Kepco BOP magnet supply (coil current, 0.1 T/A) over a van der Pauw sample"},
 };
 
 }  // namespace

@@ -32,6 +32,8 @@ const std::vector<kind_terminals>& kinds() {
       {"mosfet", {"gate", "drain"}},
       {"moscap", {"gate"}},
       {"sheet", {"force", "sense"}},
+      {"hall", {"matrix", "magnet", "force", "sense"}},
+      {"tlm", {"matrix", "force", "sense"}},
   };
   return k;
 }
@@ -128,7 +130,98 @@ double station_device::sheet_ratio() const noexcept {
   return p_.r_sheet / (kPiOverLn2 * f2);
 }
 
+// ---- van der Pauw / Hall sample and TLM structure behind a switch matrix ---------------------
+
+int station_device::columns() const noexcept {
+  if (kind_ == "hall") return 4;
+  if (kind_ != "tlm") return 0;
+  int pads = 1;
+  for (double g : {p_.gap1, p_.gap2, p_.gap3, p_.gap4, p_.gap5}) {
+    if (!(g > 0)) break;
+    ++pads;
+  }
+  return pads;
+}
+
+void station_device::route(int row, int column) noexcept {
+  if (row >= 1 && row <= kMatrixRows) routes_[row - 1] = column;
+}
+
+int station_device::route_of(int row) const noexcept {
+  return row >= 1 && row <= kMatrixRows ? routes_[row - 1] : 0;
+}
+
+double station_device::field() const {
+  auto m = drive_of("magnet");
+  return m.output && !m.source_voltage ? m.level * p_.tesla_per_amp : 0.0;
+}
+
+double station_device::hall_resistance(int a, int b, int c, int d, double field_t) const {
+  // Boundary Green's function of a disc: G(x, y) = -(Rs/pi) ln|z_x - z_y| (the van der Pauw
+  // theorem holds for it exactly); a contact's own G uses the contact size.
+  const double ang[4] = {p_.angle1, p_.angle2, p_.angle3, p_.angle4};
+  auto z = [&](int k) { return std::polar(1.0, ang[k - 1] * std::numbers::pi / 180); };
+  auto g = [&](int x, int y) {
+    const double dist = x == y ? p_.contact_size : std::abs(z(x) - z(y));
+    return -p_.r_sheet / std::numbers::pi * std::log(dist);
+  };
+  double r = g(c, a) - g(c, b) - g(d, a) + g(d, b);
+  // Hall term: only when the voltage contacts separate the current contacts on the edge; its
+  // sign follows the counter-clockwise order of the contacts (by angle).
+  int pos[4];
+  for (int k = 0; k < 4; ++k) {
+    pos[k] = 0;
+    for (int j = 0; j < 4; ++j) {
+      const double ak = std::fmod(std::fmod(ang[k], 360.0) + 360.0, 360.0);
+      const double aj = std::fmod(std::fmod(ang[j], 360.0) + 360.0, 360.0);
+      if (aj < ak || (aj == ak && j < k)) ++pos[k];
+    }
+  }
+  auto arc = [&](int x) { return (pos[x - 1] - pos[a - 1] + 4) % 4; };
+  const bool c_in = arc(c) > 0 && arc(c) < arc(b), d_in = arc(d) > 0 && arc(d) < arc(b);
+  if (c_in != d_in && c != a && c != b && d != a && d != b)
+    r += (c_in ? 1 : -1) * p_.hall_sign * field_t / (kQ * p_.n_sheet);
+  return r;
+}
+
+double station_device::tlm_resistance(int k) const {
+  const double gaps[5] = {p_.gap1, p_.gap2, p_.gap3, p_.gap4, p_.gap5};
+  if (k < 1 || k >= columns()) return 0;
+  return 2 * p_.r_contact + p_.r_sheet * gaps[k - 1] / p_.width;
+}
+
+double station_device::force_resistance() const {
+  const int a = routes_[0], b = routes_[1];
+  if (a < 1 || b < 1 || a == b || a > columns() || b > columns()) return INFINITY;
+  if (kind_ == "hall") return 2 * p_.contact_resistance + hall_resistance(a, b, a, b, field());
+  double r = 0;
+  for (int k = std::min(a, b); k < std::max(a, b); ++k) r += tlm_resistance(k);
+  return r;
+}
+
+double station_device::potential(int col, double amps) const {
+  // TLM: pad metal potentials along the chain, force LO pad at 0. Pads outside the forced
+  // span carry no current and sit at the layer's potential next to the end pad.
+  const int a = routes_[0], b = routes_[1];
+  const int lo = std::min(a, b), hi = std::max(a, b);
+  const double sgn = a < b ? 1.0 : -1.0;  // current flows from a towards b
+  auto metal = [&](int k) {  // potential of pad k's metal, lo <= k <= hi
+    double r = 0;
+    for (int j = k; j < hi; ++j) r += tlm_resistance(j);
+    const double v_from_hi = amps * sgn * r;  // potential relative to pad hi
+    return a < b ? v_from_hi : v_from_hi + amps * force_resistance();
+  };
+  if (col < lo) return metal(lo) - sgn * amps * p_.r_contact;
+  if (col > hi) return metal(hi) + sgn * amps * p_.r_contact;
+  return metal(col);
+}
+
 double station_device::current(std::string_view terminal, double volts) const {
+  if ((kind_ == "hall" || kind_ == "tlm") && terminal == "force") {
+    const double r = force_resistance();
+    return std::isfinite(r) ? volts / r : 0.0;
+  }
+  if (kind_ == "hall" || kind_ == "tlm") return 0;
   if (kind_ == "diode") return diode_current(volts);
   if (kind_ == "mosfet") {
     if (terminal == "gate") return p_.gate_leakage * volts;
@@ -144,6 +237,11 @@ double station_device::current(std::string_view terminal, double volts) const {
 
 double station_device::voltage(std::string_view terminal, double amps) const {
   if (kind_ == "sheet" && terminal == "force") return amps * sheet_ratio() + p_.thermo_emf;
+  if (kind_ == "hall" || kind_ == "tlm") {
+    const double r = force_resistance();
+    if (terminal != "force" || amps == 0) return 0;
+    return std::isfinite(r) ? amps * r : std::copysign(kMaxVolts, amps);  // open: compliance
+  }
   if (kind_ == "moscap") return p_.leakage > 0 ? amps / p_.leakage : std::copysign(kMaxVolts, amps);
   if (kind_ == "mosfet" && terminal == "gate") return amps / p_.gate_leakage;
   // Monotonic I(V): bisection over the source range.
@@ -166,6 +264,24 @@ std::complex<double> station_device::impedance(std::string_view, double freq_hz,
 }
 
 double station_device::sensed_volts(std::string_view terminal) const {
+  if ((kind_ == "hall" || kind_ == "tlm") && terminal == "sense") {
+    const int c = routes_[2], d = routes_[3];
+    if (c < 1 || d < 1 || c > columns() || d > columns()) return 0;  // open input
+    const double thermo = p_.thermo_emf * (c - d);
+    auto f = drive_of("force");
+    const double r = force_resistance();
+    if (!f.output || !std::isfinite(r)) return thermo;
+    const double amps = f.source_voltage ? f.level / r : f.level;
+    if (kind_ == "tlm") return potential(c, amps) - potential(d, amps) + thermo;
+    const int a = routes_[0], b = routes_[1];
+    double v = amps * hall_resistance(a, b, c, d, field());
+    // A sense contact that carries the current also sees its contact resistance.
+    if (c == a) v += amps * p_.contact_resistance;
+    if (c == b) v -= amps * p_.contact_resistance;
+    if (d == a) v -= amps * p_.contact_resistance;
+    if (d == b) v += amps * p_.contact_resistance;
+    return v + thermo;
+  }
   if (kind_ == "sheet" && terminal == "sense") {
     auto f = drive_of("force");
     if (!f.output) return p_.thermo_emf;
@@ -204,6 +320,22 @@ constexpr param_key kParams[] = {
     {"spacing", &station_device_params::spacing},
     {"diameter", &station_device_params::diameter},
     {"thermo_emf", &station_device_params::thermo_emf},
+    {"n_sheet", &station_device_params::n_sheet},
+    {"hall_sign", &station_device_params::hall_sign},
+    {"angle1", &station_device_params::angle1},
+    {"angle2", &station_device_params::angle2},
+    {"angle3", &station_device_params::angle3},
+    {"angle4", &station_device_params::angle4},
+    {"contact_size", &station_device_params::contact_size},
+    {"contact_resistance", &station_device_params::contact_resistance},
+    {"tesla_per_amp", &station_device_params::tesla_per_amp},
+    {"width", &station_device_params::width},
+    {"r_contact", &station_device_params::r_contact},
+    {"gap1", &station_device_params::gap1},
+    {"gap2", &station_device_params::gap2},
+    {"gap3", &station_device_params::gap3},
+    {"gap4", &station_device_params::gap4},
+    {"gap5", &station_device_params::gap5},
     {"noise_relative", &station_device_params::noise_relative},
     {"noise_floor", &station_device_params::noise_floor},
 };
@@ -265,7 +397,7 @@ std::optional<station_config> parse_station(std::string_view text, std::string_v
       for (const auto& kt : kinds()) known = known || kt.kind == kind;
       if (!known) {
         error = where(source, t->source()) + ": " + path +
-                ".kind: unknown device kind '" + kind + "' (diode, mosfet, moscap, sheet)";
+                ".kind: unknown device kind '" + kind + "' (diode, mosfet, moscap, sheet, hall, tlm)";
         return std::nullopt;
       }
       station_device_params p;
@@ -343,9 +475,11 @@ std::optional<station_config> parse_station(std::string_view text, std::string_v
                 " has no terminal '" + ic.terminal + "' (" + known + ")";
         return std::nullopt;
       }
-      if (ic.model != "keithley2450" && ic.model != "e4980a" && ic.model != "34461a") {
+      if (ic.model != "keithley2450" && ic.model != "e4980a" && ic.model != "34461a" &&
+          ic.model != "keithley7001" && ic.model != "kepco-bop") {
         error = where(source, t->source()) + ": " + path + ".model: '" + ic.model +
-                "' is not served in a station (keithley2450, e4980a, 34461a)";
+                "' is not served in a station (keithley2450, e4980a, 34461a, keithley7001, "
+                "kepco-bop)";
         return std::nullopt;
       }
       for (const auto& o : cfg.instruments)

@@ -439,6 +439,131 @@ class station_dmm final : public scpi_instrument {
   double range_ = 0;
 };
 
+// ---- switch matrix, Keithley 7001 dialect ------------------------------------------------------
+// Channels "row!column": rows 1 force HI, 2 force LO, 3 sense HI, 4 sense LO (station.hpp);
+// columns the device's contacts or pads. :ROUTe:CLOSe (@r!c,...) closes (a row holds one column:
+// the last one closed replaces the row's previous one), :ROUTe:OPEN (@...) | ALL opens,
+// :ROUTe:CLOSe? lists the closed channels.
+class station_matrix final : public scpi_instrument {
+ public:
+  station_matrix(station_device& dev, std::string terminal) : dev_(dev) { (void)terminal; }
+
+ protected:
+  std::string idn() const override { return "KEITHLEY INSTRUMENTS INC.,MODEL 7001,1234567,B06  /A02"; }
+  void reset() override {
+    for (int r = 1; r <= station_device::kMatrixRows; ++r) dev_.route(r, 0);
+  }
+  outcome handle(const scpi_command& cmd, std::optional<std::string>& reply) override {
+    auto is = [&](std::string_view pattern, bool query) {
+      return cmd.query == query && header_matches(cmd, pattern);
+    };
+    if (is("[:ROUTe]:CLOSe", true) || is("[:ROUTe]:CLOSe:STATe", true)) {
+      std::string out;
+      for (int r = 1; r <= station_device::kMatrixRows; ++r)
+        if (dev_.route_of(r) > 0)
+          out += (out.empty() ? "" : ",") + std::to_string(r) + "!" + std::to_string(dev_.route_of(r));
+      reply = "(@" + out + ")";
+      return outcome::done;
+    }
+    const bool close = is("[:ROUTe]:CLOSe", false);
+    const bool open = is("[:ROUTe]:OPEN", false);
+    if (is("[:ROUTe]:OPEN:ALL", false) || (open && cmd.args.size() == 1 && upper_ascii(cmd.args[0]) == "ALL")) {
+      reset();
+      return outcome::done;
+    }
+    if (close || open) {
+      std::string list;
+      for (const auto& a : cmd.args) list += (list.empty() ? "" : ",") + a;
+      std::vector<std::pair<int, int>> ch;
+      if (!parse_channels(list, ch)) {
+        push_error(-224, "Illegal parameter value");
+        return outcome::done;
+      }
+      for (auto [r, c] : ch) {
+        if (close) dev_.route(r, c);
+        else if (dev_.route_of(r) == c) dev_.route(r, 0);
+      }
+      return outcome::done;
+    }
+    return outcome::unknown;
+  }
+
+ private:
+  // "(@1!2,3!4)" -> {(1,2), (3,4)}; rows and columns in range.
+  bool parse_channels(std::string_view s, std::vector<std::pair<int, int>>& out) const {
+    if (s.size() < 3 || s.substr(0, 2) != "(@" || s.back() != ')') return false;
+    s = s.substr(2, s.size() - 3);
+    while (!s.empty()) {
+      auto comma = s.find(',');
+      auto item = s.substr(0, comma);
+      s = comma == std::string_view::npos ? std::string_view{} : s.substr(comma + 1);
+      auto bang = item.find('!');
+      if (bang == std::string_view::npos) return false;
+      auto r = plain_number(std::string(item.substr(0, bang)));
+      auto c = plain_number(std::string(item.substr(bang + 1)));
+      if (!r || !c || *r != std::floor(*r) || *c != std::floor(*c)) return false;
+      if (*r < 1 || *r > station_device::kMatrixRows || *c < 1 || *c > dev_.columns()) return false;
+      out.emplace_back(static_cast<int>(*r), static_cast<int>(*c));
+    }
+    return !out.empty();
+  }
+  station_device& dev_;
+};
+
+// ---- magnet power supply, Kepco BOP dialect ------------------------------------------------------
+// A bipolar current source into the electromagnet: [:SOURce]:CURRent <A>, :OUTPut ON|OFF,
+// :MEASure:CURRent? (the coil current; the field is tesla_per_amp times it).
+class station_magnet final : public scpi_instrument {
+ public:
+  station_magnet(station_device& dev, std::string terminal)
+      : dev_(dev), terminal_(std::move(terminal)) {
+    publish();
+  }
+
+ protected:
+  std::string idn() const override { return "KEPCO,BOP 20-20M,E1234,1.74"; }
+  void reset() override {
+    amps_ = 0;
+    output_ = false;
+    publish();
+  }
+  outcome handle(const scpi_command& cmd, std::optional<std::string>& reply) override {
+    auto is = [&](std::string_view pattern, bool query) {
+      return cmd.query == query && header_matches(cmd, pattern);
+    };
+    if (is("[:SOURce]:CURRent[:LEVel][:IMMediate][:AMPLitude]", false)) {
+      if (auto v = number_arg(cmd, -20.0, 20.0, 0.0)) amps_ = *v;
+      publish();
+      return outcome::done;
+    }
+    if (is("[:SOURce]:CURRent[:LEVel][:IMMediate][:AMPLitude]", true)) {
+      reply = format_nr3(amps_);
+      return outcome::done;
+    }
+    if (is(":OUTPut[:STATe]", false)) {
+      if (auto b = bool_arg(cmd)) output_ = *b;
+      publish();
+      return outcome::done;
+    }
+    if (is(":OUTPut[:STATe]", true)) {
+      reply = bool_reply(output_);
+      return outcome::done;
+    }
+    if (is(":MEASure:CURRent[:DC]", true)) {
+      reply = format_nr3(output_ ? amps_ : 0.0);
+      return outcome::done;
+    }
+    return outcome::unknown;
+  }
+
+ private:
+  void publish() { dev_.drive(terminal_, {output_, false, amps_, 0}); }
+  station_device& dev_;
+  std::string terminal_;
+  double amps_ = 0;
+  bool output_ = false;
+};
+
 }  // namespace
 
 std::unique_ptr<sim_instrument> make_station_instrument(std::string_view model, station_device& dev,
@@ -446,6 +571,8 @@ std::unique_ptr<sim_instrument> make_station_instrument(std::string_view model, 
   if (model == "keithley2450") return std::make_unique<station_smu>(dev, std::move(terminal), seed);
   if (model == "e4980a") return std::make_unique<station_lcr>(dev, std::move(terminal), seed);
   if (model == "34461a") return std::make_unique<station_dmm>(dev, std::move(terminal), seed);
+  if (model == "keithley7001") return std::make_unique<station_matrix>(dev, std::move(terminal));
+  if (model == "kepco-bop") return std::make_unique<station_magnet>(dev, std::move(terminal));
   return nullptr;
 }
 

@@ -92,6 +92,55 @@ constexpr std::string_view kKeysight34461aInit[] = {
 };
 
 // ----------------------------------------------------------------------------------------------
+// Keithley 7001 switch system with a 4-row matrix card: row 1 force HI, 2 force LO, 3 sense HI,
+// 4 sense LO; the column is the sample contact or pad. [:ROUT]:CLOS (@r!c,...) closes crosspoints,
+// [:ROUT]:OPEN:ALL opens every relay (the safe state after a connect). :ROUT:CLOS? lists the closed
+// crosspoints as "(@r!c,...)"; the poll reports how many are closed.
+// ----------------------------------------------------------------------------------------------
+constexpr std::string_view kKeithley7001Init[] = {":ROUT:OPEN:ALL"};
+
+result<std::vector<reading>> parse_7001_closed(std::string_view reply, const model_settings&) {
+  std::string r = trim(reply);
+  if (r.size() < 3 || r.compare(0, 2, "(@") != 0 || r.back() != ')')
+    return make_error(errc::bad_reply, "keithley7001: :ROUT:CLOS? reply " + quote_reply(reply) +
+                                           " is not a channel list (@...)");
+  std::string_view list(r);
+  list = list.substr(2, list.size() - 3);
+  std::size_t closed = 0;
+  while (!list.empty()) {
+    auto comma = list.find(',');
+    auto item = list.substr(0, comma);
+    list = comma == std::string_view::npos ? std::string_view{} : list.substr(comma + 1);
+    auto bang = item.find('!');
+    if (bang == std::string_view::npos || !parse_number(item.substr(0, bang)) ||
+        !parse_number(item.substr(bang + 1)))
+      return make_error(errc::bad_reply, "keithley7001: :ROUT:CLOS? reply " + quote_reply(reply) +
+                                             ": channel '" + std::string(item) +
+                                             "' is not <row>!<column>");
+    ++closed;
+  }
+  auto d = schemas::parse_decimal(std::to_string(closed));
+  if (!d) return make_error(errc::bad_reply, "keithley7001: channel count not representable");
+  return std::vector<reading>{reading{"closed", "1", *d, 0}};
+}
+
+// ----------------------------------------------------------------------------------------------
+// Kepco BOP bipolar power supply driving an electromagnet: [:SOUR]:CURR <A>, :OUTP ON|OFF,
+// :MEAS:CURR? (the coil current; the field is the magnet's tesla-per-amp times it). The init
+// leaves the output on at the configured current (0 A by default: no field).
+// ----------------------------------------------------------------------------------------------
+constexpr setting_spec kKepcoBopSettings[] = {
+    {"current", "0", "A", -20.0, 20.0, "coil current applied after connect"},
+};
+constexpr std::string_view kKepcoBopInit[] = {":CURR {current}", ":OUTP ON"};
+
+result<std::vector<reading>> parse_bop_current(std::string_view reply, const model_settings&) {
+  auto n = parse_number_reply(reply, "kepco-bop: :MEAS:CURR? reply");
+  if (!n) return n.error();
+  return std::vector<reading>{reading{"curr", "A", n->value, n->quality}};
+}
+
+// ----------------------------------------------------------------------------------------------
 // Capability command tables (capabilities.hpp). Placeholders are listed in model.hpp.
 // ----------------------------------------------------------------------------------------------
 
@@ -270,6 +319,24 @@ constexpr model_profile kModels[] = {
         .description = "Keysight 34461A DMM: DC voltage (V)",
         .voltmeter = &kKeysight34461aVoltmeter,
     },
+    {
+        .name = "keithley7001",
+        .idn_pattern = "KEITHLEY INSTRUMENTS*,MODEL 7001,*",
+        .settings = {},
+        .init = kKeithley7001Init,
+        .poll_query = ":ROUT:CLOS?",
+        .parse = &parse_7001_closed,
+        .description = "Keithley 7001 switch system, 4-row matrix: number of closed crosspoints",
+    },
+    {
+        .name = "kepco-bop",
+        .idn_pattern = "KEPCO,BOP*",
+        .settings = kKepcoBopSettings,
+        .init = kKepcoBopInit,
+        .poll_query = ":MEAS:CURR?",
+        .parse = &parse_bop_current,
+        .description = "Kepco BOP bipolar supply on an electromagnet: coil current (A)",
+    },
 };
 
 bool glob_match(std::string_view pat, std::string_view s) noexcept {
@@ -353,7 +420,8 @@ result<model_settings> resolve_settings(const model_profile& model,
   const std::string who = "model '" + std::string(model.name) + "': setting '";
   for (const auto& [key, text] : configured) {
     bool known = std::any_of(model.settings.begin(), model.settings.end(),
-                             [&](const setting_spec& s) { return s.key == key; });
+                             // init-capture: clang before 16 cannot capture a structured binding
+                             [&k = key](const setting_spec& s) { return s.key == k; });
     if (!known) {
       std::string names;
       for (const auto& s : model.settings) names += (names.empty() ? "" : ", ") + std::string(s.key);

@@ -26,10 +26,10 @@ const std::vector<method_info>& methods_table() {
        {"width", "length", "polarity"},
        {"vth_gm", "vth_cc", "ss", "gm_max", "on_off", "ion", "ioff", "mobility", "v_intercept"}},
       {"mosfet-idvd",
-       "MOSFET output curves",
+       "MOSFET output curves: Ron, saturation current, output conductance, Early voltage",
        kinds{{"gate", smu}, {"drain", smu}},
        {"width", "length", "polarity"},
-       {}},
+       {"r_on", "id_sat", "g_ds", "r_out", "v_early"}},
       {"cv-mos",
        "MOS C-V: Cox, tox/CET, VFB (flat-band capacitance), N(W)",
        kinds{{"lcr", role_kind::impedance}},
@@ -67,7 +67,7 @@ const std::vector<method_info>& methods_table() {
        "reference resistor on a schedule (control chart)",
        kinds{{"smu", smu}},
        {"nominal"},
-       {"r", "deviation"}},
+       {"r", "deviation", "deviation_rel"}},
   };
   return t;
 }

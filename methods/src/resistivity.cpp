@@ -249,9 +249,13 @@ result<extraction> analyze_hall(const hall_readings& h, const hall_options& opt)
   type.name = "carrier_type";
   type.text = sum > 0 ? "p" : "n";
   ex.parameters.push_back(type);
-  ex.parameters.push_back(param("v_sum", sum, "V"));
+  double mean4 = sum / 4, ss4 = 0;
+  for (double p : {vc, vd, ve, vf}) ss4 += (p - mean4) * (p - mean4);
+  const double u_sum = 4 * std::sqrt(ss4 / 3 / 4);  // 4 x standard error of the mean
+  const double rel_sum = u_sum / std::fabs(sum);
+  ex.parameters.push_back(param("v_sum", sum, "V", u_sum));
   const double ns = 8 * h.current * h.field / (constants::q * std::fabs(sum));
-  ex.parameters.push_back(param("n_sheet", ns, "m^-2"));
+  ex.parameters.push_back(param("n_sheet", ns, "m^-2", ns * rel_sum));
   const double parts[] = {vc, vd, ve, vf};
   for (double p : parts)
     if ((p > 0) != (sum > 0)) {
@@ -267,14 +271,18 @@ result<extraction> analyze_hall(const hall_readings& h, const hall_options& opt)
                      2;
   if (off > 10 * vh)
     ex.warnings.push_back("misalignment offset " + fmt(off) + " V exceeds 10x the Hall voltage");
-  if (opt.r_sheet > 0)
-    ex.parameters.push_back(param("mobility", 1 / (constants::q * ns * opt.r_sheet), "m^2/(V*s)"));
-  else
-    ex.warnings.push_back("no sheet resistance given: no mobility");
-  if (opt.thickness > 0) {
-    ex.parameters.push_back(param("density", ns / opt.thickness, "m^-3"));
+  if (opt.r_sheet > 0) {
+    const double mu = 1 / (constants::q * ns * opt.r_sheet);
+    const double rel_rs = opt.r_sheet_u > 0 ? opt.r_sheet_u / opt.r_sheet : 0;
     ex.parameters.push_back(
-        param("hall_coefficient", opt.thickness * (sum / 8) / (h.current * h.field), "m^3/C"));
+        param("mobility", mu, "m^2/(V*s)", mu * std::hypot(rel_sum, rel_rs)));
+  } else {
+    ex.warnings.push_back("no sheet resistance given: no mobility");
+  }
+  if (opt.thickness > 0) {
+    ex.parameters.push_back(param("density", ns / opt.thickness, "m^-3", ns * rel_sum / opt.thickness));
+    const double rh = opt.thickness * (sum / 8) / (h.current * h.field);
+    ex.parameters.push_back(param("hall_coefficient", rh, "m^3/C", std::fabs(rh) * rel_sum));
   }
   return ex;
 }

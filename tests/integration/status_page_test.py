@@ -17,7 +17,12 @@ loopback port, then:
   * the CLI over the control socket and on the database: instruments, queue, pause/resume,
     flush, export, diag bundle (no secret inside), config check, version, security-check;
   * HTTPS: the agent restarted with a self-signed certificate serves the page and an action over
-    TLS (Secure cookie, HSTS), and a non-loopback bind without TLS is refused by config check.
+    TLS (Secure cookie, HSTS), and a non-loopback bind without TLS is refused by config check;
+  * a recipe run (diode I-V on the simulator, two repeats, prompts at start and between the
+    repeats): its progress bar appears and advances 0 -> 50 -> 100 %, the prompt is confirmed
+    on the page (with the operator token, then as a logged-in technician), pause is refused while
+    it runs (409 naming the run), its instrument says `in_run`; a paused agent's instruments say
+    `paused`; acks_refused is on the page, in /api/v1/status and in /metrics.
 Debian's python3-selenium drives /usr/bin/chromedriver; run with /usr/bin/python3.
 """
 import argparse
@@ -136,6 +141,11 @@ def http_checks(system, port, conf):
     assert samples["semilab_agent_records_produced_total"] > 0
     assert samples['semilab_agent_instrument_connected{instrument="smu1"}'] == 1
     assert samples['semilab_agent_instrument_poll_duration_seconds_count{instrument="smu1"}'] > 0
+    # Issue 9: acks refused by the sync layer (unsigned or foreign), documented name.
+    assert types["semilab_agent_acks_refused_total"] == "counter"
+    assert samples["semilab_agent_acks_refused_total"] == 0
+    assert st["sync"]["acks_refused"] == 0 and st["acquisition"]["state"] == "running", st["sync"]
+    assert samples["semilab_agent_acquisition_paused"] == 0
 
     assert http(port, "/healthz")[0] == 200
     wait_for(lambda: http(port, "/readyz")[0] == 200, 10, "/readyz 200")
@@ -170,9 +180,9 @@ def http_checks(system, port, conf):
     user_checks(port)
 
     # The retained health snapshot on the broker.
-    out = subprocess.run(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(system.broker_port),
-                          "-V", "mqttv5", "-C", "1", "-W", "10", "-t",
-                          f"semilab/v1/lab-it/{AGENT}/health"], capture_output=True, timeout=20)
+    out = subprocess.run(["mosquitto_sub", *system.mosquitto_client_args(), "-V", "mqttv5",
+                          "-C", "1", "-W", "10", "-t", f"semilab/v1/lab-it/{AGENT}/health"],
+                         capture_output=True, timeout=20)
     assert out.returncode == 0, f"no retained health message: {out.stderr.decode()}"
     h = json.loads(out.stdout)
     assert h["agent_id"] == AGENT and h["state"] in ("ok", "degraded", "failed"), h
@@ -254,6 +264,15 @@ def cli_checks(system, port, conf):
     r = cli(system, "status", "-c", conf)
     assert r.returncode == 0 and b"acquisition paused" in r.stdout, r.stdout
     assert system.agent_status(conf)["daemon"]["acquisition"] == "paused"
+    # Health: the instrument is `paused` (who paused it), not stale or failed.
+    h = wait_for(lambda: (x := json.loads(http(port, "/api/v1/health")[2]))["instruments"][0]
+                 ["state"] == "paused" and x, 5, "smu1 paused in health")
+    codes = [r["code"] for r in h["instruments"][0]["reasons"]]
+    assert "paused" in codes and "stale" not in codes, h
+    assert "by cli" in h["instruments"][0]["reasons"][codes.index("paused")]["text"], h
+    _, samples = parse_metrics(http(port, "/metrics")[2])
+    assert samples["semilab_agent_acquisition_paused"] == 1
+    assert samples['semilab_agent_instrument_paused{instrument="smu1"}'] == 1
     assert_no_new_readings(port)
     assert cli(system, "resume", "-c", conf).returncode == 0
     assert acquisition(port) == "running"
@@ -431,6 +450,99 @@ def browser_user_checks(d, port, result):
     print("browser user checks passed (401 anonymous, 403 technician, engineer paused/resumed)")
 
 
+RUN_RECIPE = """[recipe]
+format = 1
+name = "diode-page"
+version = "1.0.0"
+method = "diode-iv"
+[roles.smu]
+kind = "source-measure"
+source = "current"
+compliance = 2.0
+nplc = 0.01
+[sweep]
+role = "smu"
+mode = "log"
+start = 1e-9
+stop = 1e-2
+points = 41
+repeats = 2
+[[prompt]]
+at = "start"
+text = "Land the probes on the diode"
+[[prompt]]
+at = "repeat"
+text = "Move the probes to the second diode"
+"""
+
+
+def run_view(d, run_id):
+    """(state, progress %, prompt seq, prompt shown, confirm visible) of the run's page entry."""
+    return d.execute_script(
+        "const li=document.querySelector('li.run[data-run=\"'+arguments[0]+'\"]');"
+        "if(!li)return null;const b=li.querySelector('.progress');"
+        "return [li.dataset.state, Number(b.getAttribute('aria-valuenow')), Number(li.dataset.promptSeq),"
+        "li.querySelector('.run-prompt').hidden?'':li.querySelector('.run-prompt').textContent,"
+        "!li.querySelector('.confirm').hidden, b.firstElementChild.style.width];", run_id)
+
+
+def run_checks(d, port, result):
+    """A run with two repeats and two prompts: the bar appears and advances; confirm on the page
+    with the token, then as a logged-in technician; pause refused meanwhile."""
+    code, _, body = http(port, "/api/v1/runs", "POST",
+                         {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+                         body=json.dumps({"recipe": RUN_RECIPE, "recipe_file": "diode-page.toml",
+                                          "metadata": {"sample": "S-page"},
+                                          "bindings": {"smu": "smu1"}}).encode())
+    assert code == 201, (code, body)
+    run_id = json.loads(body)["run_id"]
+    seen = []
+
+    def view():
+        v = run_view(d, run_id)
+        if v:
+            seen.append(v[1])
+        return v
+
+    v = wait_for(lambda: (x := view()) and x[0] == "waiting" and x, 15, "the run waiting on the page")
+    assert v[1] == 0 and v[2] == 1 and "Land the probes" in v[3] and v[4], v
+    # While the run owns smu1: pause is refused naming it; health says in_run, not stale.
+    code, _, body = http(port, "/api/v1/acquisition/pause", "POST", {"Authorization": f"Bearer {TOKEN}"})
+    assert code == 409 and run_id in body, (code, body)
+    h = json.loads(http(port, "/api/v1/health")[2])
+    assert "in_run" in [r["code"] for r in h["instruments"][0]["reasons"]], h
+    _, samples = parse_metrics(http(port, "/metrics")[2])
+    assert samples["semilab_agent_runs_active"] == 1
+    li = f'li.run[data-run="{run_id}"]'
+    click(d, d.find_element("css selector", li + " button.confirm"))
+    wait_for(lambda: f"confirm {run_id}: accepted" in result.text, 5, "the confirm accepted")
+    v = wait_for(lambda: (x := view()) and x[0] == "waiting" and x[2] == 2 and x, 30,
+                 "the repeat prompt")
+    assert v[1] == 50 and "second diode" in v[3], v
+    # The second prompt confirmed by a logged-in technician (session cookie + CSRF, no token).
+    tok = d.find_element("id", "token")
+    tok.clear()
+    click(d, d.find_element("id", "token-save"))
+    browser_login(d, "tech", TECH_PW)
+    wait_for(lambda: d.find_element("id", "session-user").text == "tech", 10, "tech logged in")
+    click(d, d.find_element("css selector", li + " button.confirm"))
+    wait_for(lambda: f"confirm {run_id}: accepted" in result.text and "tech" in
+             d.find_element("id", "session-user").text, 5, "the technician's confirm accepted")
+    v = wait_for(lambda: (x := view()) and x[0] in ("completed", "failed") and x, 30, "the run's end")
+    assert v[0] == "completed" and v[1] == 100 and not v[4], v
+    # The bar advanced: never backwards, 0 -> 50 -> 100 at least.
+    assert seen == sorted(seen) and {0, 50, 100} <= set(seen), seen
+    overflow = d.execute_script(
+        "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, f"with the runs panel the page is {overflow}px wider than a phone"
+    click(d, d.find_element("id", "logout"))
+    wait_for(lambda: d.find_element("id", "login-form").is_displayed(), 5, "logged out")
+    tok = d.find_element("id", "token")
+    tok.send_keys(TOKEN)
+    click(d, d.find_element("id", "token-save"))
+    print(f"run checks passed ({run_id}: progress seen {sorted(set(seen))})")
+
+
 def browser_checks(system, port, artifacts):
     d = browser(artifacts)
     try:
@@ -490,6 +602,8 @@ def browser_checks(system, port, artifacts):
                  "the reconnect counted")
         wait_for(lambda: "reconnect requested" in d.find_element("id", "events").text, 5,
                  "the action in the recent events")
+        assert d.find_element("id", "acks-refused").text == "0"
+        run_checks(d, port, result)
         click(d, d.find_element("css selector", '[data-instrument="smu1"] button.tx'))
         wait_for(lambda: len(d.find_elements("css selector", "#tx-table tbody tr")) > 0, 5,
                  "the transaction table")

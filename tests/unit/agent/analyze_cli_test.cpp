@@ -4,9 +4,7 @@
 #include <boost/json.hpp>
 #include <doctest/doctest.h>
 
-#include <sys/wait.h>
 
-#include <array>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -41,18 +39,9 @@ std::string slurp(const fs::path& p) {
 }
 
 run_result agent(const semilab::test::temp_dir& dir, const std::string& args) {
-  run_result r;
   const auto errf = dir.path() / "stderr.txt";
-  std::string cmd = kBin + "/semilab-agent analyze " + args + " 2>" + errf.string();
-  std::FILE* p = ::popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  std::array<char, 4096> buf{};
-  std::size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  int st = ::pclose(p);
-  r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  r.err = slurp(errf);
-  return r;
+  auto sh = semilab::test::run_shell(kBin + "/semilab-agent analyze " + args + " 2>" + errf.string());
+  return {sh.exit, std::move(sh.out), slurp(errf)};
 }
 
 // name -> {value, uncertainty (NaN when empty), pass/fail or ""} from the tab-separated lines.

@@ -243,3 +243,110 @@ TEST_CASE("calibration dates parse strictly") {
   CHECK_FALSE(parse_date_ns("tomorrow").has_value());
   CHECK_FALSE(parse_date_ns("").has_value());
 }
+
+TEST_CASE("a paused instrument is paused, with who and when, not stale or failed") {
+  auto in = good_instrument();
+  in.last_good_ns = kNow - 3600 * kS;  // not polled for an hour: stale if it were not paused
+  in.consecutive_errors = 4;           // left over from before the pause
+  in.paused = true;
+  in.paused_by = "eng";
+  in.paused_ns = kNow - 3600 * kS;
+  auto r = evaluate(good_agent(), {in}, kNow);
+  REQUIRE(r.instruments.size() == 1);
+  const auto& h = r.instruments[0];
+  CHECK(h.paused);
+  CHECK(h.state == level::ok);
+  CHECK(r.state == level::ok);
+  CHECK(has(h.reasons, "paused", level::ok));
+  CHECK_FALSE(has(h.reasons, "stale", level::failed));
+  CHECK_FALSE(has(h.reasons, "not_answering", level::failed));
+  REQUIRE_FALSE(h.reasons.empty());
+  CHECK(h.reasons[0].text.find("paused by eng") != std::string::npos);
+  CHECK(h.reasons[0].text.find("60.0 min ago") != std::string::npos);
+  auto j = to_json(h);
+  CHECK(j.at("state").as_string() == "paused");
+  CHECK(j.at("level").as_string() == "ok");
+  CHECK(j.at("paused").as_bool());
+
+  // The same instrument, not paused: failed (stale, not answering).
+  auto running = in;
+  running.paused = false;
+  auto r2 = evaluate(good_agent(), {running}, kNow);
+  CHECK(r2.instruments[0].state == level::failed);
+  CHECK(has(r2.instruments[0].reasons, "stale", level::failed));
+  CHECK(to_json(r2.instruments[0]).at("state").as_string() == "failed");
+  CHECK_FALSE(same_health(r, r2));
+
+  // Paused with an overdue calibration: still shown paused; its level says degraded.
+  in.calibration_due_ns = kNow - 86400 * kS;
+  auto r3 = evaluate(good_agent(), {in}, kNow);
+  CHECK(r3.instruments[0].state == level::degraded);
+  CHECK(to_json(r3.instruments[0]).at("state").as_string() == "paused");
+  CHECK(to_json(r3.instruments[0]).at("level").as_string() == "degraded");
+
+  // Pausing changes the meaning even when the level does not.
+  auto idle = good_instrument();
+  auto paused_idle = idle;
+  paused_idle.paused = true;
+  CHECK_FALSE(same_health(evaluate(good_agent(), {idle}, kNow),
+                          evaluate(good_agent(), {paused_idle}, kNow)));
+}
+
+TEST_CASE("an instrument a run owns is not stale while the run lasts") {
+  auto in = good_instrument();
+  in.last_good_ns = kNow - 600 * kS;
+  in.run_id = "run-1-abcd";
+  auto h = evaluate_instrument(in, kNow, kNow - 3600 * kS);
+  CHECK(h.state == level::ok);
+  CHECK(has(h.reasons, "in_run", level::ok));
+  CHECK_FALSE(has(h.reasons, "stale", level::failed));
+  CHECK(h.reasons[0].text.find("run-1-abcd") != std::string::npos);
+}
+
+TEST_CASE("check-standard drift beyond the recipe's limit degrades the instrument") {
+  auto in = good_instrument();
+  check_standard c;
+  c.run_id = "run-cs-1";
+  c.finished_ns = kNow - 120 * kS;
+  c.r = 100.05;
+  c.deviation = 0.05;  // ohm
+  c.deviation_rel = 5e-4;
+  c.max = 0.02;
+  c.min = -0.02;
+  in.check = c;
+  auto h = evaluate_instrument(in, kNow, kNow - 3600 * kS);
+  CHECK(h.state == level::degraded);
+  REQUIRE(has(h.reasons, "check_standard_drift", level::degraded));
+  const auto& text = h.reasons.back().text;
+  CHECK(text.find("+0.05 ohm") != std::string::npos);
+  CHECK(text.find("+500.0 ppm") != std::string::npos);
+  CHECK(text.find("[-0.02, 0.02] ohm") != std::string::npos);
+  CHECK(text.find("run-cs-1") != std::string::npos);
+
+  // Below the lower limit too.
+  in.check->deviation = -0.03;
+  CHECK(has(evaluate_instrument(in, kNow, 0).reasons, "check_standard_drift", level::degraded));
+  // Within the limits: a note, the instrument stays ok.
+  in.check->deviation = 0.01;
+  h = evaluate_instrument(in, kNow, 0);
+  CHECK(h.state == level::ok);
+  CHECK(has(h.reasons, "check_standard", level::ok));
+  // A relative limit alone judges the relative deviation.
+  in.check->min.reset();
+  in.check->max.reset();
+  in.check->rel_max = 1e-4;
+  in.check->deviation_rel = 2e-4;
+  h = evaluate_instrument(in, kNow, 0);
+  CHECK(h.state == level::degraded);
+  CHECK(h.reasons.back().text.find("relative [-inf, 100] ppm") != std::string::npos);
+  // No limit in the recipe: not judged, no reason.
+  in.check->rel_max.reset();
+  h = evaluate_instrument(in, kNow, 0);
+  CHECK(h.state == level::ok);
+  CHECK(h.reasons.empty());
+  // The drift makes the whole agent degraded.
+  in.check->max = 0.001;
+  auto r = evaluate(good_agent(), {in}, kNow);
+  CHECK(r.state == level::degraded);
+  CHECK(r.agent_state == level::ok);
+}

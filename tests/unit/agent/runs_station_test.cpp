@@ -18,7 +18,10 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <functional>
+#include <iterator>
 #include <map>
+#include <set>
 #include <string>
 
 namespace json = boost::json;
@@ -103,13 +106,25 @@ struct station_fixture {
   std::filesystem::path config = dir.path() / "agent.toml";
 
   station_fixture() {
-    for (const char* id : {"smu-d", "gate", "drain", "lcr", "smu-4pp", "dmm"}) port[id] = free_port();
+    // Distinct ports: bind(0) may hand out a just-released port again.
+    std::set<int> taken{status_port};
+    for (const char* id : {"smu-d", "gate", "drain", "lcr", "smu-4pp", "dmm", "h-mx", "h-mag",
+                           "h-smu", "h-dmm", "t-mx", "t-smu", "t-dmm"}) {
+      int p = free_port();
+      while (!taken.insert(p).second) p = free_port();
+      port[id] = p;
+    }
     auto st = dir.path() / "station.toml";
     std::ofstream s(st);
     s << "[[device]]\nname = \"d1\"\nkind = \"diode\"\ni0 = 1e-12\nideality = 1.8\nrs = 5\n"
       << "[[device]]\nname = \"m1\"\nkind = \"mosfet\"\nvth = 0.5\n"
       << "[[device]]\nname = \"c1\"\nkind = \"moscap\"\nna = 1e22\ntox = 10e-9\narea = 1e-8\nvfb = -0.9\n"
-      << "[[device]]\nname = \"s1\"\nkind = \"sheet\"\nr_sheet = 100\nspacing = 1e-3\ndiameter = 0.1\n";
+      << "[[device]]\nname = \"s1\"\nkind = \"sheet\"\nr_sheet = 100\nspacing = 1e-3\ndiameter = 0.1\n"
+      // van der Pauw / Hall sample (n type) and a TLM row of 5 pads (4 gaps)
+      << "[[device]]\nname = \"h1\"\nkind = \"hall\"\nr_sheet = 250\nn_sheet = 2e16\nhall_sign = -1\n"
+      << "tesla_per_amp = 0.1\nangle2 = 80\n"
+      << "[[device]]\nname = \"t1\"\nkind = \"tlm\"\nr_sheet = 50\nr_contact = 4\nwidth = 100e-6\n"
+      << "gap1 = 5e-6\ngap2 = 10e-6\ngap3 = 20e-6\ngap4 = 40e-6\n";
     auto inst = [&](const char* id, const char* model, const char* dev, const char* term) {
       s << "[[instrument]]\nid = \"" << id << "\"\nmodel = \"" << model << "\"\ndevice = \"" << dev
         << "\"\nterminal = \"" << term << "\"\nlisten = \"127.0.0.1:" << port[id] << "\"\n";
@@ -120,6 +135,13 @@ struct station_fixture {
     inst("lcr", "e4980a", "c1", "gate");
     inst("smu-4pp", "keithley2450", "s1", "force");
     inst("dmm", "34461a", "s1", "sense");
+    inst("h-mx", "keithley7001", "h1", "matrix");
+    inst("h-mag", "kepco-bop", "h1", "magnet");
+    inst("h-smu", "keithley2450", "h1", "force");
+    inst("h-dmm", "34461a", "h1", "sense");
+    inst("t-mx", "keithley7001", "t1", "matrix");
+    inst("t-smu", "keithley2450", "t1", "force");
+    inst("t-dmm", "34461a", "t1", "sense");
     s.close();
     sim = child({kBin + "/semilab-sim", "--station", st.string()}, dir.path() / "sim.log");
     for (auto& [id, p] : port) {
@@ -132,7 +154,11 @@ struct station_fixture {
       << "[status]\nport = " << status_port << "\noperator_token = \"" << kToken << "\"\n"
       << "[runs]\nroles = { smu = \"smu-d\" }\n";
     for (auto& [id, p] : port) {
-      std::string model = id == "lcr" ? "e4980a" : id == "dmm" ? "34461a" : "keithley2450";
+      std::string model = id == "lcr"                      ? "e4980a"
+                          : id == "dmm" || id.ends_with("-dmm") ? "34461a"
+                          : id.ends_with("-mx")                ? "keithley7001"
+                          : id == "h-mag"                      ? "kepco-bop"
+                                                               : "keithley2450";
       // One reading each, then the runner stays idle: what the outputs do afterwards is the
       // run's doing only.
       c << "[[instrument]]\nid = \"" << id << "\"\nmodel = \"" << model
@@ -306,6 +332,47 @@ TEST_CASE("each method runs live against the station; parameters match the devic
     CHECK(scpi(f.port["gate"], ":OUTP?") == "0");
     CHECK(scpi(f.port["drain"], ":OUTP?") == "0");
   }
+  SUBCASE("MOSFET Id-Vd: gate held, drain swept; Ron and saturation current of the device") {
+    auto r = f.run_recipe(f.recipe("idvd.toml", R"(
+[recipe]
+format = 1
+name = "nmos-idvd"
+version = "1.0.0"
+method = "mosfet-idvd"
+[roles.gate]
+kind = "source-measure"
+instrument = "gate"
+level = 2.0
+compliance = 1e-6
+nplc = 0.01
+[roles.drain]
+kind = "source-measure"
+instrument = "drain"
+compliance = 0.05
+nplc = 0.01
+[sweep]
+role = "drain"
+mode = "linear"
+start = 0
+stop = 3.0
+points = 121
+[device]
+polarity = "n"
+width = 10e-6
+length = 1e-6
+)"));
+    INFO(r.out);
+    REQUIRE(r.exit == 0);
+    auto run = json::parse(r.out);
+    // Model (station.cpp, T2a device, theta = 0): ID = beta v (Vov - v/2) below VDsat = Vov =
+    // 1.5 V, so dID/dVDS at 0 = beta Vov (Ron 482.6 ohm) and Idsat = beta Vov^2 / 2.
+    const double beta = 1.3813e-3, vov = 1.5;
+    CHECK(param(run, "r_on") == doctest::Approx(1 / (beta * vov)).epsilon(0.01));
+    CHECK(param(run, "id_sat") == doctest::Approx(beta * vov * vov / 2).epsilon(0.01));
+    f.check_records(std::string(run.at("run_id").as_string()), 2 * 121, "r_on");
+    CHECK(scpi(f.port["gate"], ":OUTP?") == "0");
+    CHECK(scpi(f.port["drain"], ":OUTP?") == "0");
+  }
   SUBCASE("MOS C-V on the LCR meter") {
     auto r = f.run_recipe(f.recipe("cv.toml", R"(
 [recipe]
@@ -368,6 +435,151 @@ diameter = 0.1
     f.check_records(std::string(run.at("run_id").as_string()), 2 * 6, "r_sheet");
     CHECK(scpi(f.port["smu-4pp"], ":OUTP?") == "0");
   }
+  SUBCASE("van der Pauw and Hall through the switch matrix, field reversal by the magnet") {
+    // Sample h1: r_sheet 250 ohm/sq, n type, n_sheet 2e16 m^-2, contact 2 at 80 degrees
+    // (asymmetric); magnet 0.1 T/A, so 5 A gives the recipe's 0.5 T.
+    const char* kHall = R"(
+[recipe]
+format = 1
+name = "hall-live"
+version = "1.0.0"
+method = "METHOD"
+[roles.smu]
+kind = "source-measure"
+instrument = "h-smu"
+source = "current"
+compliance = 5.0
+nplc = 0.01
+[roles.dmm]
+kind = "voltmeter"
+instrument = "h-dmm"
+nplc = 0.02
+[roles.matrix]
+kind = "switch"
+instrument = "h-mx"
+[roles.magnet]
+kind = "magnet"
+instrument = "h-mag"
+level = 5.0
+[sweep]
+role = "smu"
+mode = "list"
+values = [1e-4, -1e-4]
+[device]
+field = 0.5
+)";
+    std::string hall = kHall;
+    hall.replace(hall.find("METHOD"), 6, "hall");
+    auto r = f.run_recipe(f.recipe("hall.toml", hall));
+    INFO(r.out);
+    REQUIRE(r.exit == 0);
+    auto run = json::parse(r.out);
+    CHECK(run.at("state").as_string() == "completed");
+    CHECK(param(run, "r_sheet") == doctest::Approx(250).epsilon(2e-3));
+    CHECK(run.at("result").at("parameters").at("carrier_type").at("value").as_string() == "n");
+    CHECK(param(run, "n_sheet") == doctest::Approx(2e16).epsilon(5e-3));
+    const double mobility = 1 / (1.602176634e-19 * 2e16 * 250);
+    CHECK(param(run, "mobility") == doctest::Approx(mobility).epsilon(5e-3));
+    CHECK(param(run, "field") == doctest::Approx(0.5));
+    // 8 vdp configurations at zero field and 4 Hall ones at +B and -B, 2 currents each.
+    f.check_records(std::string(run.at("run_id").as_string()), (8 + 2 * 4) * 2, "n_sheet");
+    // The run left the source off, the field off and every relay open.
+    CHECK(scpi(f.port["h-smu"], ":OUTP?") == "0");
+    CHECK(scpi(f.port["h-mag"], ":OUTP?") == "0");
+    CHECK(scpi(f.port["h-mx"], ":ROUT:CLOS?") == "(@)");
+
+    // van der Pauw alone: the same sample without the magnet role.
+    std::string vdp = kHall;
+    vdp.replace(vdp.find("METHOD"), 6, "vdp");
+    vdp.erase(vdp.find("[roles.magnet]"), vdp.find("[sweep]") - vdp.find("[roles.magnet]"));
+    vdp.replace(vdp.find("field = 0.5"), 11, "thickness = 1e-6");
+    auto rv = f.run_recipe(f.recipe("vdp.toml", vdp));
+    INFO(rv.out);
+    REQUIRE(rv.exit == 0);
+    auto runv = json::parse(rv.out);
+    CHECK(param(runv, "r_sheet") == doctest::Approx(250).epsilon(2e-3));
+    CHECK(param(runv, "resistivity") == doctest::Approx(250e-6).epsilon(2e-3));
+    // Contact 2 at 80 degrees: the two van der Pauw resistances differ.
+    CHECK(param(runv, "r_a") != doctest::Approx(param(runv, "r_b")).epsilon(1e-2));
+    CHECK(scpi(f.port["h-mx"], ":ROUT:CLOS?") == "(@)");
+  }
+  SUBCASE("TLM: the matrix routes each pad pair; contact resistance and transfer length") {
+    // Row t1: r_sheet 50 ohm/sq, r_contact 4 ohm, W 100 um: R(d) = 8 + 50 d / 100e-6, so the
+    // transfer length is r_contact W / r_sheet = 8 um.
+    auto r = f.run_recipe(f.recipe("tlm.toml", R"(
+[recipe]
+format = 1
+name = "tlm-live"
+version = "1.0.0"
+method = "tlm"
+[roles.smu]
+kind = "source-measure"
+instrument = "t-smu"
+source = "current"
+compliance = 1.0
+nplc = 0.01
+[roles.dmm]
+kind = "voltmeter"
+instrument = "t-dmm"
+nplc = 0.02
+[roles.matrix]
+kind = "switch"
+instrument = "t-mx"
+[sweep]
+role = "smu"
+mode = "list"
+values = [1e-3, -1e-3]
+[device]
+contact_width = 100e-6
+gaps = [5e-6, 10e-6, 20e-6, 40e-6]
+)"));
+    INFO(r.out);
+    REQUIRE(r.exit == 0);
+    auto run = json::parse(r.out);
+    CHECK(run.at("state").as_string() == "completed");
+    CHECK(param(run, "r_contact") == doctest::Approx(4.0).epsilon(5e-3));
+    CHECK(param(run, "r_sheet") == doctest::Approx(50.0).epsilon(5e-3));
+    CHECK(param(run, "l_transfer") == doctest::Approx(8e-6).epsilon(1e-2));
+    f.check_records(std::string(run.at("run_id").as_string()), 4 * 2, "r_contact");
+    CHECK(scpi(f.port["t-smu"], ":OUTP?") == "0");
+    CHECK(scpi(f.port["t-mx"], ":ROUT:CLOS?") == "(@)");
+  }
+  SUBCASE("check standard: the four-wire resistance of the head against its nominal value") {
+    // The sheet's inner-probe V/I is 100 ohm/sq / (4.5324 F2(100)) = 22.083 ohm.
+    auto r = f.run_recipe(f.recipe("cs.toml", R"(
+[recipe]
+format = 1
+name = "daily-check-22R"
+version = "1.0.0"
+method = "check-standard"
+[roles.smu]
+kind = "source-measure"
+instrument = "smu-4pp"
+source = "current"
+compliance = 2.0
+nplc = 0.01
+[roles.dmm]
+kind = "voltmeter"
+instrument = "dmm"
+[sweep]
+role = "smu"
+mode = "list"
+values = [1e-3, -1e-3]
+[device]
+nominal = 22.0
+[limits.deviation_rel]
+min = -0.01
+max = 0.01
+)"));
+    INFO(r.out);
+    REQUIRE(r.exit == 0);
+    auto run = json::parse(r.out);
+    CHECK(param(run, "r") == doctest::Approx(22.083).epsilon(1e-3));
+    CHECK(param(run, "deviation") == doctest::Approx(0.083).epsilon(0.05));
+    CHECK(param(run, "deviation_rel") == doctest::Approx(0.083 / 22).epsilon(0.05));
+    f.check_records(std::string(run.at("run_id").as_string()), 2 * 2, "deviation");
+    CHECK(scpi(f.port["smu-4pp"], ":OUTP?") == "0");
+  }
 }
 
 TEST_CASE("refused submissions name the problem") {
@@ -377,6 +589,43 @@ TEST_CASE("refused submissions name the problem") {
   bad.replace(bad.find("[roles.smu]"), 11, "[roles.smu]\ninstrument = \"lcr\"");
   auto r = f.run_recipe(f.recipe("bad.toml", bad));
   CHECK(r.exit == 2);
+  // A switch role on a voltmeter; TLM without a switch role.
+  const std::string tlm = R"(
+[recipe]
+format = 1
+name = "tlm-bad"
+version = "1.0.0"
+method = "tlm"
+[roles.smu]
+kind = "source-measure"
+instrument = "t-smu"
+source = "current"
+compliance = 1.0
+SWITCH
+[sweep]
+role = "smu"
+mode = "list"
+values = [1e-3, -1e-3]
+[device]
+contact_width = 100e-6
+gaps = [5e-6, 10e-6, 20e-6, 40e-6]
+)";
+  auto with = [&](const std::string& sw) {
+    std::string t = tlm;
+    t.replace(t.find("SWITCH"), 6, sw);
+    return t;
+  };
+  auto log_text = [&] {
+    std::ifstream in(f.dir.path() / "cli.log");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  auto r2 = f.run_recipe(f.recipe("bad2.toml", with("[roles.matrix]\nkind = \"switch\"\ninstrument = \"t-dmm\"")));
+  CHECK(r2.exit == 2);
+  CHECK(log_text().find("role 'matrix' (switch): instrument 't-dmm' (model 34461a) does not have "
+                        "that capability") != std::string::npos);
+  auto r3 = f.run_recipe(f.recipe("bad3.toml", with("")));
+  CHECK(r3.exit == 2);
+  CHECK(log_text().find("tlm is measured live through a switch role") != std::string::npos);
   // The refused run left nothing behind; the list answers.
   auto [status, body] = http(f.status_port, "GET", "/api/v1/runs");
   CHECK(status == 200);
@@ -402,7 +651,9 @@ TEST_CASE("abort mid-run: outputs off, state aborted") {
   }, std::chrono::seconds(20)));
   CHECK(scpi(f.port["gate"], ":OUTP?") == "0");
   CHECK(scpi(f.port["drain"], ":OUTP?") == "0");
-  CHECK(f.text("SELECT state FROM runs WHERE run_id = '" + id + "'") == "aborted");
+  // The runs table is written by the executor's worker thread, just after the state changes.
+  CHECK(wait_until([&] { return f.text("SELECT state FROM runs WHERE run_id = '" + id + "'") == "aborted"; },
+                   std::chrono::seconds(10)));
   CHECK(http(f.status_port, "POST", "/api/v1/runs/" + id + "/abort").first == 409);
 }
 
@@ -415,7 +666,9 @@ TEST_CASE("a run that was running when the daemon died is failed at the next sta
     auto [st, b] = http(f.status_port, "GET", "/api/v1/runs/" + id);
     return st == 200 && json::parse(b).at("step").to_number<std::uint64_t>() > 5;
   }, std::chrono::seconds(30)));
-  REQUIRE(f.text("SELECT state FROM runs WHERE run_id = '" + id + "'") == "running");
+  // The runs table is written in the background (runs.cpp): wait for the row, then kill.
+  REQUIRE(wait_until([&] { return f.text("SELECT state FROM runs WHERE run_id = '" + id + "'") == "running"; },
+                     std::chrono::seconds(10)));
   f.agent.kill_hard();
   f.start_agent();
   auto [st, body] = http(f.status_port, "GET", "/api/v1/runs/" + id);
@@ -431,4 +684,137 @@ TEST_CASE("a run that was running when the daemon died is failed at the next sta
   // a later run switches it off. Here: a new run on the same instruments completes.
   auto again = f.run_recipe(f.recipe("mos.toml", mosfet_recipe(51)));
   CHECK(again.exit == 0);
+}
+
+namespace {
+
+std::string str(const json::value& v, const char* k) { return std::string(v.at(k).as_string()); }
+std::uint64_t num(const json::value& v, const char* k) { return v.at(k).to_number<std::uint64_t>(); }
+
+// The run once `pred` holds for it (GET /api/v1/runs/ID), else a failed REQUIRE.
+json::value wait_run(int port, const std::string& id, const std::function<bool(const json::value&)>& pred) {
+  json::value last;
+  bool ok = wait_until([&] {
+    auto [st, b] = http(port, "GET", "/api/v1/runs/" + id);
+    if (st != 200) return false;
+    last = json::parse(b);
+    return pred(last);
+  }, std::chrono::seconds(30));
+  INFO(json::serialize(last));
+  REQUIRE(ok);
+  return last;
+}
+
+}  // namespace
+
+TEST_CASE("repeats and operator prompts: waiting, confirm, outputs off; pause refused meanwhile") {
+  station_fixture f;
+  // Three sweeps of 21 points; the operator lands the probes first and moves them between
+  // repeats; nothing after the last sweep.
+  std::string recipe = kDiode;
+  recipe.replace(recipe.find("points = 71"), 11, "points = 21\nrepeats = 3");
+  recipe += "[[prompt]]\nat = \"start\"\ntext = \"Land the probes on pad 1\"\n"
+            "[[prompt]]\nat = \"repeat\"\ntext = \"Move the probes to the next pad\"\n";
+  auto r = f.run_recipe(f.recipe("rep.toml", recipe), "--no-follow");
+  REQUIRE(r.exit == 0);
+  std::string id = r.out.substr(0, r.out.find('\n'));
+
+  // Waiting for the first prompt: nothing measured, the source off.
+  auto v = wait_run(f.status_port, id, [](const json::value& x) { return str(x, "state") == "waiting"; });
+  CHECK(str(v, "prompt") == "Land the probes on pad 1");
+  CHECK(num(v, "prompt_seq") == 1);
+  CHECK(num(v, "step") == 0);
+  CHECK(num(v, "steps") == 63);
+  CHECK(num(v, "repeats") == 3);
+  CHECK(scpi(f.port["smu-d"], ":OUTP?") == "0");
+  // The table keeps `running` for a waiting run (its CHECK constraint).
+  CHECK(wait_until([&] { return f.text("SELECT state FROM runs WHERE run_id = '" + id + "'") == "running"; },
+                   std::chrono::seconds(10)));
+
+  // Pausing acquisition now is refused, naming the run (HTTP 409; the CLI exits 1).
+  auto [pst, pbody] = http(f.status_port, "POST", "/api/v1/acquisition/pause");
+  CHECK(pst == 409);
+  CHECK(pbody.find(id) != std::string::npos);
+  auto pc = run_cli("pause -c " + f.config.string(), f.dir.path() / "cli.log");
+  CHECK(pc.exit == 1);
+
+  // A confirmation naming another prompt is refused; the CLI confirms the right one.
+  CHECK(http(f.status_port, "POST", "/api/v1/runs/" + id + "/confirm", R"({"prompt": 2})").first == 409);
+  auto c1 = run_cli("runs confirm " + id + " --prompt 1 -c " + f.config.string(), f.dir.path() / "cli.log");
+  CHECK(c1.exit == 0);
+  // The first sweep, then the repeat prompt: progress 21 of 63, the source off again.
+  v = wait_run(f.status_port, id, [](const json::value& x) {
+    return str(x, "state") == "waiting" && num(x, "prompt_seq") == 2;
+  });
+  CHECK(num(v, "step") == 21);
+  CHECK(num(v, "repeat") == 1);
+  CHECK(str(v, "prompt") == "Move the probes to the next pad");
+  CHECK(scpi(f.port["smu-d"], ":OUTP?") == "0");
+  // A second click on the old prompt does not confirm this one.
+  CHECK(http(f.status_port, "POST", "/api/v1/runs/" + id + "/confirm", R"({"prompt": 1})").first == 409);
+  CHECK(http(f.status_port, "POST", "/api/v1/runs/" + id + "/confirm", R"({"prompt": 2})").first == 202);
+  v = wait_run(f.status_port, id, [](const json::value& x) {
+    return str(x, "state") == "waiting" && num(x, "prompt_seq") == 3;
+  });
+  CHECK(num(v, "step") == 42);
+  CHECK(num(v, "repeat") == 2);
+  auto list = run_cli("runs list -c " + f.config.string(), f.dir.path() / "cli.log");
+  CHECK(list.exit == 0);
+  CHECK(list.out.find(id + "\twaiting\t42/63 (repeat 2 of 3)") != std::string::npos);
+  CHECK(http(f.status_port, "POST", "/api/v1/runs/" + id + "/confirm", "").first == 202);
+  v = wait_run(f.status_port, id, [](const json::value& x) { return str(x, "state") == "completed"; });
+  CHECK(num(v, "step") == 63);
+  CHECK(num(v, "repeat") == 3);
+  CHECK(str(v, "prompt").empty());
+  CHECK(http(f.status_port, "POST", "/api/v1/runs/" + id + "/confirm", "").first == 409);
+
+  // Each repeat's curve and parameters, the mean as the run's parameters.
+  const auto& res = v.at("result");
+  REQUIRE(res.at("repeats").as_array().size() == 3);
+  for (const auto& rep : res.at("repeats").as_array()) {
+    CHECK(num(rep, "points") == 21);
+    CHECK(rep.at("parameters").at("n").at("value").to_number<double>() == doctest::Approx(1.8).epsilon(0.03));
+  }
+  CHECK(param(v, "n") == doctest::Approx(1.8).epsilon(0.03));
+  CHECK(res.at("parameters").at("n").at("repeats").to_number<int>() == 3);
+  CHECK(res.at("points").to_number<int>() == 63);
+  for (int k = 1; k <= 3; ++k) {
+    std::string p = "rep" + std::to_string(k) + ".";
+    CHECK(f.count("SELECT COUNT(*) FROM outbox WHERE run_id = '" + id + "' AND channel = '" + p +
+                  "curve.v'") == 21);
+    CHECK(f.count("SELECT COUNT(*) FROM outbox WHERE run_id = '" + id + "' AND channel = '" + p +
+                  "param.n'") == 1);
+  }
+  CHECK(f.count("SELECT COUNT(*) FROM outbox WHERE run_id = '" + id + "' AND channel = 'param.n'") == 1);
+  CHECK(f.count("SELECT COUNT(*) FROM outbox WHERE class = 0 AND run_id = '" + id +
+                "' AND channel = 'run.state' AND vtext = 'waiting'") == 3);
+  CHECK(scpi(f.port["smu-d"], ":OUTP?") == "0");
+
+  // The run over, pause works; a run submitted while paused is refused (exit 2, 409); resume.
+  CHECK(http(f.status_port, "POST", "/api/v1/acquisition/pause").first == 200);
+  auto refused = f.run_recipe(f.recipe("d.toml", kDiode));
+  CHECK(refused.exit == 2);
+  auto [sst, sbody] = http(f.status_port, "POST", "/api/v1/runs",
+                           json::serialize(json::object{{"recipe", kDiode}, {"metadata", {{"sample", "S"}}}}));
+  CHECK(sst == 409);
+  CHECK(sbody.find("acquisition is paused") != std::string::npos);
+  CHECK(http(f.status_port, "POST", "/api/v1/acquisition/resume").first == 200);
+}
+
+TEST_CASE("abort while waiting for the operator") {
+  station_fixture f;
+  std::string recipe = std::string(kDiode) + "[[prompt]]\nat = \"start\"\ntext = \"Land the probes\"\n";
+  auto r = f.run_recipe(f.recipe("p.toml", recipe), "--no-follow");
+  REQUIRE(r.exit == 0);
+  std::string id = r.out.substr(0, r.out.find('\n'));
+  wait_run(f.status_port, id, [](const json::value& x) { return str(x, "state") == "waiting"; });
+  auto a = run_cli("runs abort " + id + " -c " + f.config.string(), f.dir.path() / "cli.log");
+  CHECK(a.exit == 0);
+  auto v = wait_run(f.status_port, id, [](const json::value& x) { return str(x, "state") == "aborted"; });
+  CHECK(str(v, "reason").find("aborted") != std::string::npos);
+  CHECK(wait_until([&] { return f.text("SELECT state FROM runs WHERE run_id = '" + id + "'") == "aborted"; },
+                   std::chrono::seconds(10)));
+  CHECK(scpi(f.port["smu-d"], ":OUTP?") == "0");
+  // The instrument is free again: a run without prompts completes.
+  CHECK(f.run_recipe(f.recipe("d.toml", kDiode)).exit == 0);
 }

@@ -40,3 +40,35 @@ struct mosfet_options {
                                                          const mosfet_options& opt);
 
 }  // namespace semilab::methods
+
+namespace semilab::methods {
+
+inline constexpr std::string_view kMosfetOutputVersion = "mosfet-idvd/1.0";
+
+// One point of the output characteristics: ID(VDS) at a fixed VGS (one curve per VGS value).
+struct idvd_point {
+  double vgs = 0;
+  double vds = 0;
+  double id = 0;
+  std::uint32_t quality = 0;
+};
+
+struct mosfet_output_options {
+  channel polarity = channel::n;
+  double vgs = NAN;      // V: the curve analysed (NaN = the curve of the largest |VGS|)
+  double vds_lin = 0.1;  // V: linear window |VDS| <= this (at least 4 points)
+  double vds_sat = NAN;  // V: saturation window |VDS| >= this (NaN = 0.7 x the largest |VDS|)
+};
+
+// Output characteristics, one curve (mirrored for p-channel like the transfer analysis):
+//   linear region: ID = c0 + c1 VDS + c2 VDS^2 over |VDS| <= vds_lin; r_on = 1/c1 (ohm, the
+//   slope at VDS -> 0, free of the VDS^2/2 bias a straight line would have);
+//   saturation: ID = a + g_ds VDS over |VDS| >= vds_sat; id_sat (A) = the fit at the largest
+//   |VDS|, g_ds (S), r_out = 1/g_ds (ohm), v_early = a/g_ds (V, the magnitude of the VDS
+//   intercept; only when g_ds > 0). Also vgs (V, the curve), curves (1, in the data). Every
+//   fitted value carries its standard error. A flagged point inside a window fails the
+//   extraction; a saturation slope above half the linear one is reported as "no saturation".
+[[nodiscard]] result<extraction> analyze_mosfet_output(std::span<const idvd_point> points,
+                                                       const mosfet_output_options& opt = {});
+
+}  // namespace semilab::methods

@@ -74,8 +74,11 @@ struct hall_readings {
 };
 struct hall_options {
   double r_sheet = 0;    // ohm/sq from van der Pauw (0: no mobility)
+  double r_sheet_u = 0;  // its standard uncertainty (0: unknown)
   double thickness = 0;  // m (0: no bulk density, no RH)
 };
+// Uncertainties: v_sum's is 4x the standard error of the mean of VC..VF (their spread: offsets
+// that field reversal did not cancel, noise), propagated to n_sheet, mobility, density and RH.
 // Parameters: carrier_type (text "n" | "p"), v_sum (V), n_sheet (m^-2), mobility (m^2/(V*s)),
 // density (m^-3), hall_coefficient (m^3/C).
 [[nodiscard]] result<extraction> analyze_hall(const hall_readings& h, const hall_options& opt = {});
@@ -84,5 +87,26 @@ struct hall_options {
 // Parameters: r_contact (ohm), r_sheet (ohm/sq), l_transfer (m), rho_c (ohm*m^2), each with its
 // standard error from the fit (at least 3 distinct gaps).
 [[nodiscard]] result<extraction> analyze_tlm(std::span<const sample> points, double width);
+
+}  // namespace semilab::methods
+
+namespace semilab::methods {
+
+inline constexpr std::string_view kCheckStandardVersion = "check-standard/1.0";
+
+struct check_standard_options {
+  double nominal = 0;    // ohm, the certified value of the reference resistor (required, > 0)
+  double tolerance = 0;  // relative (e.g. 1e-3); 0 = no tolerance check
+};
+
+// A reference resistor measured on a schedule and tracked on a control chart.
+// readings: x = I (A), y = V (V). Two or more distinct currents (e.g. +I/-I): r is the slope of
+// V(I) (thermo-EMF offsets cancel) with its standard error; one current level, repeated: r is
+// the mean of V/I with the standard error of the mean. Parameters: r (ohm), deviation (r -
+// nominal, ohm), deviation_rel ((r - nominal)/nominal, 1), nominal (ohm), each with its
+// uncertainty; a warning when |deviation_rel| exceeds the tolerance by more than its
+// uncertainty. The value charted is r (centre line: nominal).
+[[nodiscard]] result<extraction> analyze_check_standard(std::span<const sample> readings,
+                                                        const check_standard_options& opt);
 
 }  // namespace semilab::methods

@@ -7,12 +7,15 @@
 // the inner-probe voltage (four-wire sense), and a DMM on the sense pair reads the same voltage.
 //
 // Station file (TOML, SI units):
-//   [[device]]  name, kind = diode | mosfet | moscap | sheet, and the kind's parameters
+//   [[device]]  name, kind = diode | mosfet | moscap | sheet | hall | tlm, and the kind's parameters
 //               (station_device_params; unknown keys are errors naming file:line)
-//   [[instrument]] id, model = keithley2450 | e4980a | 34461a, listen = "HOST:PORT" (port 0 =
+//   [[instrument]] id, model = keithley2450 | e4980a | 34461a | keithley7001 | kepco-bop, listen = "HOST:PORT" (port 0 =
 //               any free port), device, terminal, seed
 // Terminals: diode "anode"; mosfet "gate", "drain" (source and body grounded); moscap "gate";
-// sheet "force" (an SMU forcing current, reading the four-wire voltage) and "sense" (a DMM).
+// sheet "force" (an SMU forcing current, reading the four-wire voltage) and "sense" (a DMM);
+// hall "matrix" (switch matrix, model keithley7001), "magnet" (magnet supply, model kepco-bop),
+// "force" (SMU between the contacts routed to rows 1/2), "sense" (DMM across rows 3/4); tlm
+// "matrix", "force", "sense" likewise over the pads.
 //
 // Instruments speak the command subset of their model that the drivers use (init, poll and the
 // capability tables of drivers/src/model.cpp): the 2450 dialect with buffered linear and list
@@ -54,6 +57,18 @@ struct station_device_params {
          leakage = 0.0, ni = 1e16;
   // sheet: thin film of r_sheet on a disc of `diameter`, collinear probes `spacing` apart
   double r_sheet = 100.0, spacing = 1e-3, diameter = 0.1, thermo_emf = 20e-6;
+  // hall: van der Pauw sample, a disc with point contacts 1-4 on its edge at angle1..angle4
+  // (degrees, counter-clockwise; unequal spacing = geometry asymmetry), sheet resistance r_sheet,
+  // sheet carrier density n_sheet (m^-2) of type hall_sign (-1 n, +1 p); contact_size (contact
+  // radius over disc radius) and contact_resistance (ohm) only enter two-terminal readings;
+  // thermo_emf * k is contact k's thermoelectric offset. The magnet gives tesla_per_amp.
+  double n_sheet = 1e17, hall_sign = -1, angle1 = 0, angle2 = 90, angle3 = 180, angle4 = 270,
+         contact_size = 1e-3, contact_resistance = 10, tesla_per_amp = 0.1;
+  // tlm: a row of pads of width `width` on a layer of r_sheet, gaps gap1..gap5 between pads k and
+  // k+1 (0 = no more pads), r_contact (ohm) per pad contact: R(k, k+1) = 2 r_contact + r_sheet
+  // gap_k / width.
+  double width = 100e-6, r_contact = 5, gap1 = 5e-6, gap2 = 10e-6, gap3 = 20e-6, gap4 = 40e-6,
+         gap5 = 0;
   // measurement noise
   double noise_relative = 1e-5, noise_floor = 1e-15;
 };
@@ -81,6 +96,20 @@ class station_device {
   void drive(std::string_view terminal, const terminal_drive& d);
   [[nodiscard]] terminal_drive drive_of(std::string_view terminal) const;
 
+  // Switch matrix of a hall or tlm device: row 1 force HI, 2 force LO, 3 sense HI, 4 sense LO;
+  // column = contact (hall 1-4) or pad (tlm 1..pads). 0 = open.
+  static constexpr int kMatrixRows = 4;
+  [[nodiscard]] int columns() const noexcept;  // contacts or pads; 0 without a matrix
+  void route(int row, int column) noexcept;
+  [[nodiscard]] int route_of(int row) const noexcept;
+  // Field at the sample (T): the magnet supply's current times tesla_per_amp.
+  [[nodiscard]] double field() const;
+  // Noise-free four-terminal resistance V(v_plus, v_minus)/I(i_from -> i_to) at field b (hall).
+  [[nodiscard]] double hall_resistance(int i_from, int i_to, int v_plus, int v_minus,
+                                       double b) const;
+  // Noise-free resistance between adjacent pads k, k+1 (tlm; pads 1-based).
+  [[nodiscard]] double tlm_resistance(int k) const;
+
   // Noise-free model functions (tests compare extractions against these).
   [[nodiscard]] double diode_current(double v) const noexcept;
   [[nodiscard]] double mosfet_drain_current(double vgs, double vds) const noexcept;
@@ -91,6 +120,9 @@ class station_device {
   std::string name_, kind_;
   station_device_params p_;
   std::map<std::string, terminal_drive, std::less<>> drives_;
+  int routes_[kMatrixRows] = {0, 0, 0, 0};
+  [[nodiscard]] double force_resistance() const;  // two-terminal, routed pair; inf when open
+  [[nodiscard]] double potential(int column, double amps) const;  // tlm pad, force LO = 0
 };
 
 struct station_instrument_config {
