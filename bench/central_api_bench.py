@@ -9,7 +9,13 @@ the ten page URLs with a bearer token (role viewer); [auth] rate_per_s = 0 (no r
 every request reaches the handler.
 
 Figures: central_api_rps and central_api_p99_ms with the response cache off
-([http] cache_ttl_ms = 0: every request queries SQLite), central_api_cached_rps with it on.
+([http] cache_ttl_ms = 0: every request queries SQLite), central_api_cached_rps with it on, all
+with the default [http] threads/readers (one HTTP thread and one read connection per core).
+central_api_cpu_us_per_req: CPU time of the central process (user + system, /proc/PID/stat) per
+request answered, cache off: the figure that does not depend on what else loads the machine.
+central_api_1thread_rps / central_api_1thread_cpu_us_per_req: the same with [http] threads = 1,
+readers = 1 (the single-threaded server of before), measured in the same run, so the thread pool's
+gain is a ratio against a baseline on the same machine state.
 Baseline: the old platform's 850 req/s at p95 120 ms (../shared/reference).
 
 The store is made by central itself (migrations), then filled with Python's sqlite3 while the
@@ -44,13 +50,14 @@ end
 """
 
 
-def write_conf(system, cache_ttl_ms):
-    conf = system.path(f"central-{cache_ttl_ms}.toml")
+def write_conf(system, cache_ttl_ms, threads=0):
+    conf = system.path(f"central-{cache_ttl_ms}-{threads}.toml")
     with open(conf, "w") as f:
         f.write(f'[central]\ninstance = "central-bench"\ndata_dir = "{system.path("central")}"\n'
                 f'log_level = "warn"\n\n'
                 f'[mqtt]\nbroker = "tcp://127.0.0.1:{system.broker_port}"\n\n'
-                f'[http]\nlisten = "127.0.0.1:0"\ncache_ttl_ms = {cache_ttl_ms}\n\n'
+                f'[http]\nlisten = "127.0.0.1:0"\ncache_ttl_ms = {cache_ttl_ms}\n'
+                f'threads = {threads}\nreaders = {threads}\n\n'
                 f'[auth]\nanonymous = "none"\nrate_per_s = 0\n')
     return conf
 
@@ -104,6 +111,13 @@ def pages(http, token, now_ns):
     return out
 
 
+def cpu_seconds(pid):
+    """User + system CPU time of a process so far (/proc/PID/stat, clock ticks)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_wrk(http, token, paths, duration, lua):
     env = dict(os.environ, BENCH_TOKEN=token)
     cmd = ["wrk", "-t2", "-c100", f"-d{duration}s", "--latency", "-s", lua,
@@ -121,7 +135,8 @@ def run_wrk(http, token, paths, duration, lua):
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
     if non2xx:
         raise RuntimeError(f"wrk saw {non2xx.group(1)} error responses:\n{text}")
-    return rps, ms("50"), ms("99"), text
+    total = int(re.search(r"(\d+) requests in", text).group(1))
+    return rps, ms("50"), ms("99"), text, total
 
 
 def main():
@@ -148,21 +163,25 @@ def main():
         lua = system.path("pages.lua")
         with open(lua, "w") as f:
             f.write(LUA)
+        conf_one = write_conf(system, 0, threads=1)
         figs = {}
-        for label, conf in (("off", conf_off), ("on", conf_on)):
+        for label, conf in (("off", conf_off), ("one", conf_one), ("on", conf_on)):
             p, http = start_central(system, conf)
             paths = pages(http, token, now_ns)
             run_wrk(http, token, paths, 2, lua)  # warm-up
             runs = []
             for _ in range(args.reps):
-                rps, p50, p99, text = run_wrk(http, token, paths, args.duration, lua)
-                print(f"cache {label}: {rps:.0f} req/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms")
-                runs.append((rps, p50, p99))
+                cpu0 = cpu_seconds(p.pid)
+                rps, p50, p99, text, total = run_wrk(http, token, paths, args.duration, lua)
+                cpu_us = (cpu_seconds(p.pid) - cpu0) * 1e6 / max(total, 1)
+                print(f"cache {label}: {rps:.0f} req/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms, "
+                      f"{cpu_us:.0f} CPU us/request")
+                runs.append((rps, p50, p99, cpu_us))
             runs.sort()
             figs[label] = runs[len(runs) // 2]
             p.stop()
             system.procs.remove(p)
-        rps, _, p99 = figs["off"]
+        rps, _, p99, cpu_us = figs["off"]
         benchlib.publish(args.results, [
             benchlib.figure("central_api_rps", rps, "req/s", 850,
                             "old platform 850 req/s; target >= 20000 (wrk -c100, cache off)"),
@@ -170,6 +189,12 @@ def main():
                             "old platform p95 120 ms; target <= 20 (wrk -c100, cache off)"),
             benchlib.figure("central_api_cached_rps", figs["on"][0], "req/s", rps,
                             "same requests, response cache off"),
+            benchlib.figure("central_api_cpu_us_per_req", cpu_us, "us", figs["one"][3],
+                            "central CPU (user+sys) per request, cache off; baseline: 1 thread"),
+            benchlib.figure("central_api_1thread_rps", figs["one"][0], "req/s", rps,
+                            "[http] threads = readers = 1 (before), same run; baseline: default"),
+            benchlib.figure("central_api_1thread_cpu_us_per_req", figs["one"][3], "us", cpu_us,
+                            "CPU per request with one HTTP thread; baseline: default threads"),
         ])
     except Exception:
         system.dump_logs()

@@ -10,6 +10,10 @@
 // --drain seconds after the window closes is lost. Output (--out): one JSON object with the
 // counts and the window's latencies in milliseconds.
 //
+// --inflight K (closed loop, bench/multi_central_bench.py): instead of one batch a second, every
+// agent keeps K batches unacked at all times (a new one as soon as an ack arrives), so the
+// window's acked batches per second measure what central(s) can take.
+//
 // Not a stand-alone bench: `./dev bench` runs bench/fleet_bench.py, which starts mosquitto,
 // central and several of these.
 #include <semilab/schemas/ack.hpp>
@@ -52,6 +56,7 @@ struct options {
   double measure = 30;
   double drain = 10;
   int jitter_ms = 50;
+  int inflight = 0;  // > 0: closed loop with this many unacked batches per agent
   std::string out = "fleet.json";
   unsigned seed = 1;
 };
@@ -98,6 +103,7 @@ bool parse(int argc, char** argv, options& o) {
       else if (a == "--jitter-ms") o.jitter_ms = std::stoi(v);
       else if (a == "--out") o.out = v;
       else if (a == "--seed") o.seed = static_cast<unsigned>(std::stoul(v));
+      else if (a == "--inflight") o.inflight = std::stoi(v);
       else {
         std::fprintf(stderr, "fleet: unknown option %s\n", a.c_str());
         return false;
@@ -182,7 +188,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr,
                  "usage: semilab-bench-fleet --broker URL --agents N --prefix ID --out FILE "
                  "[--start-at UNIX_S --warmup S --measure S --drain S --records N --jitter-ms MS "
-                 "--site ID --seed N]\n(run by bench/fleet_bench.py)\n");
+                 "--site ID --seed N --inflight K]\n(run by bench/fleet_bench.py and "
+                 "bench/multi_central_bench.py)\n");
     return 2;
   }
   std::minstd_rand rng(o.seed);
@@ -263,18 +270,14 @@ int main(int argc, char** argv) {
       due.emplace(start + std::chrono::microseconds(phase(rng)), i);
 
   sc::frame_encoder enc;  // one thread encodes: one encoder
-  while (!due.empty()) {
-    auto [when, i] = due.top();
-    if (when >= win_to) break;
-    due.pop();
-    std::this_thread::sleep_until(when);
+  // Publishes the next batch of agent `i`; false when encoding failed.
+  auto publish_next = [&](std::size_t i, bool in_window) {
     agent& a = *fleet[i];
     auto frame = enc.encode(make_batch(a, o.records, rng));
     if (!frame) {
       std::fprintf(stderr, "fleet: encode: %s\n", frame.error().message().c_str());
-      return 1;
+      return false;
     }
-    const bool in_window = when >= win_from;
     const auto bid = a.next_batch - 1;
     {
       std::lock_guard lk(mu);
@@ -291,6 +294,36 @@ int main(int argc, char** argv) {
       --tot.published;
       if (in_window) --tot.window_published;
     }
+    return true;
+  };
+  if (o.inflight > 0) {
+    // Closed loop: top every connected agent up to K unacked batches until the window ends.
+    std::this_thread::sleep_until(start);
+    std::vector<std::size_t> live;
+    for (std::size_t i = 0; i < fleet.size(); ++i)
+      if (fleet[i]->cli && fleet[i]->cli->is_connected()) live.push_back(i);
+    for (auto now = clk::now(); now < win_to; now = clk::now()) {
+      bool sent = false;
+      for (const std::size_t i : live) {
+        std::size_t pending;
+        {
+          std::lock_guard lk(mu);
+          pending = fleet[i]->pending.size();
+        }
+        if (pending >= static_cast<std::size_t>(o.inflight)) continue;
+        if (!publish_next(i, clk::now() >= win_from)) return 1;
+        sent = true;
+      }
+      if (!sent) std::this_thread::sleep_for(std::chrono::microseconds(500));
+    }
+    due = {};
+  }
+  while (!due.empty()) {
+    auto [when, i] = due.top();
+    if (when >= win_to) break;
+    due.pop();
+    std::this_thread::sleep_until(when);
+    if (!publish_next(i, when >= win_from)) return 1;
     due.emplace(when + std::chrono::milliseconds(1000 + jitter(rng)), i);
   }
   // Drain: wait for the window's acks (or the deadline).
@@ -331,6 +364,7 @@ int main(int argc, char** argv) {
     out["rejected"] = tot.rejected;
     out["unknown_acks"] = tot.unknown_acks;
     out["measure_s"] = o.measure;
+    out["records_per_batch"] = o.records;
     boost::json::object codes;
     for (const auto& [c, n] : tot.reject_codes) codes[c] = n;
     out["reject_codes"] = std::move(codes);

@@ -47,6 +47,16 @@ def start_broker(system):
     return p
 
 
+def stop_broker(p):
+    """Stops the broker of start_broker (terminate, then kill after 10 s)."""
+    p.terminate()
+    try:
+        p.wait(10)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
 def start_central(system, extra_ingest=""):
     conf = system.path("central.toml")
     with open(conf, "w") as f:
@@ -159,12 +169,7 @@ def main():
                 p.wait()
         system.stop()
         if broker is not None:
-            broker.terminate()
-            try:
-                broker.wait(10)
-            except subprocess.TimeoutExpired:
-                broker.kill()
-                broker.wait()
+            stop_broker(broker)
         if args.keep:
             print(f"fleet: work directory kept: {work}", file=sys.stderr)
         else:  # the store alone is ~250 MB after a full run

@@ -2,6 +2,7 @@
 #include <semilab/central/spc.hpp>
 #include <semilab/central/users.hpp>
 
+#include "api_util.hpp"
 #include "log.hpp"
 
 #include <boost/json.hpp>
@@ -20,17 +21,10 @@ namespace json = boost::json;
 
 namespace {
 
-http_response json_reply(unsigned status, const json::value& v) {
-  http_response r;
-  r.status = status;
-  r.body = json::serialize(v);
-  r.body += '\n';
-  return r;
-}
-
-http_response error_reply(unsigned status, std::string_view message) {
-  return json_reply(status, json::object{{"error", message}});
-}
+using detail::error_reply;
+using detail::json_reply;
+using detail::prom_label;
+using detail::prom_number;
 
 // Beyond 2^53: strings (DESIGN-NOTES, "Integers beyond 2^53 ... travel as JSON strings").
 json::value ns_string(std::int64_t ns) { return json::value(std::to_string(ns)); }
@@ -166,20 +160,6 @@ std::string fmt_double(double v) {
   char buf[32];
   auto [p, ec] = std::to_chars(buf, buf + sizeof buf, v);  // shortest round-trip
   return ec == std::errc() ? std::string(buf, p) : std::string("nan");
-}
-
-// Prometheus label value escaping: backslash, double quote, newline.
-std::string label(std::string_view v) {
-  std::string s;
-  for (char c : v) {
-    if (c == '\\' || c == '"') s += '\\';
-    if (c == '\n') {
-      s += "\\n";
-      continue;
-    }
-    s += c;
-  }
-  return s;
 }
 
 // key=value pairs of a query string, %-decoded; nullopt (and `bad` = the key) on a broken escape.
@@ -327,6 +307,10 @@ constexpr api_param kBlobParams[] = {
 
 const std::string_view kMethods = "GET, HEAD";
 
+constexpr api_param kTokenRevokeParams[] = {
+    {"id", true, "string", "token id (12 hex digits)", true, "0123456789ab"},
+};
+
 std::string retry_after(double seconds) {
   return std::to_string(static_cast<long long>(std::ceil(std::max(seconds, 0.001))));
 }
@@ -385,12 +369,55 @@ std::span<const api_route> api::routes() {
       {"/api/v1/tokens", role::admin, false, &api::tokens,
        "API tokens (id, name, role, created, revoked; never secrets)", "application/json",
        kTokensParams},
+      // POST routes (api_login.cpp).
+      {"/api/v1/login", role::none, false, nullptr,
+       "Log in as a central user: sets the session cookie (HttpOnly, SameSite=Strict) and "
+       "answers the CSRF token that later POSTs with the cookie send as X-CSRF-Token",
+       "application/json", {}, {}, {}, &api::login},
+      {"/api/v1/logout", role::viewer, false, nullptr,
+       "End the caller's session (or revoke the presented bearer token's session) and clear "
+       "the cookie", "application/json", {}, {}, {}, &api::logout},
+      {"/api/v1/tokens", role::admin, false, nullptr,
+       "Create an API token; the answer holds the bearer string once", "application/json",
+       {}, {}, {}, &api::token_create},
+      {"/api/v1/tokens/{id}/revoke", role::admin, false, nullptr, "Revoke an API token",
+       "application/json", kTokenRevokeParams, {}, {}, &api::token_revoke},
   };
   return t;
 }
 
+reader_pool::reader_pool(std::vector<storage*> conns) : all_(std::move(conns)), free_(all_) {}
+
+reader_pool::lease reader_pool::acquire() {
+  std::unique_lock lock(mutex_);
+  freed_.wait(lock, [this] { return !free_.empty(); });
+  storage* s = free_.back();
+  free_.pop_back();
+  return lease(*this, s);
+}
+
+reader_pool::lease::~lease() {
+  if (!s_) return;
+  {
+    std::lock_guard lock(pool_->mutex_);
+    pool_->free_.push_back(s_);
+  }
+  pool_->freed_.notify_one();
+}
+
+namespace {
+std::vector<storage*> pool_of(const api_sources& s) {
+  std::vector<storage*> v;
+  if (s.reader) v.push_back(s.reader);
+  for (auto* r : s.more_readers)
+    if (r) v.push_back(r);
+  return v;
+}
+}  // namespace
+
 api::api(api_sources s)
     : src_(std::move(s)),
+      readers_(pool_of(src_)),
       limiter_(src_.auth ? src_.auth->rate_per_s : 0.0,
                src_.auth ? std::max(1.0, src_.auth->rate_burst) : 1.0) {}
 
@@ -405,19 +432,19 @@ std::optional<role> api::authenticate(const presented_token& t) {
   const bool due = !tokens_loaded_ || age >= src_.auth->token_refresh.count() * 1'000'000 ||
                    (!tokens_.knows(t.id) && age >= 1'000'000'000);  // a token made just now
   if (due) {
-    boost::system::error_code ec;
-    {
-      std::lock_guard rl(reader_mutex_);
-      ec = tokens_.load(*src_.reader);
-    }
+    std::string why;
+    const auto ec = read([&](storage& db) {
+      auto e = tokens_.load(db);
+      if (e) why = db.last_error();
+      return e;
+    });
     if (ec)
-      logger("http")->warn("reading API tokens failed (keeping the last table): {}",
-                           src_.reader->last_error());
+      logger("http")->warn("reading API tokens failed (keeping the last table): {}", why);
     else
       tokens_loaded_ = true;
     tokens_at_ = now;  // failed or not: at most one store read per interval
   }
-  return tokens_.check(t);
+  return tokens_.check(t, src_.clock());
 }
 
 std::optional<http_response> api::cache_get(const std::string& key) {
@@ -467,7 +494,53 @@ api_http_stats api::http_stats() const {
   s.rate_limited = rate_limited_.load();
   s.unauthorized = unauthorized_.load();
   s.forbidden = forbidden_.load();
+  s.logins = logins_.load();
+  s.login_failures = login_failures_.load();
+  s.csrf_refused = csrf_refused_.load();
   return s;
+}
+
+std::optional<http_response> api::identify(const http_request& req, api_caller& who) {
+  who.r = src_.auth ? src_.auth->anonymous : role::admin;
+  std::optional<presented_token> t;
+  if (!req.authorization.empty()) {
+    t = parse_bearer(req.authorization);
+  } else if (auto c = cookie_value(req.cookie, kSessionCookie); !c.empty()) {
+    t = parse_token(c);
+    who.by_cookie = true;
+  } else {
+    return std::nullopt;  // anonymous
+  }
+  auto r = t && src_.auth ? authenticate(*t) : std::nullopt;
+  if (!r) {
+    ++unauthorized_;
+    if (auth_failures().record(now_ns()))
+      logger("http")->error("alarm: more than {} failed authentications in the last minute",
+                            failure_monitor::kAlarmPerMinute);
+    auto reply = error_reply(401, who.by_cookie ? "invalid, expired or ended session"
+                                                : "invalid, unknown or revoked token");
+    reply.headers.emplace_back("WWW-Authenticate",
+                               "Bearer realm=\"semilab-central\", error=\"invalid_token\"");
+    if (who.by_cookie) reply.headers.emplace_back("Set-Cookie", session_cookie("", 0, req.secure));
+    return reply;
+  }
+  who.r = *r;
+  who.token_id = t->id;
+  who.secret = t->secret;
+  return std::nullopt;
+}
+
+std::optional<http_response> api::throttle(const std::string& key) {
+  double wait = 0;
+  {
+    std::lock_guard lock(auth_mutex_);
+    wait = limiter_.take(key, src_.steady());
+  }
+  if (wait <= 0) return std::nullopt;
+  ++rate_limited_;
+  auto reply = error_reply(429, "rate limit of this caller exceeded");
+  reply.headers.emplace_back("Retry-After", retry_after(wait));
+  return reply;
 }
 
 http_response api::handle(const http_request& req) {
@@ -475,77 +548,85 @@ http_response api::handle(const http_request& req) {
   const auto q = target.find('?');
   const auto path = target.substr(0, q);
   const auto query = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
+  const bool post = req.method == "POST";
+  const bool get = req.method == "GET" || req.method == "HEAD";
 
+  // The route of this path and method; `allow` collects the methods of the path.
   const api_route* route = nullptr;
   std::string_view segment;
+  std::string allow;
   for (const auto& r : routes()) {
     const auto brace = r.path.find('{');
+    std::string_view seg;
     if (brace == std::string_view::npos) {
-      if (r.path == path) route = &r;
-    } else if (path.size() > brace && path.substr(0, brace) == r.path.substr(0, brace) &&
-               path.find('/', brace) == std::string_view::npos) {
-      route = &r;
-      segment = path.substr(brace);
+      if (r.path != path) continue;
+    } else {
+      // "/prefix/{x}" or "/prefix/{x}/suffix": one segment, no '/'.
+      const auto close = r.path.find('}', brace);
+      const auto suffix = r.path.substr(close + 1);
+      if (path.size() <= brace + suffix.size() || path.substr(0, brace) != r.path.substr(0, brace) ||
+          !path.ends_with(suffix))
+        continue;
+      seg = path.substr(brace, path.size() - brace - suffix.size());
+      if (seg.empty() || seg.find('/') != std::string_view::npos) continue;
     }
-    if (route) break;
+    const bool is_post = r.action != nullptr;
+    allow += allow.empty() ? "" : ", ";
+    allow += is_post ? "POST" : kMethods;
+    if (!route && (is_post ? post : get)) {
+      route = &r;
+      segment = seg;
+    }
   }
-  if (!route) return error_reply(404, "not found");
-  if (req.method != "GET" && req.method != "HEAD") {
+  if (allow.empty()) return error_reply(404, "not found");
+  if (!route) {
     auto reply = error_reply(405, "method not allowed");
-    reply.allow = std::string(kMethods);
+    reply.allow = allow;
     return reply;
   }
 
+  api_caller who;
+  if (route->action == &api::login) {
+    // Whatever cookie the browser still holds (an expired session) does not matter here; the
+    // per-address bucket and the per-user lockout bound guessing.
+    if (src_.auth)
+      if (auto e = throttle("login:" + req.remote)) return std::move(*e);
+    return login(req, who, segment);
+  }
   role need = route->min_role;
   if (src_.auth && route->fn == &api::metrics && src_.auth->metrics_public) need = role::none;
-  if (src_.auth && need != role::none) {
-    role have = src_.auth->anonymous;
-    std::string key;
-    if (!req.authorization.empty()) {
-      auto t = parse_bearer(req.authorization);
-      auto r = t ? authenticate(*t) : std::nullopt;
-      if (!r) {
+  // Credentials are checked where a role is needed and on every POST (logout and the token
+  // actions act as the caller; login ignores them).
+  if (src_.auth && (need != role::none || post)) {
+    if (auto e = identify(req, who)) return std::move(*e);
+    if (who.r < need) {
+      if (who.token_id.empty()) {
         ++unauthorized_;
-        if (auth_failures().record(now_ns()))
-          logger("http")->error("alarm: more than {} failed authentications in the last minute",
-                                failure_monitor::kAlarmPerMinute);
-        auto reply = error_reply(401, "invalid, unknown or revoked token");
-        reply.headers.emplace_back(
-            "WWW-Authenticate",
-            "Bearer realm=\"semilab-central\", error=\"invalid_token\"");
-        return reply;
-      }
-      have = *r;
-      key = "token:" + t->id;
-    } else {
-      key = "anon:" + req.remote;
-    }
-    if (have < need) {
-      if (req.authorization.empty()) {
-        ++unauthorized_;
-        auto reply = error_reply(401, "a bearer token with role " +
+        auto reply = error_reply(401, "a bearer token or a session with role " +
                                           std::string(to_string(need)) + " or higher is needed");
         reply.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"semilab-central\"");
         return reply;
       }
       ++forbidden_;
-      return error_reply(403, "this token's role is " + std::string(to_string(have)) + "; " +
+      return error_reply(403, "this caller's role is " + std::string(to_string(who.r)) + "; " +
                                   std::string(route->path) + " needs " +
                                   std::string(to_string(need)));
     }
-    double wait = 0;
-    {
-      std::lock_guard lock(auth_mutex_);
-      wait = limiter_.take(key, src_.steady());
+    // A state-changing request riding on the session cookie must prove it comes from a page
+    // that read the login answer (double-submit: the header is not sent cross-site by a
+    // browser, and SameSite=Strict keeps the cookie away from other sites anyway).
+    if (post && who.by_cookie && route->action != &api::login &&
+        !equal_secret(req.csrf_token, csrf_token_for(who.secret))) {
+      ++csrf_refused_;
+      return error_reply(403, "missing or wrong X-CSRF-Token for this session");
     }
-    if (wait > 0) {
-      ++rate_limited_;
-      auto reply = error_reply(429, "rate limit of this caller exceeded");
-      reply.headers.emplace_back("Retry-After", retry_after(wait));
-      return reply;
-    }
+    if (auto e = throttle(who.token_id.empty() ? "anon:" + req.remote : "token:" + who.token_id))
+      return std::move(*e);
+  } else if (!src_.auth) {
+    who.r = role::admin;  // no access control configured (tests of the routes)
   }
 
+  if (route->action) return (this->*route->action)(req, who, segment);
   if (!route->fn) return http_response{200, "text/plain", "ok\n", {}};
   std::string args;
   std::string_view effective = query;
@@ -578,9 +659,10 @@ std::string api::openapi_json() const {
   for (const auto& r : routes()) {
     json::object op;
     op["summary"] = r.summary;
+    const bool is_post = r.action != nullptr;
     std::string id;
     for (char c : r.path) id += (std::isalnum(static_cast<unsigned char>(c)) ? c : '_');
-    op["operationId"] = "get" + id;
+    op["operationId"] = (is_post ? "post" : "get") + id;
     const bool is_metrics = r.fn == &api::metrics;
     role need = r.min_role;
     if (src_.auth && is_metrics && src_.auth->metrics_public) need = role::none;
@@ -588,7 +670,9 @@ std::string api::openapi_json() const {
     op["x-semilab-cached"] = r.cacheable;
     op["description"] =
         std::string("Minimum role: ") + std::string(to_string(need)) +
-        (need == role::none ? " (no token)" : "") + ". HEAD answers like GET without a body." +
+        (need == role::none ? " (no token)" : "") +
+        (is_post ? ". Changes state: with the session cookie, X-CSRF-Token is required."
+                 : ". HEAD answers like GET without a body.") +
         (is_metrics ? " With [auth] metrics_public = true no token is needed." : "");
     json::array params;
     for (const auto& p : r.params) {
@@ -604,7 +688,8 @@ std::string api::openapi_json() const {
     if (need == role::none)
       op["security"] = json::array{};
     else
-      op["security"] = json::array{json::object{{"bearerAuth", json::array{}}}};
+      op["security"] = json::array{json::object{{"bearerAuth", json::array{}}},
+                                   json::object{{"sessionCookie", json::array{}}}};
     json::object responses;
     responses["200"] = json::object{
         {"description", "OK"},
@@ -624,10 +709,38 @@ std::string api::openapi_json() const {
       responses["429"] = err("Rate limit of the caller exceeded (see Retry-After)");
     }
     if (r.fn == &api::ready) responses["503"] = err("Not ready, with reasons");
-    else if (r.fn && r.fn != &api::openapi) responses["503"] = err("Store unavailable");
+    else if ((r.fn && r.fn != &api::openapi) || is_post) responses["503"] = err("Store unavailable");
     if (r.fn == &api::spc) responses["422"] = err("Too few values for the chart");
+    if (is_post && need != role::none)
+      responses["403"] = err("Role too low, or the session's X-CSRF-Token missing or wrong");
+    if (r.action == &api::login) {
+      responses["401"] = err("Unknown user or wrong password");
+      responses["423"] = err("User locked after repeated failures, or disabled");
+      responses["429"] = err("Rate limit of the address exceeded (see Retry-After)");
+    }
     op["responses"] = std::move(responses);
-    paths[r.path] = json::object{{"get", std::move(op)}};
+    // The JSON bodies of the POST routes (strings, all required).
+    std::vector<std::string_view> fields;
+    if (r.action == &api::login) fields = {"user", "password"};
+    if (r.action == &api::token_create) fields = {"role", "name"};
+    if (!fields.empty()) {
+      json::object props;
+      json::array required;
+      for (auto f : fields) {
+        props[f] = json::object{{"type", "string"}};
+        required.emplace_back(f);
+      }
+      op["requestBody"] = json::object{
+          {"required", true},
+          {"content",
+           json::object{{"application/json",
+                         json::object{{"schema", json::object{{"type", "object"},
+                                                               {"properties", std::move(props)},
+                                                               {"required", std::move(required)}}}}}}}};
+    }
+    auto& entry = paths[r.path];
+    if (!entry.is_object()) entry.emplace_object();
+    entry.as_object()[is_post ? "post" : "get"] = std::move(op);
   }
   json::object doc;
   doc["openapi"] = "3.0.3";
@@ -635,12 +748,17 @@ std::string api::openapi_json() const {
       {"title", "semilab-central API"},
       {"version", "1"},
       {"description",
-       "Read-only API of semilab-central. u64 and nanosecond values travel as JSON strings. "
-       "Roles: viewer < engineer < admin; tokens from `semilab-central tokens create`."}};
+       "API of semilab-central: data reads (GET) and login/logout and token actions (POST). "
+       "u64 and nanosecond values travel as JSON strings. Roles: viewer < engineer < admin; "
+       "tokens from `semilab-central tokens create` or POST /api/v1/tokens, sessions from POST "
+       "/api/v1/login (cookie; POSTs with it need X-CSRF-Token)."}};
   doc["paths"] = std::move(paths);
   doc["components"] = json::object{
       {"securitySchemes",
-       json::object{{"bearerAuth", json::object{{"type", "http"}, {"scheme", "bearer"}}}}},
+       json::object{{"bearerAuth", json::object{{"type", "http"}, {"scheme", "bearer"}}},
+                    {"sessionCookie", json::object{{"type", "apiKey"},
+                                                   {"in", "cookie"},
+                                                   {"name", std::string(kSessionCookie)}}}}},
       {"schemas",
        json::object{{"Error",
                      json::object{{"type", "object"},
@@ -669,7 +787,7 @@ http_response api::quarantine(std::string_view query) {
     else
       return error_reply(400, "unknown parameter " + k + " (limit, before)");
   }
-  auto rows = read([&] { return src_.reader->quarantine_list(static_cast<std::size_t>(limit), before); });
+  auto rows = read([&](storage& db) { return db.quarantine_list(static_cast<std::size_t>(limit), before); });
   if (!rows) return store_failed("quarantine");
   json::array list;
   for (const auto& e : *rows)
@@ -693,7 +811,7 @@ http_response api::tokens(std::string_view query) {
     if (v != "true" && v != "false") return error_reply(400, "all: expected true or false");
     all = v == "true";
   }
-  auto rows = read([&] { return list_tokens(*src_.reader, all); });
+  auto rows = read([&](storage& db) { return list_tokens(db, all); });
   if (!rows) return store_failed("tokens");
   json::array list;
   for (const auto& t : *rows)
@@ -707,16 +825,9 @@ http_response api::tokens(std::string_view query) {
 }
 
 http_response api::agents(std::string_view) {
-  std::vector<agent_row> rows;
-  {
-    std::lock_guard lock(reader_mutex_);
-    auto r = src_.reader->agents();
-    if (!r) {
-      logger("http")->warn("agents query failed: {}", src_.reader->last_error());
-      return error_reply(503, "store unavailable");
-    }
-    rows = std::move(*r);
-  }
+  auto r = read([](storage& db) { return db.agents(); });
+  if (!r) return store_failed("agents");
+  const std::vector<agent_row> rows = std::move(*r);
   const std::int64_t now = src_.clock();
   json::array list;
   list.reserve(rows.size());
@@ -741,16 +852,9 @@ http_response api::agents(std::string_view) {
 }
 
 http_response api::stats(std::string_view) {
-  store_totals t;
-  {
-    std::lock_guard lock(reader_mutex_);
-    auto r = src_.reader->totals();
-    if (!r) {
-      logger("http")->warn("stats query failed: {}", src_.reader->last_error());
-      return error_reply(503, "store unavailable");
-    }
-    t = *r;
-  }
+  auto r = read([](storage& db) { return db.totals(); });
+  if (!r) return store_failed("stats");
+  const store_totals t = *r;
   json::object o;
   o["instance"] = src_.instance;
   o["records"] = t.records;
@@ -823,16 +927,9 @@ http_response api::measurements(std::string_view query) {
                                   "format)");
     }
   }
-  std::vector<measurement_row> rows;
-  {
-    std::lock_guard lock(reader_mutex_);
-    auto r = src_.reader->measurements(q);
-    if (!r) {
-      logger("http")->warn("measurements query failed: {}", src_.reader->last_error());
-      return error_reply(503, "store unavailable");
-    }
-    rows = std::move(*r);
-  }
+  auto r = read([&](storage& db) { return db.measurements(q); });
+  if (!r) return store_failed("measurements");
+  const std::vector<measurement_row> rows = std::move(*r);
   std::optional<std::string> next;
   if (rows.size() == q.limit && !rows.empty()) next = make_cursor(rows.back());
 
@@ -894,10 +991,9 @@ http_response api::measurements(std::string_view query) {
 
 http_response api::ready(std::string_view) {
   json::array why;
-  {
-    std::lock_guard lock(reader_mutex_);
-    if (src_.reader->ping()) why.push_back(json::value("store: " + src_.reader->last_error()));
-  }
+  read([&](storage& db) {
+    if (db.ping()) why.push_back(json::value("store: " + db.last_error()));
+  });
   if (src_.mqtt_connected && !src_.mqtt_connected()) why.push_back(json::value("mqtt: not connected"));
   if (why.empty()) return http_response{200, "text/plain", "ready\n", {}};
   return json_reply(503, json::object{{"ready", false}, {"reasons", std::move(why)}});
@@ -906,17 +1002,16 @@ http_response api::ready(std::string_view) {
 http_response api::metrics(std::string_view) {
   std::vector<agent_row> agents;
   store_totals t;
-  {
-    std::lock_guard lock(reader_mutex_);
-    auto a = src_.reader->agents();
-    auto tt = a ? src_.reader->totals() : result<store_totals>(a.error());
-    if (!a || !tt) {
-      logger("http")->warn("metrics query failed: {}", src_.reader->last_error());
-      return error_reply(503, "store unavailable");
-    }
+  const bool ok = read([&](storage& db) {
+    auto a = db.agents();
+    auto tt = a ? db.totals() : result<store_totals>(a.error());
+    if (!a || !tt) return false;
     agents = std::move(*a);
     t = *tt;
-  }
+    return true;
+  });
+  // A store that does not answer is a metric (database_up 0), not a failed scrape.
+  if (!ok) logger("http")->warn("metrics: store unavailable: {}", last_read_error());
   ingest_stats s;
   if (src_.ingest) s = src_.ingest();
   std::string out;
@@ -1019,6 +1114,14 @@ http_response api::metrics(std::string_view) {
          h.unauthorized);
   metric("semilab_central_http_forbidden_total", "counter",
          "Requests answered 403 (the token's role is too low).", h.forbidden);
+  metric("semilab_central_database_up", "gauge",
+         "1 when the store answered this scrape's queries, 0 when it did not.", ok ? 1 : 0);
+  if (src_.more_metrics)
+    read([&](storage& db) {
+      src_.more_metrics(out, ok ? &db : nullptr, agents);
+      return 0;
+    });
+  if (!ok) return http_response{200, "text/plain; version=0.0.4; charset=utf-8", std::move(out), {}};
   // The store (all instances, since it was created).
   metric("semilab_central_store_records", "gauge", "Distinct records in the store.", t.records);
   metric("semilab_central_store_agents", "gauge", "Agents known to the store.", t.agents);
@@ -1028,14 +1131,14 @@ http_response api::metrics(std::string_view) {
          "last stored batch (Unix seconds).\n"
          "# TYPE semilab_central_agent_last_batch_timestamp_seconds gauge\n";
   for (const auto& a : agents)
-    out += "semilab_central_agent_last_batch_timestamp_seconds{agent=\"" + label(a.agent_id) +
-           "\",site=\"" + label(a.site) + "\"} " +
-           fmt_double(static_cast<double>(a.last_batch_ns) / 1e9) + "\n";
+    out += "semilab_central_agent_last_batch_timestamp_seconds{agent=\"" + prom_label(a.agent_id) +
+           "\",site=\"" + prom_label(a.site) + "\"} " +
+           prom_number(static_cast<double>(a.last_batch_ns) / 1e9) + "\n";
   out += "# HELP semilab_central_agent_records Distinct records stored per agent.\n"
          "# TYPE semilab_central_agent_records gauge\n";
   for (const auto& a : agents)
-    out += "semilab_central_agent_records{agent=\"" + label(a.agent_id) + "\",site=\"" +
-           label(a.site) + "\"} " + std::to_string(a.records) + "\n";
+    out += "semilab_central_agent_records{agent=\"" + prom_label(a.agent_id) + "\",site=\"" +
+           prom_label(a.site) + "\"} " + std::to_string(a.records) + "\n";
   return http_response{200, "text/plain; version=0.0.4; charset=utf-8", std::move(out), {}};
 }
 
@@ -1049,8 +1152,8 @@ http_response api::spc(std::string_view query) {
   std::int64_t subgroup = 5, max_points = 10000;
   std::optional<double> lsl, usl;
   for (const auto& [key, value] : *pairs) {
-    auto int_param = [&](std::int64_t& out) {
-      auto v = parse_i64(value);
+    auto int_param = [&text = value](std::int64_t& out) {  // clang < 16: no binding captures
+      auto v = parse_i64(text);
       if (v) out = *v;
       return v.has_value();
     };
@@ -1092,37 +1195,32 @@ http_response api::spc(std::string_view query) {
   std::vector<double> values;
   std::vector<std::int64_t> stamps;
   bool truncated = false;
-  {
-    std::lock_guard lock(reader_mutex_);
-    q.limit = 10000;
-    for (;;) {
-      auto r = src_.reader->measurements(q);
-      if (!r) {
-        logger("http")->warn("spc query failed: {}", src_.reader->last_error());
-        return error_reply(503, "store unavailable");
+  q.limit = 10000;
+  for (;;) {
+    // One lease per page: a long chart does not hold a connection between pages.
+    auto r = read([&](storage& db) { return db.measurements(q); });
+    if (!r) return store_failed("spc");
+    for (const auto& m : *r) {
+      std::optional<double> v;
+      if (m.integer)
+        v = static_cast<double>(*m.integer);
+      else if (m.real && std::isfinite(*m.real))
+        v = *m.real;
+      if (!v) continue;
+      if (values.size() == static_cast<std::size_t>(max_points)) {
+        truncated = true;
+        break;
       }
-      for (const auto& m : *r) {
-        std::optional<double> v;
-        if (m.integer)
-          v = static_cast<double>(*m.integer);
-        else if (m.real && std::isfinite(*m.real))
-          v = *m.real;
-        if (!v) continue;
-        if (values.size() == static_cast<std::size_t>(max_points)) {
-          truncated = true;
-          break;
-        }
-        values.push_back(*v);
-        stamps.push_back(m.ts_ns);
-      }
-      if (truncated || r->size() < q.limit) break;
-      const auto& last = r->back();
-      q.has_after = true;
-      q.after_ts_ns = last.ts_ns;
-      q.after_agent = last.agent_id;
-      q.after_epoch = last.store_epoch;
-      q.after_seq = last.seq;
+      values.push_back(*v);
+      stamps.push_back(m.ts_ns);
     }
+    if (truncated || r->size() < q.limit) break;
+    const auto& last = r->back();
+    q.has_after = true;
+    q.after_ts_ns = last.ts_ns;
+    q.after_agent = last.agent_id;
+    q.after_epoch = last.store_epoch;
+    q.after_seq = last.seq;
   }
   std::string why;
   auto c = spc::make_chart(kind, values, static_cast<int>(subgroup), why);
@@ -1348,7 +1446,7 @@ http_response api::samples(std::string_view query) {
     q.after_sample = parts[2];
     q.after_die = parts[3];
   }
-  auto rows_r = read([&] { return src_.reader->samples(q); });
+  auto rows_r = read([&](storage& db) { return db.samples(q); });
   if (!rows_r) return store_failed("samples");
   const auto& rows = *rows_r;
   std::optional<std::string> next;
@@ -1399,8 +1497,13 @@ http_response api::samples(std::string_view query) {
   return json_reply(200, body);
 }
 
+std::string& api::last_read_error() {
+  thread_local std::string e;
+  return e;
+}
+
 http_response api::store_failed(std::string_view what) {
-  logger("http")->warn("{} query failed: {}", what, src_.reader->last_error());
+  logger("http")->warn("{} query failed: {}", what, last_read_error());
   return error_reply(503, "store unavailable");
 }
 
@@ -1409,7 +1512,7 @@ http_response api::instruments(std::string_view query) {
   if (auto e = parse_known(query, {"agent"}, args)) return *e;
   std::string agent;
   for (auto& [k, v] : args) agent = v;
-  auto rows_r = read([&] { return src_.reader->instruments(agent); });
+  auto rows_r = read([&](storage& db) { return db.instruments(agent); });
   if (!rows_r) return store_failed("instruments");
   auto rows = std::move(*rows_r);
   json::array list;
@@ -1449,7 +1552,7 @@ http_response api::daily(std::string_view query) {
       q.limit = static_cast<std::size_t>(n);
     }
   }
-  auto rows_r = read([&] { return src_.reader->daily(q); });
+  auto rows_r = read([&](storage& db) { return db.daily(q); });
   if (!rows_r) return store_failed("daily");
   auto rows = std::move(*rows_r);
   json::array list;
@@ -1481,7 +1584,7 @@ http_response api::runs(std::string_view query) {
     if (k == "detail") detail = v == "1";
     if (auto e = window_arg(k, v, q)) return *e;
   }
-  auto rows_r = read([&] { return src_.reader->runs(q); });
+  auto rows_r = read([&](storage& db) { return db.runs(q); });
   if (!rows_r) return store_failed("runs");
   auto rows = std::move(*rows_r);
   if (!detail) {
@@ -1499,7 +1602,7 @@ http_response api::runs(std::string_view query) {
                          sql_param{true, 0, rows[0].instrument},
                          sql_param{false, rows[0].first_ts_ns, {}},
                          sql_param{false, rows[0].last_ts_ns, {}}};
-  auto recs_r = read([&] { return src_.reader->query("SELECT agent_id, store_epoch, record_seq, class, ts_ns, instrument, "
+  auto recs_r = read([&](storage& db) { return db.query("SELECT agent_id, store_epoch, record_seq, class, ts_ns, instrument, "
                          "channel, unit, quality, value_real, value_int, value_text, value_repr "
                          "FROM records WHERE instrument = ?3 AND ts_ns >= ?4 AND ts_ns <= ?5 "
                          "AND agent_id = ?1 AND run_id = ?2 "
@@ -1555,7 +1658,7 @@ http_response api::results(std::string_view query) {
     if (k == "after" && !parse_cursor(v, q))
       return error_reply(400, "after: not a cursor from a previous page's `next`");
   }
-  auto rows_r = read([&] { return src_.reader->measurements(q); });
+  auto rows_r = read([&](storage& db) { return db.measurements(q); });
   if (!rows_r) return store_failed("results");
   const auto& rows = *rows_r;
   http_response res;
@@ -1624,7 +1727,7 @@ http_response api::gaps(std::string_view query) {
     if (k == "limit")
       if (auto e = int_arg(k, v, 1, 100000, limit)) return *e;
   }
-  auto rows_r = read([&] { return src_.reader->gaps(agent, static_cast<std::size_t>(limit)); });
+  auto rows_r = read([&](storage& db) { return db.gaps(agent, static_cast<std::size_t>(limit)); });
   if (!rows_r) return store_failed("gaps");
   auto rows = std::move(*rows_r);
   json::array list;

@@ -3,6 +3,7 @@
 #include <semilab/central/audit.hpp>
 #include <semilab/central/auth.hpp>
 #include <semilab/central/http.hpp>
+#include <semilab/central/ops_metrics.hpp>
 #include <semilab/central/restore_replay.hpp>
 #include <semilab/central/service.hpp>
 #include <semilab/central/storage.hpp>
@@ -13,9 +14,13 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/strand.hpp>
 
+#include <algorithm>
 #include <csignal>
+#include <thread>
+#include <vector>
 #include <filesystem>
 #include <functional>
 
@@ -59,6 +64,28 @@ int run_service(const central_config& cfg, std::FILE* out) {
   auto reader = open_storage(so, err);
   if (!reader) {
     log->error("store {} (read connection): {}: {}", where, reader.error().message(), err);
+    return kExitRuntime;
+  }
+  // The HTTP API's threads and its pool of read connections ([http] threads, readers), and one
+  // read-write connection for logins and token actions (POST routes; rare, one at a time).
+  const auto http_threads = static_cast<std::size_t>(
+      cfg.http.threads > 0 ? cfg.http.threads
+                           : std::max<long long>(2, std::thread::hardware_concurrency()));
+  const auto http_readers =
+      cfg.http.readers > 0 ? static_cast<std::size_t>(cfg.http.readers) : http_threads;
+  std::vector<std::unique_ptr<storage>> more_readers;
+  for (std::size_t i = 1; i < http_readers; ++i) {
+    auto r = open_storage(so, err);
+    if (!r) {
+      log->error("store {} (read connection {}): {}: {}", where, i + 1, r.error().message(), err);
+      return kExitRuntime;
+    }
+    more_readers.push_back(std::move(*r));
+  }
+  so.mode = open_mode::read_write;
+  auto auth_writer = open_storage(so, err);
+  if (!auth_writer) {
+    log->error("store {} (login connection): {}: {}", where, auth_writer.error().message(), err);
     return kExitRuntime;
   }
   log->info("store {} open ({})", where,
@@ -111,10 +138,24 @@ int run_service(const central_config& cfg, std::FILE* out) {
   aa.rate_per_s = static_cast<double>(cfg.auth.rate_per_s);
   aa.rate_burst = static_cast<double>(cfg.auth.rate_burst);
   aa.token_refresh = std::chrono::seconds(cfg.auth.token_refresh_s);
+  aa.session_ttl = std::chrono::seconds(cfg.auth.session_ttl_s);
+  aa.cookie_secure = cfg.auth.cookie_secure;
   as.auth = aa;
+  for (auto& r : more_readers) as.more_readers.push_back(r.get());
+  as.writer = auth_writer->get();
   as.cache.ttl = std::chrono::milliseconds(cfg.http.cache_ttl_ms);
   as.cache.max_entries = static_cast<std::size_t>(cfg.http.cache_max_entries);
   as.cache.max_bytes = static_cast<std::size_t>(cfg.http.cache_max_bytes);
+  // Backups, disk, gaps, SPC on /metrics (ops_metrics.hpp).
+  ops_metrics_options om;
+  om.data_dir = cfg.central.data_dir;
+  om.backup_dir = cfg.backup.dir.empty()
+                      ? (std::filesystem::path(cfg.central.data_dir) / "backups").string()
+                      : cfg.backup.dir;
+  auto ops = std::make_shared<ops_metrics>(om);
+  as.more_metrics = [ops](std::string& o, storage* db, const std::vector<agent_row>& agents) {
+    ops->append(o, db, agents, now_ns());
+  };
   api routes(std::move(as));
   log->info("http access: anonymous callers {}, /metrics {}, {} requests/s per caller",
             aa.anonymous == role::viewer ? "read (viewer)" : "need a token",
@@ -124,15 +165,39 @@ int run_service(const central_config& cfg, std::FILE* out) {
   ho.listen = cfg.http.listen;
   ho.timeout = std::chrono::seconds(cfg.http.timeout_s);
   ho.body_limit = static_cast<std::size_t>(cfg.http.body_limit_bytes);
+  // HTTP on its own io_context and threads: a store read never delays the ingest strand, and
+  // uncached requests use every core (one strand per connection; api::handle is thread-safe).
+  asio::io_context http_ioc(static_cast<int>(http_threads));
   auto http = http_server::start(
-      ioc.get_executor(), ho,
+      http_ioc.get_executor(), ho,
       [&routes](const http_request& req) { return routes.handle(req); }, err);
   if (!http) {
     log->error("http: {}", err);
     return kExitRuntime;
   }
+  auto http_work = asio::make_work_guard(http_ioc);
+  std::vector<std::thread> http_pool;
+  // Stops and joins the HTTP threads on every way out, before `routes` and the connections go.
+  struct joiner {
+    asio::io_context& ioc;
+    std::vector<std::thread>& threads;
+    ~joiner() {
+      ioc.stop();
+      for (auto& t : threads) t.join();
+    }
+  } join_http{http_ioc, http_pool};
+  for (std::size_t i = 0; i < http_threads; ++i)
+    http_pool.emplace_back([&http_ioc, log] {
+      try {
+        http_ioc.run();
+      } catch (const std::exception& e) {
+        // Handlers report by value; reaching here is a bug. Log it; the others keep serving.
+        log->critical("http thread: {}", e.what());
+      }
+    });
   auto address = (*http)->local_address();
-  log->info("http listening {}", address);
+  log->info("http listening {} ({} threads, {} read connections)", address, http_threads,
+            http_readers);
   std::fprintf(out, "http %s\n", address.c_str());
   std::fflush(out);
 

@@ -70,6 +70,11 @@ std::optional<role> parse_role(std::string_view s) noexcept {
 
 result<new_token> create_token(storage& db, role r, std::string_view name, std::int64_t now,
                                std::string& error) {
+  return create_token(db, r, name, now, 0, error);
+}
+
+result<new_token> create_token(storage& db, role r, std::string_view name, std::int64_t now,
+                               std::int64_t expires_ns, std::string& error) {
   if (r == role::none) {
     error = "a token needs a role: viewer, engineer or admin";
     return make_error_code(errc::store_write_failed);
@@ -91,11 +96,15 @@ result<new_token> create_token(storage& db, role r, std::string_view name, std::
   }
   const sql_param p[] = {text_p(id), text_p(std::string(name)),
                          text_p(std::string(to_string(r))),
-                         text_p(hex(digest.data(), digest.size())), num_p(now)};
-  auto n = db.execute(
-      "INSERT INTO api_tokens(id, name, role, secret_sha256, created_ns) "
-      "VALUES(?1, ?2, ?3, ?4, ?5)",
-      p);
+                         text_p(hex(digest.data(), digest.size())), num_p(now), num_p(expires_ns)};
+  // Without an expiry the column stays NULL (the statement of before; no typed NULL parameter).
+  auto n = expires_ns != 0
+               ? db.execute("INSERT INTO api_tokens(id, name, role, secret_sha256, created_ns, "
+                            "expires_ns) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+                            p)
+               : db.execute("INSERT INTO api_tokens(id, name, role, secret_sha256, created_ns) "
+                            "VALUES(?1, ?2, ?3, ?4, ?5)",
+                            std::span<const sql_param>(p, 5));
   if (!n) {
     error = db.last_error();
     return n.error();
@@ -178,6 +187,10 @@ std::optional<presented_token> parse_bearer(std::string_view h) {
   auto t = h.substr(7);
   while (!t.empty() && t.front() == ' ') t.remove_prefix(1);
   while (!t.empty() && t.back() == ' ') t.remove_suffix(1);
+  return parse_token(t);
+}
+
+std::optional<presented_token> parse_token(std::string_view t) {
   if (!t.starts_with(kPrefix) || t.size() != kPrefix.size() + kIdHex + 1 + kSecretHex ||
       t[kPrefix.size() + kIdHex] != '_')
     return std::nullopt;
@@ -187,9 +200,48 @@ std::optional<presented_token> parse_bearer(std::string_view h) {
   return p;
 }
 
+std::string_view cookie_value(std::string_view h, std::string_view name) {
+  // RFC 6265 §4.2.1: cookie-pair *( ";" SP cookie-pair ); be lenient about spaces.
+  while (!h.empty()) {
+    const auto semi = h.find(';');
+    auto pair = h.substr(0, semi);
+    h = semi == std::string_view::npos ? std::string_view() : h.substr(semi + 1);
+    while (!pair.empty() && pair.front() == ' ') pair.remove_prefix(1);
+    const auto eq = pair.find('=');
+    if (eq != std::string_view::npos && pair.substr(0, eq) == name) {
+      auto v = pair.substr(eq + 1);
+      while (!v.empty() && v.back() == ' ') v.remove_suffix(1);
+      if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
+      return v;
+    }
+  }
+  return {};
+}
+
+std::string csrf_token_for(std::string_view secret) {
+  std::array<unsigned char, 32> d{};
+  std::string in = "semilab-central csrf v1:";
+  in += secret;
+  if (!sha256(in, d)) return {};
+  return hex(d.data(), d.size());
+}
+
+bool equal_secret(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && !a.empty() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+std::int64_t token_table::now_ns_wall() noexcept { return now_ns(); }
+
+void token_table::add(const new_token& t, role r, std::int64_t expires_ns) {
+  auto p = parse_token(t.token);
+  entry e{r, {}, expires_ns};
+  if (!p || !sha256(p->secret, e.digest)) return;
+  by_id_[p->id] = e;
+}
+
 boost::system::error_code token_table::load(storage& db) {
   auto rows = db.query(
-      "SELECT id, role, secret_sha256 FROM api_tokens WHERE revoked_ns IS NULL", {});
+      "SELECT id, role, secret_sha256, expires_ns FROM api_tokens WHERE revoked_ns IS NULL", {});
   if (!rows) return rows.error();
   std::unordered_map<std::string, entry> next;
   for (const auto& row : *rows) {
@@ -197,18 +249,25 @@ boost::system::error_code token_table::load(storage& db) {
     auto r = parse_role(row[1].value_or(""));
     if (!r || !unhex(row[2].value_or(""), e.digest)) continue;  // unreadable row: no access
     e.r = *r;
+    if (row[3]) {
+      const auto& x = *row[3];
+      if (std::from_chars(x.data(), x.data() + x.size(), e.expires_ns).ec != std::errc())
+        continue;  // unreadable expiry: no access
+      if (e.expires_ns == 0) e.expires_ns = 1;  // 0 would mean "never"
+    }
     next.emplace(row[0].value_or(""), e);
   }
   by_id_.swap(next);
   return {};
 }
 
-std::optional<role> token_table::check(const presented_token& t) const {
+std::optional<role> token_table::check(const presented_token& t, std::int64_t now) const {
   auto it = by_id_.find(t.id);
   std::array<unsigned char, 32> d{};
   if (!sha256(t.secret, d)) return std::nullopt;
   if (it == by_id_.end()) return std::nullopt;
   if (CRYPTO_memcmp(d.data(), it->second.digest.data(), d.size()) != 0) return std::nullopt;
+  if (it->second.expires_ns != 0 && now >= it->second.expires_ns) return std::nullopt;
   return it->second.r;
 }
 

@@ -1,24 +1,22 @@
-#include <fcntl.h>
-#include <openssl/evp.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <boost/json.hpp>
 #include <chrono>
 #include <cstring>
-#include <ctime>
 #include <filesystem>
-#include <fstream>
-#include <memory>
 #include <semilab/central/backup.hpp>
-#include <sstream>
+
+#include "backup_common.hpp"
 
 namespace semilab::central {
 
 namespace fs = std::filesystem;
 using clk = std::chrono::steady_clock;
+using backup_detail::checksum_mismatch;
+using backup_detail::fsync_path;
+using backup_detail::utc_stamp;
 
 namespace {
 
@@ -36,32 +34,6 @@ struct stmt_handle {
   stmt_handle(const stmt_handle&) = delete;
   stmt_handle& operator=(const stmt_handle&) = delete;
   ~stmt_handle() { sqlite3_finalize(s); }
-};
-
-struct digest {
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  digest() { EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr); }
-  digest(const digest&) = delete;
-  digest& operator=(const digest&) = delete;
-  ~digest() { EVP_MD_CTX_free(ctx); }
-  void add(const void* p, std::size_t n) { EVP_DigestUpdate(ctx, p, n); }
-  void add_u64(std::uint64_t v) {
-    unsigned char b[8];
-    for (int i = 0; i < 8; ++i) b[i] = static_cast<unsigned char>(v >> (8 * i));
-    add(b, 8);
-  }
-  std::string hex() {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    EVP_DigestFinal_ex(ctx, md, &n);
-    static constexpr char kHex[] = "0123456789abcdef";
-    std::string s;
-    for (unsigned i = 0; i < n; ++i) {
-      s += kHex[md[i] >> 4];
-      s += kHex[md[i] & 15];
-    }
-    return s;
-  }
 };
 
 std::string quoted(const std::string& id) {
@@ -93,31 +65,6 @@ bool exec(sqlite3* db, const char* sql, std::string& error) {
   return true;
 }
 
-std::string utc_stamp() {
-  const auto now = std::chrono::system_clock::now();
-  const std::time_t t = std::chrono::system_clock::to_time_t(now);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%S", &tm);
-  const auto ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
-  char out[48];
-  std::snprintf(out, sizeof out, "%s%03dZ", buf, static_cast<int>(ms));
-  return out;
-}
-
-bool fsync_path(const std::string& path, bool dir, std::string& error) {
-  int fd = ::open(path.c_str(), dir ? O_RDONLY | O_DIRECTORY : O_RDONLY);
-  if (fd < 0 || ::fsync(fd) != 0) {
-    error = "fsync " + path + ": " + std::strerror(errno);
-    if (fd >= 0) ::close(fd);
-    return false;
-  }
-  ::close(fd);
-  return true;
-}
-
 // Byte-for-byte file copy, then fsync.
 bool copy_file_synced(const std::string& from, const std::string& to, std::string& error) {
   std::error_code ec;
@@ -129,26 +76,17 @@ bool copy_file_synced(const std::string& from, const std::string& to, std::strin
   return fsync_path(to, false, error);
 }
 
-boost::json::array manifest_tables(const std::vector<table_checksum>& t) {
-  boost::json::array a;
-  for (const auto& c : t)
-    a.push_back(boost::json::object{{"table", c.table}, {"rows", c.rows}, {"sha256", c.sha256}});
-  return a;
-}
-
-std::string mismatch(const std::vector<table_checksum>& want,
-                     const std::vector<table_checksum>& got) {
-  for (const auto& w : want) {
-    auto it =
-        std::find_if(got.begin(), got.end(), [&](const auto& g) { return g.table == w.table; });
-    if (it == got.end()) return "table " + w.table + " is missing";
-    if (it->rows != w.rows)
-      return "table " + w.table + ": " + std::to_string(it->rows) + " rows, expected " +
-             std::to_string(w.rows);
-    if (it->sha256 != w.sha256) return "table " + w.table + ": content checksum differs";
+// PRAGMA integrity_check, then the checksums of every table of `db` (a copy opened on its own).
+result<std::vector<table_checksum>> check_copy(sqlite3* db, const std::string& what,
+                                               std::string& error) {
+  stmt_handle s;
+  if (sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &s.s, nullptr) != SQLITE_OK ||
+      sqlite3_step(s.s) != SQLITE_ROW ||
+      std::string(reinterpret_cast<const char*>(sqlite3_column_text(s.s, 0))) != "ok") {
+    error = what + ": integrity check failed: " + sqlite3_errmsg(db);
+    return make_error_code(errc::backup_mismatch);
   }
-  if (got.size() != want.size()) return "the backup has tables the source has not";
-  return {};
+  return table_checksums(db, error);
 }
 
 // Backups in `dir`, oldest first (names carry the UTC time).
@@ -207,7 +145,7 @@ result<std::vector<table_checksum>> table_checksums(sqlite3* db, std::string& er
       error = t + ": " + sqlite3_errmsg(db);
       return make_error_code(errc::backup_failed);
     }
-    digest d;
+    backup_detail::sha256 d;
     table_checksum c;
     c.table = t;
     const int cols = sqlite3_column_count(s.s);
@@ -307,16 +245,12 @@ result<backup_info> backup_sqlite(const std::string& db_path, const std::string&
   {
     db_handle copy;
     if (!open_db(partial, SQLITE_OPEN_READONLY, copy, error)) return fail(errc::backup_failed);
-    stmt_handle s;
-    if (sqlite3_prepare_v2(copy.db, "PRAGMA integrity_check", -1, &s.s, nullptr) != SQLITE_OK ||
-        sqlite3_step(s.s) != SQLITE_ROW ||
-        std::string(reinterpret_cast<const char*>(sqlite3_column_text(s.s, 0))) != "ok") {
-      error = "integrity check of the copy failed: " + std::string(sqlite3_errmsg(copy.db));
-      return fail(errc::backup_mismatch);
-    }
-    auto got = table_checksums(copy.db, error);
-    if (!got) return fail(errc::backup_failed);
-    if (auto why = mismatch(source, *got); !why.empty()) {
+    auto got = check_copy(copy.db, "the copy", error);
+    if (!got)
+      return fail(got.error() == errc::backup_mismatch ? errc::backup_mismatch
+                                                        : errc::backup_failed);
+    if (auto why = checksum_mismatch(source, *got, "the backup has tables the source has not");
+        !why.empty()) {
       error = "the copy differs from the source snapshot: " + why;
       return fail(errc::backup_mismatch);
     }
@@ -329,73 +263,24 @@ result<backup_info> backup_sqlite(const std::string& db_path, const std::string&
                         {"file", name},
                         {"created_utc", name.substr(8, name.size() - 11)},
                         {"bytes", info.bytes},
-                        {"tables", manifest_tables(info.tables)}};
-  {
-    std::ofstream out(info.manifest + ".partial", std::ios::trunc);
-    out << boost::json::serialize(m) << "\n";
-    if (!out) {
-      error = "cannot write " + info.manifest;
-      return fail(errc::backup_failed);
-    }
-  }
-  if (!fsync_path(partial, false, error) || !fsync_path(info.manifest + ".partial", false, error))
-    return fail(errc::backup_failed);
-  fs::rename(info.manifest + ".partial", info.manifest, ec);
-  if (!ec) fs::rename(partial, info.file, ec);
-  if (ec) {
-    error = "cannot rename the verified backup into place: " + ec.message();
+                        {"tables", backup_detail::manifest_tables(info.tables)}};
+  if (!backup_detail::publish_backup(partial, info.file, m, dir, error)) {
+    fs::remove(info.manifest + ".partial", ec);
     return fail(errc::backup_failed);
   }
-  if (!fsync_path(dir, true, error)) return make_error_code(errc::backup_failed);
   return info;
 }
 
 result<std::vector<table_checksum>> verify_backup(const std::string& file, std::string& error) {
-  const std::string manifest = file + ".json";
-  std::ifstream in(manifest);
-  if (!in) {
-    error = "no manifest " + manifest + " beside the backup";
-    return make_error_code(errc::backup_failed);
-  }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  boost::system::error_code jec;
-  auto v = boost::json::parse(ss.str(), jec);
-  std::vector<table_checksum> want;
-  if (!jec && v.is_object() && v.as_object().contains("tables") &&
-      v.as_object().at("tables").is_array()) {
-    for (const auto& t : v.as_object().at("tables").as_array()) {
-      const auto* o = t.if_object();
-      if (!o || !o->contains("table") || !o->contains("rows") || !o->contains("sha256")) {
-        jec = make_error_code(boost::json::error::syntax);
-        break;
-      }
-      table_checksum c;
-      c.table = boost::json::value_to<std::string>(o->at("table"));
-      c.rows = o->at("rows").to_number<std::uint64_t>();
-      c.sha256 = boost::json::value_to<std::string>(o->at("sha256"));
-      want.push_back(std::move(c));
-    }
-  } else if (!jec) {
-    jec = make_error_code(boost::json::error::syntax);
-  }
-  if (jec) {
-    error = "manifest " + manifest + " is not a backup manifest: " + jec.message();
-    return make_error_code(errc::backup_failed);
-  }
+  auto want = backup_detail::read_manifest(file, error);
+  if (!want) return want.error();
   db_handle copy;
   if (!open_db(file, SQLITE_OPEN_READONLY, copy, error))
     return make_error_code(errc::backup_failed);
-  stmt_handle s;
-  if (sqlite3_prepare_v2(copy.db, "PRAGMA integrity_check", -1, &s.s, nullptr) != SQLITE_OK ||
-      sqlite3_step(s.s) != SQLITE_ROW ||
-      std::string(reinterpret_cast<const char*>(sqlite3_column_text(s.s, 0))) != "ok") {
-    error = file + ": integrity check failed: " + sqlite3_errmsg(copy.db);
-    return make_error_code(errc::backup_mismatch);
-  }
-  auto got = table_checksums(copy.db, error);
+  auto got = check_copy(copy.db, file, error);
   if (!got) return got.error();
-  if (auto why = mismatch(want, *got); !why.empty()) {
+  if (auto why = checksum_mismatch(*want, *got, "the backup has tables the manifest has not");
+      !why.empty()) {
     error = file + " differs from its manifest: " + why;
     return make_error_code(errc::backup_mismatch);
   }

@@ -497,10 +497,11 @@ http_response api::blobs(std::string_view query) {
   if (!pairs) return blob_error(400, "bad %-escape in the query");
   blob_query q;
   for (auto& [k, v] : *pairs) {
-    auto i64 = [&](std::int64_t lo, std::int64_t hi, std::int64_t& out) {
+    // Init-capture: clang before 16 cannot capture a structured binding.
+    auto i64 = [&t = v](std::int64_t lo, std::int64_t hi, std::int64_t& out) {
       std::int64_t x = 0;
-      auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
-      if (ec != std::errc() || p != v.data() + v.size() || v.empty() || x < lo || x > hi) return false;
+      auto [p, ec] = std::from_chars(t.data(), t.data() + t.size(), x);
+      if (ec != std::errc() || p != t.data() + t.size() || t.empty() || x < lo || x > hi) return false;
       out = x;
       return true;
     };
@@ -526,8 +527,8 @@ http_response api::blobs(std::string_view query) {
   }
   boost::json::array files;
   bool failed = false;
-  read([&] {
-    auto rows = list_blob_files(*src_.reader, q);
+  read([&](storage& db) {
+    auto rows = list_blob_files(db, q);
     if (!rows) {
       failed = true;
       return;
@@ -551,7 +552,7 @@ http_response api::blobs(std::string_view query) {
       auto info = boost::json::parse(f.info, ec);
       const auto* meta = !ec && info.is_object() ? info.as_object().if_contains("meta") : nullptr;
       o["meta"] = meta ? *meta : boost::json::object{};
-      auto params = blob_parameters(*src_.reader, f);
+      auto params = blob_parameters(db, f);
       if (!params) {
         failed = true;
         return;
@@ -581,7 +582,7 @@ http_response api::blob_content(std::string_view query) {
     sha = v;
   }
   if (!is_sha256_hex(sha)) return blob_error(400, "sha256: expected 64 lowercase hex digits");
-  auto r = read([&] { return fetch_blob(*src_.reader, sha); });
+  auto r = read([&](storage& db) { return fetch_blob(db, sha); });
   if (!r) return store_failed("blob");
   if (!*r) return blob_error(404, "no stored content with this sha256 (not uploaded, or chunks still missing)");
   http_response res;

@@ -116,7 +116,8 @@ const std::vector<cfg::option<http_section>>& http_options() {
       cfg::int_opt<http_section>("timeout_s", &http_section::timeout_s, "30", "s",
                                  "Deadline of every read and write of a connection.", 1, 3600),
       cfg::int_opt<http_section>("body_limit_bytes", &http_section::body_limit_bytes, "8192", "bytes",
-                                 "Largest request body accepted.", 0, 1 << 20),
+                                 "Largest request body accepted (POST /api/v1/login and token "
+                                 "actions send small JSON bodies).", 0, 1 << 20),
       cfg::int_opt<http_section>("cache_ttl_ms", &http_section::cache_ttl_ms, "1000", "ms",
                                  "Lifetime of a cached API answer (cacheable routes: data queries, "
                                  "keyed by path and query). An ingest commit of this instance "
@@ -131,6 +132,15 @@ const std::vector<cfg::option<http_section>>& http_options() {
                                  "Most body bytes cached; an answer over a quarter of it is not "
                                  "cached.",
                                  4096, 4ll << 30),
+      cfg::int_opt<http_section>("threads", &http_section::threads, "0", "",
+                                 "Threads serving HTTP (their own io_context, apart from ingest; "
+                                 "a strand per connection). 0 = one per CPU core, at least 2.",
+                                 0, 256),
+      cfg::int_opt<http_section>("readers", &http_section::readers, "0", "",
+                                 "Read-only store connections shared by the HTTP threads (SQLite "
+                                 "WAL readers or PostgreSQL connections); a request waits while "
+                                 "all are in use. 0 = as many as threads.",
+                                 0, 256),
   };
   return t;
 }
@@ -163,6 +173,14 @@ const std::vector<cfg::option<auth_section>>& auth_options() {
                       "Tokens are re-read from the store this often (an unknown token id at most "
                       "once a second): a revocation takes effect within this time.",
                       1, 3600),
+      cfg::int_opt<a>("session_ttl_s", &a::session_ttl_s, "28800", "s",
+                      "Lifetime of a session made by POST /api/v1/login (cookie Max-Age and the "
+                      "session token's expiry).",
+                      60, 30 * 86400),
+      cfg::bool_opt<a>("cookie_secure", &a::cookie_secure, "false",
+                       "Mark session cookies Secure even when the request came over plain HTTP "
+                       "(central behind a TLS-terminating proxy that does not send "
+                       "X-Forwarded-Proto: https). Requests with that header get Secure anyway."),
   };
   return t;
 }

@@ -1,7 +1,9 @@
 // The only translation unit that includes Beast (compile time). Shape of Beast's
 // example/http/server/async + clean-shutdown: a listener accepting onto a strand per connection,
 // a session reading one request, writing one response (no pipelining: the response is the one
-// write in flight), with a deadline on every operation.
+// write in flight), with a deadline on every operation. Any number of threads may run the
+// io_context: the acceptor and each session live on their own strand, and the only state shared
+// between connections (the session list) is under `mutex`.
 #include <semilab/central/http.hpp>
 
 #include "listen_address.hpp"
@@ -82,7 +84,7 @@ class session : public std::enable_shared_from_this<session> {
     if (ec == bhttp::error::end_of_stream) return do_close();
     if (ec == bhttp::error::body_limit) {
       http_response r{413, "application/json", "{\"error\":\"request body too large\"}\n", {}};
-      return send(r, 11, false);
+      return send(std::move(r), 11, false);
     }
     if (ec) return;  // timeout, reset, shutdown: the socket closes with the last reference
     const auto& req = parser_->get();
@@ -93,15 +95,22 @@ class session : public std::enable_shared_from_this<session> {
       http_request in{std::string_view(req.method_string()), std::string_view(req.target()),
                       std::string_view(req[bhttp::field::authorization]),
                       pec ? std::string() : peer.address().to_string()};
+      in.cookie = std::string_view(req[bhttp::field::cookie]);
+      in.csrf_token = std::string_view(req["X-CSRF-Token"]);
+      in.content_type = std::string_view(req[bhttp::field::content_type]);
+      in.body = std::string_view(req.body());
+      // No TLS in this server: only a TLS-terminating proxy in front makes the request secure.
+      in.secure = beast::iequals(std::string_view(req["X-Forwarded-Proto"]), "https");
       r = srv_->fn(in);
     } catch (const std::exception& e) {
       logger("http")->error("handler failed for {}: {}", std::string_view(req.target()), e.what());
       r = http_response{500, "application/json", "{\"error\":\"internal error\"}\n", {}};
     }
-    send(r, req.version(), req.keep_alive(), req.method() == bhttp::verb::head);
+    send(std::move(r), req.version(), req.keep_alive(), req.method() == bhttp::verb::head);
   }
 
-  void send(const http_response& r, unsigned version, bool keep_alive, bool head = false) {
+  // Takes the response by value: its body is moved into the message, not copied.
+  void send(http_response r, unsigned version, bool keep_alive, bool head = false) {
     res_ = {};
     res_.version(version);
     res_.result(r.status);
@@ -120,7 +129,7 @@ class session : public std::enable_shared_from_this<session> {
     if (head) {
       res_.content_length(r.body.size());  // what GET would send, without the body
     } else {
-      res_.body() = r.body;
+      res_.body() = std::move(r.body);
       res_.prepare_payload();
     }
     stream_.expires_after(srv_->opts.timeout);

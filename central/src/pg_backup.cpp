@@ -14,21 +14,17 @@
 #include <boost/json.hpp>
 #include <fcntl.h>
 #include <libpq-fe.h>
-#include <openssl/evp.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <chrono>
 #include <cstring>
-#include <ctime>
 #include <filesystem>
-#include <fstream>
 #include <map>
-#include <memory>
 #include <random>
-#include <sstream>
+
+#include "backup_common.hpp"
 
 extern char** environ;
 
@@ -139,14 +135,13 @@ result<std::vector<table_checksum>> pg_checksums(PGconn* c, std::string& error) 
       error = "checksum of " + t + ": " + trimmed(PQerrorMessage(c));
       return make_error_code(errc::backup_failed);
     }
-    std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> md(EVP_MD_CTX_new(), EVP_MD_CTX_free);
-    EVP_DigestInit_ex(md.get(), EVP_sha256(), nullptr);
+    backup_detail::sha256 md;
     table_checksum tc;
     tc.table = t;
     char* line = nullptr;
     int n;
     while ((n = PQgetCopyData(c, &line, 0)) > 0) {
-      EVP_DigestUpdate(md.get(), line, static_cast<std::size_t>(n));
+      md.add(line, static_cast<std::size_t>(n));
       ++tc.rows;
       PQfreemem(line);
     }
@@ -158,14 +153,7 @@ result<std::vector<table_checksum>> pg_checksums(PGconn* c, std::string& error) 
       error = "checksum of " + t + ": " + trimmed(PQerrorMessage(c));
       return make_error_code(errc::backup_failed);
     }
-    unsigned char d[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    EVP_DigestFinal_ex(md.get(), d, &len);
-    static constexpr char hx[] = "0123456789abcdef";
-    for (unsigned i = 0; i < len; ++i) {
-      tc.sha256 += hx[d[i] >> 4];
-      tc.sha256 += hx[d[i] & 15];
-    }
+    tc.sha256 = md.hex();
     out.push_back(std::move(tc));
   }
   return out;
@@ -207,46 +195,6 @@ bool run_tool(const std::string& tool, std::vector<std::string> args, const std:
   return true;
 }
 
-bool fsync_file(const std::string& path, bool dir, std::string& error) {
-  int fd = ::open(path.c_str(), dir ? O_RDONLY | O_DIRECTORY : O_RDONLY);
-  if (fd < 0 || ::fsync(fd) != 0) {
-    error = "fsync " + path + ": " + std::strerror(errno);
-    if (fd >= 0) ::close(fd);
-    return false;
-  }
-  ::close(fd);
-  return true;
-}
-
-std::string stamp() {
-  const auto now = std::chrono::system_clock::now();
-  const std::time_t t = std::chrono::system_clock::to_time_t(now);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%S", &tm);
-  const auto ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
-  char out[48];
-  std::snprintf(out, sizeof out, "%s%03dZ", buf, static_cast<int>(ms));
-  return out;
-}
-
-std::string differs(const std::vector<table_checksum>& want,
-                    const std::vector<table_checksum>& got) {
-  for (const auto& w : want) {
-    auto it =
-        std::find_if(got.begin(), got.end(), [&](const auto& g) { return g.table == w.table; });
-    if (it == got.end()) return "table " + w.table + " is missing";
-    if (it->rows != w.rows)
-      return "table " + w.table + ": " + std::to_string(it->rows) + " rows, expected " +
-             std::to_string(w.rows);
-    if (it->sha256 != w.sha256) return "table " + w.table + ": content checksum differs";
-  }
-  if (got.size() != want.size()) return "the restored database has other tables";
-  return {};
-}
-
 // Restores `file` into a new scratch database on the server of `ci`, returns its checksums, and
 // drops it again.
 result<std::vector<table_checksum>> restore_and_sum(const conninfo& ci, const std::string& file,
@@ -283,36 +231,6 @@ result<std::vector<table_checksum>> restore_and_sum(const conninfo& ci, const st
   return sums;
 }
 
-result<std::vector<table_checksum>> read_manifest(const std::string& file, std::string& error) {
-  std::ifstream in(file + ".json");
-  if (!in) {
-    error = "no manifest " + file + ".json beside the backup";
-    return make_error_code(errc::backup_failed);
-  }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  boost::system::error_code jec;
-  auto v = boost::json::parse(ss.str(), jec);
-  std::vector<table_checksum> want;
-  const auto* o = jec ? nullptr : v.if_object();
-  const auto* tables = o && o->contains("tables") ? o->at("tables").if_array() : nullptr;
-  if (!tables) {
-    error = "manifest " + file + ".json is not a backup manifest";
-    return make_error_code(errc::backup_failed);
-  }
-  for (const auto& t : *tables) {
-    const auto* e = t.if_object();
-    if (!e || !e->contains("table") || !e->contains("rows") || !e->contains("sha256")) {
-      error = "manifest " + file + ".json is not a backup manifest";
-      return make_error_code(errc::backup_failed);
-    }
-    want.push_back(table_checksum{boost::json::value_to<std::string>(e->at("table")),
-                                  e->at("rows").to_number<std::uint64_t>(),
-                                  boost::json::value_to<std::string>(e->at("sha256"))});
-  }
-  return want;
-}
-
 }  // namespace
 
 result<backup_info> backup_pg(const std::string& url, const std::string& dir, std::string& error) {
@@ -325,7 +243,7 @@ result<backup_info> backup_pg(const std::string& url, const std::string& dir, st
     return make_error_code(errc::backup_failed);
   }
   backup_info info;
-  info.file = (fs::path(dir) / ("central-" + stamp() + ".pgdump")).string();
+  info.file = (fs::path(dir) / ("central-" + backup_detail::utc_stamp() + ".pgdump")).string();
   info.manifest = info.file + ".json";
   const std::string partial = info.file + ".partial";
   const auto t0 = std::chrono::steady_clock::now();
@@ -357,7 +275,9 @@ result<backup_info> backup_pg(const std::string& url, const std::string& dir, st
     fs::remove(partial, ec);
     return got.error();
   }
-  if (auto why = differs(info.tables, *got); !why.empty()) {
+  if (auto why = backup_detail::checksum_mismatch(info.tables, *got,
+                                                  "the restored database has other tables");
+      !why.empty()) {
     error = "the restored dump differs from the source snapshot: " + why;
     fs::remove(partial, ec);
     return make_error_code(errc::backup_mismatch);
@@ -365,41 +285,29 @@ result<backup_info> backup_pg(const std::string& url, const std::string& dir, st
   info.verify_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
   info.copy_s = std::chrono::duration<double>(t1 - t0).count();
   info.bytes = fs::file_size(partial, ec);
-  boost::json::array tables;
-  for (const auto& c : info.tables)
-    tables.push_back(boost::json::object{{"table", c.table}, {"rows", c.rows}, {"sha256", c.sha256}});
   const boost::json::object manifest{{"backend", "postgresql"},
                                      {"file", fs::path(info.file).filename().string()},
-                                     {"tables", std::move(tables)}};
-  {
-    std::ofstream out(info.manifest + ".partial", std::ios::trunc);
-    out << boost::json::serialize(manifest) << '\n';
-    if (!out) {
-      error = "cannot write " + info.manifest;
-      return make_error_code(errc::backup_failed);
-    }
-  }
-  if (!fsync_file(partial, false, error) || !fsync_file(info.manifest + ".partial", false, error))
-    return make_error_code(errc::backup_failed);
-  fs::rename(info.manifest + ".partial", info.manifest, ec);
-  if (!ec) fs::rename(partial, info.file, ec);
-  if (ec) {
-    error = "rename into place: " + ec.message();
+                                     {"bytes", info.bytes},
+                                     {"tables", backup_detail::manifest_tables(info.tables)}};
+  if (!backup_detail::publish_backup(partial, info.file, manifest, dir, error)) {
+    fs::remove(partial, ec);
+    fs::remove(info.manifest + ".partial", ec);
     return make_error_code(errc::backup_failed);
   }
-  if (!fsync_file(dir, true, error)) return make_error_code(errc::backup_failed);
   return info;
 }
 
 result<std::vector<table_checksum>> verify_pg_backup(const std::string& file,
                                                      const std::string& url, std::string& error) {
-  auto want = read_manifest(file, error);
+  auto want = backup_detail::read_manifest(file, error);
   if (!want) return want.error();
   conninfo ci;
   if (!ci.parse(url, error)) return make_error_code(errc::backup_failed);
   auto got = restore_and_sum(ci, file, error);
   if (!got) return got.error();
-  if (auto why = differs(*want, *got); !why.empty()) {
+  if (auto why = backup_detail::checksum_mismatch(*want, *got,
+                                                  "the restored database has other tables");
+      !why.empty()) {
     error = file + " differs from its manifest: " + why;
     return make_error_code(errc::backup_mismatch);
   }
@@ -424,7 +332,9 @@ boost::system::error_code restore_pg(const std::string& file, const std::string&
   }
   auto got = pg_checksums(c.c, error);
   if (!got) return got.error();
-  if (auto why = differs(*ok, *got); !why.empty()) {
+  if (auto why = backup_detail::checksum_mismatch(*ok, *got,
+                                                  "the restored database has other tables");
+      !why.empty()) {
     error = "the store after restore differs from the backup: " + why;
     return make_error_code(errc::backup_mismatch);
   }

@@ -95,7 +95,9 @@ std::string measurement_sql(const measurement_query& q, std::vector<sql_param>& 
   if (!q.agent_id.empty()) sql += " AND agent_id = " + ph(text(q.agent_id));
   if (!q.instrument.empty()) sql += " AND instrument = " + ph(text(q.instrument));
   if (!q.channel.empty()) sql += " AND channel = " + ph(text(q.channel));
-  if (q.cls >= 0) sql += " AND class = " + ph(num(q.cls));
+  // The class as a literal (a small integer, never outside input as text): the planner can then
+  // use partial indexes on it (records_results, WHERE class = 1).
+  if (q.cls >= 0) sql += " AND class = " + std::to_string(q.cls);
   if (!q.run_id.empty()) sql += " AND run_id = " + ph(text(q.run_id));
   if (q.has_after) {
     sql += " AND (ts_ns, agent_id, store_epoch, record_seq) > (" + ph(num(q.after_ts_ns));

@@ -5,7 +5,10 @@
 
 #include <algorithm>
 #include <charconv>
+#include <condition_variable>
 #include <map>
+#include <mutex>
+#include <thread>
 #include <set>
 #include <tuple>
 #include <type_traits>
@@ -77,7 +80,59 @@ struct sqlite_store::read_cache {
   std::map<std::string, std::unique_ptr<stmt>, std::less<>> by_sql;
 };
 
+class sqlite_store::checkpointer {
+ public:
+  // Pages in the WAL at which the writer checkpoints by itself (8 KiB pages: 128 MiB).
+  static constexpr int kWriterMark = 16384;
+  static constexpr auto kPeriod = std::chrono::seconds(1);
+
+  // Opens its own connection to `path`; null if it cannot (the writer then keeps SQLite's own
+  // auto-checkpoint, nothing else changes).
+  static std::unique_ptr<checkpointer> start(const std::string& path) {
+    sqlite3* db = nullptr;
+    if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                        nullptr) != SQLITE_OK) {
+      sqlite3_close_v2(db);
+      return nullptr;
+    }
+    sqlite3_busy_timeout(db, 1000);
+    return std::unique_ptr<checkpointer>(new checkpointer(db));
+  }
+  checkpointer(const checkpointer&) = delete;
+  checkpointer& operator=(const checkpointer&) = delete;
+  ~checkpointer() {
+    {
+      std::lock_guard lk(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+    sqlite3_close_v2(db_);
+  }
+
+ private:
+  explicit checkpointer(sqlite3* db) : db_(db), thread_([this] { run(); }) {}
+  void run() {
+    std::unique_lock lk(mu_);
+    while (!cv_.wait_for(lk, kPeriod, [this] { return stop_; })) {
+      lk.unlock();
+      // PASSIVE: copies what no reader still needs, never waits for the writer or readers.
+      // A failure (busy, I/O) is retried next period; the writer's mark bounds the WAL.
+      int log = 0, done = 0;
+      sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+      lk.lock();
+    }
+  }
+
+  sqlite3* db_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;  // last: started once the members above exist
+};
+
 sqlite_store::~sqlite_store() {
+  ckpt_.reset();  // its connection first: the writer's close then checkpoints what is left
   st_.reset();  // statements before the connection
   rc_.reset();
   sqlite3_close_v2(db_);
@@ -146,6 +201,12 @@ result<std::unique_ptr<sqlite_store>> sqlite_store::open(const store_options& op
     if (auto ec = s->prepare_writes()) {
       error = s->last_error_;
       return ec;
+    }
+    s->ckpt_ = checkpointer::start(opts.path);
+    if (s->ckpt_ && !s->exec(("PRAGMA wal_autocheckpoint=" +
+                              std::to_string(checkpointer::kWriterMark)).c_str())) {
+      error = s->last_error_;
+      return make_error_code(errc::store_open_failed);
     }
   } else {
     auto v = schemas::schema_version(db);

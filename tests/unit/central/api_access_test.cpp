@@ -248,7 +248,37 @@ TEST_CASE("openapi: every dispatched route is documented, and every documented r
   CHECK(paths.contains("/api/v1/spc/{parameter}"));
   CHECK(paths.contains("/api/v1/runs/{run_id}"));
 
+  // The path of an operation with its examples filled in.
+  auto fill = [](std::string target, const json::object& op) {
+    if (op.contains("parameters"))
+      for (const auto& prm : op.at("parameters").as_array()) {
+        const auto& o = prm.as_object();
+        const std::string name(o.at("name").as_string());
+        if (o.at("in").as_string() == "path")
+          target.replace(target.find("{" + name + "}"), name.size() + 2,
+                         std::string(o.at("example").as_string()));
+      }
+    return target;
+  };
   for (const auto& [p, v] : paths) {
+    if (const auto* post = v.as_object().if_contains("post")) {
+      // POST routes (login, logout, token actions): dispatched as POST only.
+      const auto& op = post->as_object();
+      CHECK(op.contains("responses"));
+      CHECK(op.contains("x-semilab-min-role"));
+      const auto target = fill(std::string(p), op);
+      INFO("POST route " << p);
+      http_request q{"POST", target, {}, "10.0.0.9"};
+      q.content_type = "application/json";
+      q.body = "{}";
+      auto r = fx.a->handle(q);
+      CHECK(r.status != 405);
+      CHECK((r.status != 404 || r.body.find("\"not found\"") == std::string::npos));
+      if (!v.as_object().contains("get")) {
+        CHECK(fx.get(target).status == 405);
+        continue;
+      }
+    }
     const auto& op = v.at("get").as_object();
     CHECK(op.contains("responses"));
     CHECK(op.contains("x-semilab-min-role"));

@@ -45,6 +45,15 @@
 //   GET /api/v1/quarantine?limit=&before=   frames rejected as invalid (no payloads; engineer)
 //   GET /api/v1/tokens?all=             API tokens without their secrets (admin)
 //   GET /api/v1/openapi.json            OpenAPI 3 document generated from the route table
+//   POST /api/v1/login  {"user","password"} (application/json): a central user (users.hpp) with
+//                       the CLI's lockout rules -> 200 {"user","role","session","csrf_token",
+//                       "expires_ns"} and Set-Cookie semilab_session=... (HttpOnly,
+//                       SameSite=Strict, Path=/, Max-Age = [auth] session_ttl_s; Secure when the
+//                       request is secure or [auth] cookie_secure); 401 unknown user or wrong
+//                       password (not told apart), 423 locked or disabled, 415 not JSON
+//   POST /api/v1/logout                  ends the caller's session (viewer), clears the cookie
+//   POST /api/v1/tokens {"role","name"}  creates a token (admin), 201 with the bearer string once
+//   POST /api/v1/tokens/{id}/revoke      revokes one (admin); 404 when no valid token has the id
 // Unknown path: 404 {"error":...}; known path, other method: 405 with Allow.
 //
 // Access (when api_sources::auth is set): every route declares its minimum role (routes());
@@ -54,13 +63,20 @@
 // valid token whose role is too low 403. Then the caller's token bucket (per token id; per
 // address for anonymous callers): empty -> 429 with Retry-After. Then the response cache for
 // cacheable routes (key: path + query as sent; an entry lives `ttl` and dies with the next
-// ingest commit of this process).
+// ingest commit of this process). A session cookie counts like a bearer token (the Authorization
+// header wins when both are sent); a POST authenticated by the cookie also needs
+// X-CSRF-Token = the session's csrf_token, else 403.
+//
+// Threads: handle() may run on several threads at once (one per connection strand); store calls
+// lease a connection from the reader pool.
 #include <semilab/central/auth.hpp>
 #include <semilab/central/http.hpp>
 #include <semilab/central/ingest.hpp>
 #include <semilab/central/storage.hpp>
+#include <semilab/central/users.hpp>
 
 #include <atomic>
+#include <condition_variable>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -71,6 +87,8 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 namespace semilab::central {
 
@@ -81,6 +99,9 @@ struct api_auth {
   double rate_per_s = 0;        // per caller; 0 = unlimited
   double rate_burst = 1;
   std::chrono::milliseconds token_refresh{5000};  // store re-read: revocations take this long
+  std::chrono::seconds session_ttl{8 * 3600};     // lifetime of a login session
+  bool cookie_secure = false;  // Secure on session cookies even over plain HTTP (TLS proxy)
+  lockout_policy lockout;      // the same rules as `semilab-central users login`
 };
 
 struct api_cache_options {
@@ -90,7 +111,10 @@ struct api_cache_options {
 };
 
 struct api_sources {
-  storage* reader = nullptr;  // read-only connection; the api serialises its use
+  // Read-only connections: `reader` and `more_readers` (below) form a pool; each store call of
+  // a request leases one, so with N connections N requests read the store at once (SQLite WAL
+  // readers do not block each other or the writer). A connection is used by one thread at a time.
+  storage* reader = nullptr;
   std::function<ingest_stats()> ingest;       // optional
   std::function<bool()> mqtt_connected;       // optional
   std::string instance;
@@ -103,6 +127,14 @@ struct api_sources {
                std::chrono::steady_clock::now().time_since_epoch())
         .count();
   };
+  // More /metrics lines (ops_metrics.hpp: backups, disk, gaps, SPC), optional: called with a
+  // read connection, or nullptr when the store does not answer, and the agents it listed.
+  std::function<void(std::string& out, storage* db, const std::vector<agent_row>& agents)>
+      more_metrics;
+  std::vector<storage*> more_readers = {};
+  // A read-write connection for POST routes (login, logout, token actions); nullptr: those
+  // answer 503. Used under a mutex (one at a time).
+  storage* writer = nullptr;
 };
 
 class api;
@@ -117,7 +149,20 @@ struct api_param {
   std::string_view example = {};
 };
 
+// Name of the session cookie set by POST /api/v1/login.
+inline constexpr std::string_view kSessionCookie = "semilab_session";
+
+// Who is calling, as handle() established it before the route runs.
+struct api_caller {
+  role r = role::none;
+  std::string token_id;    // "" for anonymous callers
+  std::string secret;      // the presented secret (session cookie or bearer), for CSRF checks
+  bool by_cookie = false;  // authenticated by the session cookie
+};
+
 // The route table: the server dispatches on it and /api/v1/openapi.json is generated from it.
+// GET routes answer GET and HEAD through `fn`; POST routes (`action` set) change something:
+// when the caller authenticated by the session cookie they need the session's X-CSRF-Token.
 struct api_route {
   std::string_view path;  // OpenAPI path; at most one trailing {segment}
   role min_role = role::viewer;
@@ -128,11 +173,45 @@ struct api_route {
   std::span<const api_param> params = {};
   std::string_view path_key = {};     // {segment} is handed to fn as this query key
   std::string_view fixed_query = {};  // appended to the query for path-parameter routes
+  // POST routes: the handler (segment = the {segment} of the path, "" when none).
+  http_response (api::*action)(const http_request& req, const api_caller& who,
+                               std::string_view segment) = nullptr;
 };
 
 struct api_http_stats {
   std::uint64_t cache_hits = 0, cache_misses = 0, cache_entries = 0, rate_limited = 0,
-                unauthorized = 0, forbidden = 0;
+                unauthorized = 0, forbidden = 0, logins = 0, login_failures = 0,
+                csrf_refused = 0;
+};
+
+// Read connections shared by the HTTP threads: acquire() leases a free one (waiting while all are
+// leased), the lease gives it back when it goes.
+class reader_pool {
+ public:
+  explicit reader_pool(std::vector<storage*> conns);
+  class lease {
+   public:
+    lease(reader_pool& p, storage* s) : pool_(&p), s_(s) {}
+    lease(lease&& o) noexcept : pool_(o.pool_), s_(std::exchange(o.s_, nullptr)) {}
+    lease(const lease&) = delete;
+    lease& operator=(const lease&) = delete;
+    lease& operator=(lease&&) = delete;
+    ~lease();
+    storage& operator*() const noexcept { return *s_; }
+    storage* operator->() const noexcept { return s_; }
+
+   private:
+    reader_pool* pool_;
+    storage* s_;
+  };
+  lease acquire();
+  std::size_t size() const noexcept { return all_.size(); }
+
+ private:
+  std::vector<storage*> all_;
+  std::mutex mutex_;
+  std::condition_variable freed_;
+  std::vector<storage*> free_;  // guarded by mutex_
 };
 
 class api {
@@ -165,23 +244,44 @@ class api {
   http_response metrics(std::string_view query);
   http_response ready(std::string_view query);
   http_response openapi(std::string_view query);
+  // POST routes (api_login.cpp).
+  http_response login(const http_request& req, const api_caller& who, std::string_view);
+  http_response logout(const http_request& req, const api_caller& who, std::string_view);
+  http_response token_create(const http_request& req, const api_caller& who, std::string_view);
+  http_response token_revoke(const http_request& req, const api_caller& who,
+                             std::string_view id);
 
-  // Runs a store call under the reader lock (a store is used by one thread at a time).
+  // Runs a store call on a leased read connection: f(storage&). The connection's last error is
+  // kept (per thread) for store_failed().
   template <class F>
   auto read(F&& f) {
-    std::lock_guard lock(reader_mutex_);
-    return f();
+    auto db = readers_.acquire();
+    struct keep_error {
+      storage& s;
+      ~keep_error() { last_read_error() = s.last_error(); }
+    } keep{*db};
+    return f(*db);
   }
+  static std::string& last_read_error();
+  // Set-Cookie value of the session cookie (HttpOnly, SameSite=Strict, Path=/; Secure when the
+  // request is secure or [auth] cookie_secure); "" with max_age 0 clears it.
+  std::string session_cookie(std::string_view value, std::int64_t max_age_s, bool secure) const;
   http_response store_failed(std::string_view what);  // logs, 503
+  // Who calls: bearer token, else session cookie, else anonymous; an error reply when a
+  // credential was presented and is not valid.
+  std::optional<http_response> identify(const http_request& req, api_caller& who);
+  // The caller's token bucket ("key" per token id, or per address): a 429 reply when empty.
+  std::optional<http_response> throttle(const std::string& key);
   // The role of a presented token (re-reading the store's tokens when due), nullopt if invalid.
   std::optional<role> authenticate(const presented_token& t);
   std::optional<http_response> cache_get(const std::string& key);
   void cache_put(const std::string& key, const http_response& r, std::uint64_t generation);
 
   api_sources src_;
-  std::mutex reader_mutex_;  // a store is used by one thread at a time
+  reader_pool readers_;
+  std::mutex writer_mutex_;  // src_.writer is used by one thread at a time
 
-  std::mutex auth_mutex_;  // guards tokens_, limiter_, tokens_at_ (taken before reader_mutex_)
+  std::mutex auth_mutex_;  // guards tokens_, limiter_, tokens_at_ (taken before a reader lease)
   token_table tokens_;
   bool tokens_loaded_ = false;
   std::int64_t tokens_at_ = 0;
@@ -198,7 +298,7 @@ class api {
   std::list<std::string> lru_;  // most recent first
   std::size_t cache_bytes_ = 0;
   std::atomic<std::uint64_t> hits_{0}, misses_{0}, rate_limited_{0}, unauthorized_{0},
-      forbidden_{0};
+      forbidden_{0}, logins_{0}, login_failures_{0}, csrf_refused_{0};
 };
 
 }  // namespace semilab::central

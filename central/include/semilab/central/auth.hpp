@@ -36,11 +36,17 @@ struct token_row {
 struct new_token {
   std::string id, token;
 };
+// Sessions of POST /api/v1/login are tokens too, named "session:USER", with an expiry
+// (api_tokens.expires_ns, central 0011 / central-pg 0010): every instance on the store
+// recognises them, logout revokes them, and the store keeps only the secret's hash.
 
 // Store operations (portable SQL through storage::query / execute; read_write store for the
 // writes). `error` gets the reason of a refusal or store failure.
 result<new_token> create_token(storage& db, role r, std::string_view name, std::int64_t now,
                                std::string& error);
+// The same with an expiry (wall-clock ns; 0 = never).
+result<new_token> create_token(storage& db, role r, std::string_view name, std::int64_t now,
+                               std::int64_t expires_ns, std::string& error);
 result<std::vector<token_row>> list_tokens(storage& db, bool include_revoked);
 // Revokes the valid token with this id, or the one valid token with this name; 0 rows = none
 // (an ambiguous name is refused with errc::store_write_failed and `error` says so).
@@ -52,6 +58,16 @@ struct presented_token {
   std::string id, secret;
 };
 std::optional<presented_token> parse_bearer(std::string_view authorization);
+// The token itself ("slc_<id>_<secret>", e.g. a session cookie's value) -> (id, secret).
+std::optional<presented_token> parse_token(std::string_view token);
+// The value of cookie `name` in a Cookie header ("a=1; semilab_session=..."), "" when absent.
+std::string_view cookie_value(std::string_view cookie_header, std::string_view name);
+// The CSRF token of a session: hex SHA-256 over a fixed label and the session's secret. Only the
+// holder of the (HttpOnly) cookie learns it (from the login answer), and every instance can check
+// it without storing anything.
+std::string csrf_token_for(std::string_view secret);
+// Constant-time comparison of two strings (lengths compared openly).
+bool equal_secret(std::string_view a, std::string_view b);
 
 // The valid tokens, loaded from the store and checked in memory. Not thread-safe (the api holds
 // it under its reader mutex).
@@ -59,15 +75,22 @@ class token_table {
  public:
   // Replaces the table with the store's valid tokens.
   boost::system::error_code load(storage& db);
-  // The role of a presented token, or nullopt (unknown id, revoked, wrong secret).
-  std::optional<role> check(const presented_token& t) const;
+  // The role of a presented token, or nullopt (unknown id, revoked, expired at `now_ns` (wall
+  // clock), wrong secret).
+  std::optional<role> check(const presented_token& t, std::int64_t now_ns) const;
+  std::optional<role> check(const presented_token& t) const { return check(t, now_ns_wall()); }
   bool knows(std::string_view id) const { return by_id_.contains(std::string(id)); }
+  // A token this process just created or revoked, before the next load() sees it.
+  void add(const new_token& t, role r, std::int64_t expires_ns);
+  void forget(std::string_view id) { by_id_.erase(std::string(id)); }
   std::size_t size() const noexcept { return by_id_.size(); }
 
  private:
+  static std::int64_t now_ns_wall() noexcept;
   struct entry {
     role r;
     std::array<unsigned char, 32> digest;
+    std::int64_t expires_ns = 0;  // 0 = never
   };
   std::unordered_map<std::string, entry> by_id_;
 };

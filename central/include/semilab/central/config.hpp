@@ -38,10 +38,12 @@ struct mqtt_section {
 struct http_section {
   std::string listen = "127.0.0.1:8080";  // host:port, port 0 = any free port
   std::int64_t timeout_s = 30;             // per read/write operation
-  std::int64_t body_limit_bytes = 8192;    // request bodies (the API is read-only)
+  std::int64_t body_limit_bytes = 8192;    // request bodies (login and token actions)
   std::int64_t cache_ttl_ms = 1000;        // response cache entry lifetime; 0 = no cache
   std::int64_t cache_max_entries = 256;
   std::int64_t cache_max_bytes = 32 << 20;
+  std::int64_t threads = 0;  // HTTP threads; 0 = one per CPU core (at least 2)
+  std::int64_t readers = 0;  // read-only store connections of the API; 0 = as many as threads
 };
 
 // Access to the HTTP API (central/include/semilab/central/auth.hpp, api.hpp).
@@ -51,6 +53,8 @@ struct auth_section {
   std::int64_t rate_per_s = 100;   // requests per second per token (or anonymous address); 0 = off
   std::int64_t rate_burst = 200;
   std::int64_t token_refresh_s = 5;  // tokens re-read from the store; revocation delay
+  std::int64_t session_ttl_s = 8 * 3600;  // lifetime of a POST /api/v1/login session
+  bool cookie_secure = false;             // Secure session cookies over plain HTTP too (TLS proxy)
 };
 
 struct ingest_section {

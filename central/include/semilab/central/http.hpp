@@ -25,12 +25,20 @@ struct http_response {
   std::vector<std::pair<std::string, std::string>> headers = {};  // more (WWW-Authenticate, ...)
 };
 
-// What a handler sees of a request (no body: the API is read-only).
+// What a handler sees of a request. The views point into the session's parser and live for the
+// handler call only.
 struct http_request {
   std::string_view method;
   std::string_view target;         // path and query as sent
   std::string_view authorization;  // Authorization header, "" when absent
   std::string remote;              // peer address, e.g. "127.0.0.1"
+  std::string_view cookie = {};        // Cookie header, "" when absent
+  std::string_view csrf_token = {};    // X-CSRF-Token header
+  std::string_view content_type = {};  // Content-Type header
+  std::string_view body = {};          // request body (at most http_options::body_limit bytes)
+  // The connection is HTTPS, or a proxy in front says so (X-Forwarded-Proto: https): session
+  // cookies get the Secure attribute.
+  bool secure = false;
 };
 
 struct http_options {
@@ -39,10 +47,14 @@ struct http_options {
   std::size_t body_limit = 8192;
 };
 
+// Threads: the server runs on whatever threads run the executor's io_context; each connection
+// has its own strand, so with N threads up to N requests are handled at once and the handler
+// must be thread-safe (api::handle is). central runs it on its own io_context ([http] threads),
+// apart from the ingest service's, so a slow store read never delays MQTT handling.
 class http_server {
  public:
-  // Runs on the connection's strand; must not block for long. An exception it throws becomes a
-  // 500 response (it never leaves the Asio handler).
+  // Runs on the connection's strand, possibly on several threads at once for different
+  // connections. An exception it throws becomes a 500 response (it never leaves the Asio handler).
   using handler = std::function<http_response(const http_request& req)>;
 
   // Binds and starts accepting on `ex` (a strand per connection is made from it).

@@ -71,6 +71,13 @@ class sqlite_store final : public storage {
   // path prepares each once per connection).
   struct read_cache;
   std::unique_ptr<read_cache> rc_;
+  // WAL checkpoints off the ingest path (read-write stores): a thread with its own connection
+  // runs PASSIVE checkpoints once a second, so the writer's commits no longer copy WAL pages
+  // into the database file and fsync it. The writer keeps an auto-checkpoint at a high mark as
+  // the bound on the WAL's size (under continuous writes a passive checkpoint never finds the
+  // WAL idle to restart it). Durability is unchanged: every commit still fsyncs the WAL.
+  class checkpointer;
+  std::unique_ptr<checkpointer> ckpt_;
 };
 
 }  // namespace semilab::central
