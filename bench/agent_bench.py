@@ -2,10 +2,14 @@
 """Whole-daemon figures of issue #5 (item 10), each measured on real processes on loopback
 (mosquitto, semilab-central, semilab-sim, semilab-agent from --bin-dir):
 
-- agent_rss_mb: peak RSS (VmHWM of /proc/PID/status) of the agent daemon polling 4 simulated
-  instruments (2450, 2400, E4980A, 34461A) every 1 ms for --rss-s seconds (default 30) and
-  uploading to central. Baseline: the same daemon polling 1 instrument at 1 Hz for 5 s.
-  (The issue's target condition is harder: 1 M records buffered, 10 instruments, TLS on.)
+- agent_rss_mb (`--only rss_issue`, the default): the issue's condition. The agent's outbox holds
+  --backlog records (1 M) when it starts; 10 simulated instruments poll every 10 ms; the agent
+  talks TLS (client certificate, broker verified) to a mosquitto of its own; for --hold-s seconds
+  no central runs (the backlog stays buffered), then central starts on the broker's plain
+  listener and the agent drains. Figure: VmHWM of /proc/PID/status over both phases; the end
+  prints VmRSS split into RssAnon/RssFile (shared libraries and the binary count in RssFile).
+  `--only rss` is the older, lighter figure: 4 instruments at 1 ms for --rss-s seconds (baseline:
+  1 instrument at 1 Hz for 5 s).
 - rate_cap_error_pct: the agent runs with `max_bytes_per_s` = --cap while two instruments produce
   well above it; a third MQTT subscriber (mosquitto_sub, QoS 1, on the batch topic) timestamps
   every batch frame at the broker. Over --cap-s seconds (default 60) after a 5 s warm-up, the
@@ -20,7 +24,7 @@
   the median of the same samples. Central's received_ns - ts_ns (before its commit) is printed
   too, for comparison.
 
-    /usr/bin/python3 bench/agent_bench.py --bin-dir build/bin [--only rss,cap,latency]
+    /usr/bin/python3 bench/agent_bench.py --bin-dir build/bin [--only rss_issue,rss,cap,latency]
 """
 import argparse
 import os
@@ -83,6 +87,125 @@ def run_rss(bin_dir, seconds, n_instruments=4, interval=0.001):
         peak = max(peak, vm(a.pid, "VmHWM"))
         st = s.agent_status(conf)
         return peak / 1024.0, st["counters"]
+    except Exception:
+        s.dump_logs()
+        raise
+    finally:
+        s.stop()
+
+
+def make_pki(d):
+    """A CA, a server certificate for 127.0.0.1 and a client certificate for AGENT (openssl CLI)."""
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def run(*a):
+        subprocess.run(["openssl", *a], check=True, capture_output=True)
+    run("req", "-x509", *ec, "-keyout", f"{d}/ca.key", "-out", f"{d}/ca.crt", "-days", "2",
+        "-subj", "/CN=semilab-bench-ca")
+    with open(f"{d}/san.cnf", "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\n")
+    for name, cn in (("server", "127.0.0.1"), ("client", AGENT)):
+        run("req", *ec, "-keyout", f"{d}/{name}.key", "-out", f"{d}/{name}.csr", "-subj", f"/CN={cn}")
+        run("x509", "-req", "-in", f"{d}/{name}.csr", "-CA", f"{d}/ca.crt", "-CAkey", f"{d}/ca.key",
+            "-CAcreateserial", "-out", f"{d}/{name}.crt", "-days", "2",
+            *(["-extfile", f"{d}/san.cnf"] if name == "server" else []))
+
+
+def start_tls_broker(s):
+    """mosquitto with a plain listener (central) and a TLS listener requiring a client
+    certificate (the agent); s.broker_port is the plain one. Returns the TLS port."""
+    from harness import Proc, _port_open, free_port
+    make_pki(s.dir)
+    s.broker_port, tls = free_port(), free_port()
+    conf = s.path("mosquitto.conf")
+    with open(conf, "w") as f:
+        # `user root`: as root mosquitto would drop to its own user, which cannot read the keys.
+        f.write(f"user root\nper_listener_settings false\nallow_anonymous true\npersistence false\n"
+                f"max_queued_messages 1000000\nset_tcp_nodelay true\n"
+                f"listener {s.broker_port} 127.0.0.1\nlistener {tls} 127.0.0.1\n"
+                f"cafile {s.path('ca.crt')}\ncertfile {s.path('server.crt')}\n"
+                f"keyfile {s.path('server.key')}\nrequire_certificate true\n")
+    p = Proc(["/usr/sbin/mosquitto", "-c", conf], s.path("mosquitto.log"))
+    s.procs.append(p)
+    s.broker = p
+    wait_for(lambda: _port_open(s.broker_port) and _port_open(tls), 10, "mosquitto (TLS)")
+    return tls
+
+
+def prefill_outbox(s, conf, path, records):
+    """Creates the agent's outbox (one start of the daemon without instruments polling) and fills
+    it with `records` telemetry records the way the outbox writes them."""
+    a = s.start_agent(conf, agent_id=AGENT)
+    wait_for(lambda: os.path.exists(path), 30, "outbox created")
+    time.sleep(1.0)
+    a.stop()
+    s.procs.remove(a)
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA synchronous=OFF")
+    chans = ("curr", "volt", "res", "temp")
+    t0 = time.time_ns() - records * 2_500_000
+    db.executemany("INSERT INTO outbox(class, ts_ns, instrument, channel, unit, quality, vkind, vnum,"
+                   " vexp, bytes) VALUES(2, ?, 'inst0', ?, 'A', 0, 2, ?, -13, 52)",
+                   ((t0 + n * 2_500_000, chans[n % 4], 3978508 + n % 997) for n in range(records)))
+    db.execute("UPDATE counters SET value = value + ? WHERE name = 'produced'", (records,))
+    db.execute("UPDATE counters SET value = value + ? WHERE name = 'held_bytes'", (records * 52,))
+    db.commit()
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+
+
+def run_rss_issue(bin_dir, hold_s, n_instruments=10, interval=0.01, backlog=1_000_000,
+                  drain_limit_s=120.0):
+    """The issue's condition: `backlog` records buffered in the outbox, `n_instruments` polling,
+    TLS to the broker (client certificate, peer verified). Phase 1 (`hold_s`): no central, the
+    backlog stays buffered while the instruments add to it; phase 2: central starts and the
+    agent drains everything. VmHWM over both phases."""
+    import inspect
+    # The broker is ours (TLS listener for the agent, plain one for central): the harness itself
+    # stays plain where it can do TLS on its own.
+    s = System(bin_dir, tls=False) if "tls" in inspect.signature(System).parameters else System(bin_dir)
+    try:
+        tls_port = start_tls_broker(s)
+        models = [MODELS[i % len(MODELS)] for i in range(n_instruments)]
+        ports = [s.start_sim(model=m)[1] for m in models]
+        conf = s.path(f"{AGENT}.toml")
+        ca, crt, key = s.path("ca.crt"), s.path("client.crt"), s.path("client.key")
+
+        def write(instruments):
+            with open(conf, "w") as f:
+                f.write(f'[agent]\nid = "{AGENT}"\nsite = "lab-bench"\ndata_dir = "{s.path(AGENT)}"\n\n'
+                        f'[mqtt]\nbroker = "ssl://127.0.0.1:{tls_port}"\ntls_ca_file = "{ca}"\n'
+                        f'tls_cert_file = "{crt}"\ntls_key_file = "{key}"\n\n[sync]\n\n')
+                for i, (model, port) in enumerate(instruments):
+                    f.write(f'[[instrument]]\nid = "inst{i}"\nmodel = "{model}"\n'
+                            f'resource = "TCPIP0::127.0.0.1::{port}::SOCKET"\n'
+                            f'poll_interval_s = {interval}\ncount = 0\n\n')
+        write([(models[0], ports[0])])
+        prefill_outbox(s, conf, os.path.join(s.path(AGENT), "outbox.db"), backlog)
+        write(list(zip(models, ports)))
+        a = s.start_agent(conf, agent_id=AGENT)
+        peak = 0
+        t_end = time.monotonic() + hold_s
+        while time.monotonic() < t_end:
+            assert a.alive(), "agent died"
+            peak = max(peak, vm(a.pid, "VmHWM"))
+            time.sleep(0.5)
+        held_before = s.agent_status(conf)["counters"]["held"]
+        s.start_central()
+        t_end = time.monotonic() + drain_limit_s
+        held = held_before
+        while time.monotonic() < t_end:
+            assert a.alive(), "agent died"
+            peak = max(peak, vm(a.pid, "VmHWM"))
+            held = s.agent_status(conf)["counters"]["held"]
+            if held < 10_000:
+                break
+            time.sleep(0.5)
+        peak = max(peak, vm(a.pid, "VmHWM"))
+        status = open(f"/proc/{a.pid}/status").read()
+        rss = {k: vm(a.pid, k) for k in ("VmRSS", "RssAnon", "RssFile", "VmHWM")}
+        threads = int(next(l.split()[1] for l in status.splitlines() if l.startswith("Threads:")))
+        return peak / 1024.0, held_before, held, rss, threads
     except Exception:
         s.dump_logs()
         raise
@@ -184,8 +307,12 @@ def run_latency(bin_dir, seconds, skip=3.0):
 
 def main():
     ap = common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
-    ap.add_argument("--only", default="rss,cap,latency")
+    ap.add_argument("--only", default="rss_issue,cap,latency",
+                    help="rss_issue (the issue's condition), rss (4 instruments at 1 ms), cap, latency")
     ap.add_argument("--rss-s", type=float, default=30.0)
+    ap.add_argument("--hold-s", type=float, default=15.0,
+                    help="issue condition: seconds with the 1 M backlog held before central starts")
+    ap.add_argument("--backlog", type=int, default=1_000_000)
     ap.add_argument("--cap", type=float, default=10000.0, help="max_bytes_per_s under test")
     ap.add_argument("--cap-s", type=float, default=60.0)
     ap.add_argument("--lat-s", type=float, default=20.0)
@@ -201,6 +328,17 @@ def main():
                   f"produced {c['produced']}, acked {c['acked']}, held {c['held']}")
             figs.append(figure("agent_rss_mb", peak, "MiB", base,
                                "VmHWM polling 1 instrument at 1 Hz for 5 s"))
+        except Exception:
+            traceback.print_exc()
+            rc = 1
+    if "rss_issue" in only:
+        try:
+            peak, held0, held1, rss, threads = run_rss_issue(bin_dir, args.hold_s, backlog=args.backlog)
+            print(f"rss (issue condition: {args.backlog} buffered, 10 instruments, TLS): VmHWM "
+                  f"{peak:.2f} MiB; held {held0} with central away, {held1} at the end; "
+                  f"at the end {rss} kB, {threads} threads")
+            figs.append(figure("agent_rss_mb", peak, "MiB", args.backlog,
+                               "records buffered at start; 10 instruments polling at 10 ms, TLS"))
         except Exception:
             traceback.print_exc()
             rc = 1

@@ -16,6 +16,7 @@
 #include <future>
 #include <thread>
 
+#include "proc_cpu.hpp"
 #include "results.hpp"
 #include "support/processes.hpp"
 
@@ -64,6 +65,7 @@ double run_local(const std::filesystem::path& p, std::int64_t records) {
   std::string err;
   auto box = sync::outbox::open({p, "bench-agent", sync::durability::full}, err);
   if (!box) throw std::runtime_error(err);
+  const double cpu0 = bench::self_cpu_s();
   auto t = clk::now();
   sync::class_cursors cur{};
   for (;;) {
@@ -80,6 +82,8 @@ double run_local(const std::filesystem::path& p, std::int64_t records) {
     acked.get_future().wait();
   }
   double s = std::chrono::duration<double>(clk::now() - t).count();
+  std::printf("local drain cpu s per 1M records: %.2f\n",
+              (bench::self_cpu_s() - cpu0) * 1e6 / static_cast<double>(records));
   if ((*box)->counters().held != 0) throw std::runtime_error("local drain left records");
   return s;
 }
@@ -105,6 +109,8 @@ double run_drain(const std::filesystem::path& dir, const std::filesystem::path& 
                           .max_inflight_batches = 8, .ack_timeout = std::chrono::seconds(30),
                           .linger = std::chrono::milliseconds(5)};
   sync::engine eng(asio::make_strand(io), **box, eo, sync::mqtt_options{.broker_url = broker.url()});
+  const double agent0 = bench::self_cpu_s(), broker0 = bench::proc_cpu_s(broker.pid()),
+               central0 = bench::proc_cpu_s(central.pid());
   auto t = clk::now();
   if (eng.start()) throw std::runtime_error("engine start");
   std::thread th([&] {
@@ -113,6 +119,12 @@ double run_drain(const std::filesystem::path& dir, const std::filesystem::path& 
   });
   bool ok = test::wait_until([&] { return (*box)->counters().held == 0; }, std::chrono::seconds(600));
   double s = std::chrono::duration<double>(clk::now() - t).count();
+  // CPU seconds per million records of each process (robust on a loaded machine).
+  const double per_m = 1e6 / static_cast<double>(records);
+  std::printf("rep %d cpu s per 1M records: agent %.2f, broker %.2f, central %.2f\n", rep,
+              (bench::self_cpu_s() - agent0) * per_m,
+              (bench::proc_cpu_s(broker.pid()) - broker0) * per_m,
+              (bench::proc_cpu_s(central.pid()) - central0) * per_m);
   auto acked = (*box)->counters().acked;
   eng.stop();
   io.stop();

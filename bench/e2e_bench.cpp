@@ -15,6 +15,7 @@
 #include <iostream>
 #include <thread>
 
+#include "proc_cpu.hpp"
 #include "results.hpp"
 #include "support/processes.hpp"
 
@@ -58,8 +59,11 @@ double run_enqueue_only(const std::filesystem::path& dir) {
   auto box = sync::outbox::open({dir / "baseline.db", "bench-agent", sync::durability::full}, err);
   if (!box) throw std::runtime_error(err);
   agent::recorder rec(**box);
+  const double cpu0 = bench::self_cpu_s();
   auto t = clk::now();
   produce(rec);
+  std::printf("enqueue only: cpu s per 1M records %.2f\n",
+              (bench::self_cpu_s() - cpu0) * 1e6 / static_cast<double>(kRecords));
   return kRecords / std::chrono::duration<double>(clk::now() - t).count();
 }
 
@@ -89,10 +93,17 @@ double run_e2e(const std::filesystem::path& dir, const std::string& bin_dir, int
   });
   test::wait_until([&] { return eng.stats().broker_connected; }, std::chrono::seconds(10));
   agent::recorder rec(**box);
+  const double agent0 = bench::self_cpu_s(), broker0 = bench::proc_cpu_s(broker.pid()),
+               central0 = bench::proc_cpu_s(central.pid());
   auto t = clk::now();
   produce(rec);
   bool ok = test::wait_until([&] { return (*box)->counters().acked == kRecords; }, std::chrono::seconds(300));
   double s = std::chrono::duration<double>(clk::now() - t).count();
+  const double per_m = 1e6 / static_cast<double>(kRecords);
+  std::printf("rep %d: %.0f records/s; cpu s per 1M records: agent %.2f (producer included), "
+              "broker %.2f, central %.2f\n", rep, kRecords / s, (bench::self_cpu_s() - agent0) * per_m,
+              (bench::proc_cpu_s(broker.pid()) - broker0) * per_m,
+              (bench::proc_cpu_s(central.pid()) - central0) * per_m);
   eng.stop();
   io.stop();
   th.join();

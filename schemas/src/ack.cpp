@@ -50,8 +50,11 @@ std::string encode_ack(const ack& a) {
       ranges.push_back(boost::json::array{detail::u64_str(r.first), detail::u64_str(r.last)});
     o["ranges"] = std::move(ranges);
   } else {
-    o["code"] = to_string(a.code);
-    o["retry"] = a.retry;
+    // A newer central's code travels on as received (the signature covers it), never as the
+    // local reading of it: encode(decode(x)) keeps what central signed.
+    const bool foreign = !a.wire_code.empty();
+    o["code"] = foreign ? std::string_view(a.wire_code) : to_string(a.code);
+    o["retry"] = foreign ? a.wire_retry : a.retry;
     o["reason"] = a.reason;
   }
   if (!a.central_instance.empty()) o["central"] = a.central_instance;

@@ -18,7 +18,18 @@ std::string_view to_string(record_class c) noexcept {
 }
 
 double decimal::to_double() const noexcept {
-  // strtod on the canonical text is correctly rounded; pow(10, e) * m is not.
+  // Exact fast path (Clinger): a mantissa of at most 2^53 and 10^|e| for |e| <= 22 are both
+  // exact doubles, so one IEEE multiplication or division rounds correctly, giving the bits
+  // strtod gives. Most instrument readings take it (central converts every decimal it stores).
+  static constexpr double kPow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                      1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                      1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+  constexpr std::int64_t kExact = std::int64_t{1} << 53;
+  if (mantissa >= -kExact && mantissa <= kExact && exponent >= -22 && exponent <= 22) {
+    const auto m = static_cast<double>(mantissa);
+    return exponent >= 0 ? m * kPow10[exponent] : m / kPow10[-exponent];
+  }
+  // Otherwise strtod on the canonical text is correctly rounded; pow(10, e) * m is not.
   char buf[48];
   std::snprintf(buf, sizeof buf, "%lldE%d", static_cast<long long>(mantissa), exponent);
   return std::strtod(buf, nullptr);
@@ -37,9 +48,13 @@ std::string decimal::to_string() const {
     out += '.';
     out.append(digits, 1);
   }
-  char e[16];
-  std::snprintf(e, sizeof e, "E%+03d", exp10);
-  out += e;
+  // "E%+03d" without printf (central formats every decimal it stores).
+  out += 'E';
+  out += exp10 < 0 ? '-' : '+';
+  const unsigned a = static_cast<unsigned>(exp10 < 0 ? -exp10 : exp10);
+  if (a >= 100) out += static_cast<char>('0' + a / 100);
+  out += static_cast<char>('0' + a / 10 % 10);
+  out += static_cast<char>('0' + a % 10);
   return out;
 }
 

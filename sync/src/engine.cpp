@@ -101,6 +101,9 @@ struct engine::impl : std::enable_shared_from_this<impl> {
   // Central instances seen on their retained state topics, and which of them are online.
   std::set<std::string> centrals_seen, centrals_online;
   bool reading = false;
+  // A batch just read is being encoded (on the strand): it takes an in-flight slot already, so
+  // the read of the next one, started meanwhile, respects the window.
+  bool encoding = false;
   bool linger_armed = false;
   bool stopped = false;
   std::uint64_t next_batch_id;
@@ -375,7 +378,8 @@ struct engine::impl : std::enable_shared_from_this<impl> {
   }
 
   void pump_live() {
-    if (stopped || reading || !mqtt.connected() || inflight.size() >= opts.max_inflight_batches)
+    if (stopped || reading || !mqtt.connected() ||
+        inflight.size() + (encoding ? 1 : 0) >= opts.max_inflight_batches)
       return;
     if (!central_available() || !rate_allows()) return;
     reading = true;
@@ -399,7 +403,9 @@ struct engine::impl : std::enable_shared_from_this<impl> {
       blobs = opts.max_bytes_per_s > 0
                   ? std::max<std::size_t>(1, static_cast<std::size_t>(opts.max_bytes_per_s / 4 / 4096))
                   : 64;
-    if (opts.max_inflight_batches > 1 && inflight.size() + 1 >= opts.max_inflight_batches) blobs = 0;
+    if (opts.max_inflight_batches > 1 &&
+        inflight.size() + (encoding ? 1 : 0) + 1 >= opts.max_inflight_batches)
+      blobs = 0;
     l[static_cast<std::size_t>(schemas::record_class::blob)] = blobs;
     return l;
   }
@@ -435,6 +441,14 @@ struct engine::impl : std::enable_shared_from_this<impl> {
       auto& c = cursors[static_cast<std::size_t>(r.cls)];
       c = std::max(c, r.seq);
     }
+    // The outbox writer reads the next batch while this one is encoded and compressed here (a
+    // backlog drains with the SQLite read and the zstd work overlapping). Not under a bandwidth
+    // cap: there every read waits for the cap to allow the batch it will become.
+    if (!bytes_bucket.enabled() && !batches_bucket.enabled()) {
+      encoding = true;
+      pump_live();
+    }
+    encoding = false;
     collect_dictionary_samples(recs);
     schemas::batch b{opts.agent_id, ep, next_batch_id++, std::move(recs)};
     auto frame = encoder.encode(b, opts.signer.get());
@@ -725,6 +739,11 @@ void engine::publish_retained(std::string topic, std::string payload) {
     if (s->stopped || !s->mqtt.connected()) return;
     s->mqtt.publish(std::move(t), std::move(p), 1, true, [](error_code) {});
   });
+}
+
+void engine::set_central_keys(std::vector<schemas::ed25519_public_key> keys) {
+  auto s = impl_;
+  asio::post(s->ex, [s, k = std::move(keys)]() mutable { s->opts.central_keys = std::move(k); });
 }
 
 engine_stats engine::stats() const {

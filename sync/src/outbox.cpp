@@ -290,6 +290,9 @@ struct outbox::impl {
   std::size_t max_group;
   std::atomic<std::uint64_t> epoch{0};
   bool broken = false;  // a run-time replacement failed: every job fails with a storage error
+  // synchronous=NORMAL set for a group of acks only (process()); any other write group sets
+  // FULL back before it begins.
+  bool relaxed_sync = false;
   detail::statement insert, bump, del, read_class, oldest, to_dead, del_plain, dead_count, evict;
   detail::statement to_retained, prune_age, prune_size, read_ret;
 
@@ -805,7 +808,9 @@ struct outbox::impl {
         break;
       }
     }
-    std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.seq < b.seq; });
+    // Classes were read one after the other; a backlog of one class is in order already.
+    const auto by_seq = [](const schemas::record& a, const schemas::record& b) { return a.seq < b.seq; };
+    if (!std::is_sorted(out.begin(), out.end(), by_seq)) std::sort(out.begin(), out.end(), by_seq);
     j.done(ec, std::move(out), epoch.load());
   }
 
@@ -872,6 +877,21 @@ struct outbox::impl {
       }
     }
     bool ok = !broken;
+    // A group that only deletes acked records (a backlog draining) commits without its own
+    // fsync: losing it to a power cut only brings those records back as held, they are sent
+    // again and central, which stored them durably before acking, deduplicates. The WAL is
+    // append-only, so the next synced commit (or checkpoint) makes these durable too, and an
+    // insert is never reported stored before its own fsync.
+    const bool unsynced_acks =
+        writes && opts.sync_mode == durability::full &&
+        std::all_of(jobs.begin(), jobs.end(), [](const job& j) {
+          return std::holds_alternative<ack_job>(j) || std::holds_alternative<read_job>(j) ||
+                 std::holds_alternative<retained_read_job>(j) || std::holds_alternative<call_job>(j);
+        });
+    if (writes && ok && unsynced_acks != relaxed_sync) {
+      ok = detail::exec(db, unsynced_acks ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL");
+      if (ok) relaxed_sync = unsynced_acks;
+    }
     if (writes && ok) {
       ok = detail::exec(db, "BEGIN IMMEDIATE");
       for (std::size_t i = 0; ok && i < jobs.size(); ++i) {
@@ -975,6 +995,10 @@ struct outbox::impl {
       }
     }
     if (ok && (added || dead_delta < 0) && committed) committed();
+    if (relaxed_sync && std::any_of(jobs.begin(), jobs.end(), [](const job& j) {
+          return std::holds_alternative<call_job>(j);
+        }) && detail::exec(db, "PRAGMA synchronous=FULL"))
+      relaxed_sync = false;  // a call (a dictionary saved) commits on its own: synced
     for (auto& j : jobs) {
       if (auto* r = std::get_if<read_job>(&j)) do_read(*r);
       else if (auto* rr = std::get_if<retained_read_job>(&j)) do_read_retained(*rr);
@@ -1159,6 +1183,7 @@ boost::system::error_code outbox::impl::open_db(std::string& error, bool& corrup
   const char* sync_sql = opts.sync_mode == durability::full ? "PRAGMA synchronous=FULL"
                                                             : "PRAGMA synchronous=NORMAL";
   if (!detail::exec(db, sync_sql, &err)) return fail(err);
+  relaxed_sync = false;
   past_open = true;
   if (auto ec = schemas::apply_migrations(db, schemas::agent_outbox_migrations(), err)) {
     if (ec == schemas::errc::unsupported_version) {

@@ -97,6 +97,12 @@ class engine {
   // strand when connected; dropped otherwise (the caller republishes periodically). Thread-safe.
   void publish_retained(std::string topic, std::string payload);
 
+  // Replaces the pinned central keys (engine_options::central_keys; SIGHUP reload). Every ack
+  // and command handled after the strand runs this is checked against `keys`; the MQTT session,
+  // the batches in flight and the outbox are untouched (a batch whose ack was refused under the
+  // old keys is resent after ack_timeout and acked then). Thread-safe.
+  void set_central_keys(std::vector<schemas::ed25519_public_key> keys);
+
  private:
   struct impl;
   std::shared_ptr<impl> impl_;
