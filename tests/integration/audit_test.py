@@ -3,7 +3,7 @@
 an agent that pins central's public key gets every record acked (so central's acks are signed),
 `agents approve --as --reason` is in the audit trail, one `batch.store` entry per batch,
 `audit verify` and `audit verify-batches` pass, the exported head is signed, an edited ledger row
-makes `audit verify` fail, and `security-check` flags the plain-TCP test configuration.
+makes `audit verify` fail, and `security-check` flags what the test configuration leaves insecure.
 """
 import argparse
 import json
@@ -99,7 +99,10 @@ def main():
         assert r.returncode == 1 and "was edited" in r.stdout, r
 
         r = run([central_bin, "security-check", "--config", conf])
-        assert r.returncode == 1 and "INSECURE mqtt.broker" in r.stdout, r
+        # The suite's broker is mutual TLS (harness.py): only require_signatures = false is
+        # insecure here; TLS off is flagged when the suite runs plain (SEMILAB_IT_PLAIN_MQTT).
+        assert r.returncode == 1 and "INSECURE ingest.require_signatures" in r.stdout, r
+        assert ("INSECURE mqtt.broker" in r.stdout) == (not s.tls), r.stdout
         assert "INSECURE central.signing_key_file" not in r.stdout, r.stdout
         print(f"ok: {COUNT} records acked under a pinned central key, {n_entries} batch entries, "
               "tampering found")

@@ -146,7 +146,7 @@ def test_modbus(system, n):
     polls = max(5, n // 40)
     with open(conf, "w") as f:
         f.write(f'[agent]\nid = "{AGENT}"\nsite = "lab-it"\ndata_dir = "{system.path(AGENT)}"\n'
-                f'durability = "normal"\n\n[mqtt]\nbroker = "tcp://127.0.0.1:{system.broker_port}"\n\n'
+                f'durability = "normal"\n\n{system.mqtt_toml(AGENT)}\n'
                 f'[sync]\nack_timeout_s = 2.0\nlinger_ms = 50\n\n'
                 f'[[instrument]]\nid = "furnace1"\nresource = "modbus-tcp://127.0.0.1:{port}?unit=1"\n'
                 f'profile = "eurotherm3200"\npoll_interval_s = 0.05\ncount = {polls}\n')

@@ -44,7 +44,7 @@ def agent_conf(system, agent_id, folder, drops, cap):
     with open(conf, "w") as f:
         f.write(f'[agent]\nid = "{agent_id}"\nsite = "lab-fd"\n'
                 f'data_dir = "{system.path(agent_id)}"\ndurability = "normal"\n\n'
-                f'[mqtt]\nbroker = "tcp://127.0.0.1:{system.broker_port}"\n\n'
+                f'{system.mqtt_toml(agent_id)}\n'
                 f'[sync]\nack_timeout_s = 2\nlinger_ms = 20\nmax_bytes_per_s = {cap}\n\n')
         for did, pattern, kind in drops:
             f.write(f'[[filedrop]]\nid = "{did}"\nfolder = "{folder}"\npattern = "{pattern}"\n'

@@ -2,10 +2,19 @@
 
 Every process is started here, on free loopback ports, in a temp directory, and stopped by PID.
 Standard library only (runs under Debian's /usr/bin/python3).
+
+MQTT runs over mutual TLS with the topic ACLs, as in production: the broker is configured from
+packaging/mosquitto/semilab.conf.template + semilab.acl, the certificates come from
+packaging/pki/semilab-pki (one site CA per test process, made on first use in a temp dir; one
+certificate per identity, CN = client id = agent id, `semilab-central` for central instances).
+Configuration files get their `[mqtt]` table from System.mqtt_toml(identity). Set
+SEMILAB_IT_PLAIN_MQTT=1 to run a plain-TCP broker without ACLs instead (debugging only).
 """
+import atexit
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -79,10 +88,68 @@ class Proc:
         return self.p.returncode
 
 
+SOURCE = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+CENTRAL_IDENTITY = "semilab-central"  # the identity semilab.acl grants central's rights to
+
+
+class SitePki:
+    """A site CA made by packaging/pki/semilab-pki: the broker's certificate for 127.0.0.1, central's
+    and one per agent id on demand. One per process (site_pki()); removed at exit."""
+
+    def __init__(self):
+        self.script = os.path.join(SOURCE, "packaging", "pki", "semilab-pki")
+        self.parent = tempfile.mkdtemp(prefix="semilab-it-pki-")
+        self.dir = os.path.join(self.parent, "ca")
+        self._run("init", self.dir)
+        self._run("server", self.dir, "127.0.0.1")
+        self._run("central", self.dir, CENTRAL_IDENTITY)
+        atexit.register(shutil.rmtree, self.parent, True)
+
+    def _run(self, *args):
+        r = subprocess.run([self.script, *args], capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError(f"semilab-pki {' '.join(args)}: {r.stderr.strip()}")
+
+    @property
+    def ca(self):
+        return os.path.join(self.dir, "ca.crt")
+
+    @property
+    def crl(self):
+        return os.path.join(self.dir, "crl.pem")
+
+    def identity(self, name):
+        """(certificate, key) for `name`, issued on first use (CN = name)."""
+        kind = "central" if name == CENTRAL_IDENTITY else "agents"
+        crt = os.path.join(self.dir, kind, f"{name}.crt")
+        if not os.path.exists(crt):
+            self._run("agent" if kind == "agents" else "central", self.dir, name)
+        return crt, os.path.join(self.dir, kind, f"{name}.key")
+
+    def revoke(self, name):
+        """Revokes `name`'s certificate and regenerates the CRL (restart the broker to apply)."""
+        kind = "central" if name == CENTRAL_IDENTITY else "agents"
+        self._run("revoke", self.dir, kind, name)
+
+
+_PKI = None
+
+
+def site_pki():
+    global _PKI
+    if _PKI is None:
+        _PKI = SitePki()
+    return _PKI
+
+
+def plain_mqtt():
+    return os.environ.get("SEMILAB_IT_PLAIN_MQTT") == "1"
+
+
 class System:
     """mosquitto + semilab-sim + semilab-central + semilab-agent, all on loopback."""
 
-    def __init__(self, bin_dir, workdir=None):
+    def __init__(self, bin_dir, workdir=None, tls=None):
         self.bin = bin_dir
         self.tmp = None
         if workdir is None:
@@ -93,16 +160,76 @@ class System:
         self.procs = []
         self.broker_port = None
         self.http = None
+        self.tls = (not plain_mqtt()) if tls is None else tls
+        self.pki = site_pki() if self.tls else None
 
     def path(self, *p):
         return os.path.join(self.dir, *p)
 
+    def broker_url(self):
+        return f"{'ssl' if self.tls else 'tcp'}://127.0.0.1:{self.broker_port}"
+
+    def mqtt_toml(self, identity):
+        """The `[mqtt]` table (no trailing blank line, so more keys may follow) for a daemon that
+        connects as `identity`: an agent id, or CENTRAL_IDENTITY for central instances."""
+        s = f'[mqtt]\nbroker = "{self.broker_url()}"\n'
+        if self.tls:
+            crt, key = self.pki.identity(identity)
+            s += (f'tls_ca_file = "{self.pki.ca}"\ntls_cert_file = "{crt}"\n'
+                  f'tls_key_file = "{key}"\n')
+        return s
+
+    def mosquitto_client_args(self, identity=CENTRAL_IDENTITY):
+        """Host, port and TLS options for mosquitto_pub / mosquitto_sub as `identity`."""
+        args = ["-h", "127.0.0.1", "-p", str(self.broker_port)]
+        if self.tls:
+            crt, key = self.pki.identity(identity)
+            args += ["--cafile", self.pki.ca, "--cert", crt, "--key", key]
+        return args
+
+    def _write_broker_conf(self):
+        """mosquitto.conf: the packaged template (mutual TLS, CRL, ACL) or a plain listener. The
+        broker drops root for the mosquitto user, so its files are copied into a directory that
+        user can read, as an installation puts them under /etc/mosquitto."""
+        conf = self.path("mosquitto.conf")
+        if not self.tls:
+            with open(conf, "w") as f:
+                f.write(f"listener {self.broker_port} 127.0.0.1\nallow_anonymous true\n"
+                        "persistence false\nmax_queued_messages 1000000\nset_tcp_nodelay true\n")
+            return conf
+        d = self.path("broker")
+        os.makedirs(d, exist_ok=True)
+        os.chmod(self.dir, 0o755)
+        os.chmod(d, 0o755)
+        try:
+            import pwd
+            pw = pwd.getpwnam("mosquitto") if os.geteuid() == 0 else None
+        except (KeyError, ImportError):
+            pw = None
+        pki = self.pki.dir
+        for src, dst in ((self.pki.ca, "ca.crt"), (self.pki.crl, "crl.pem"),
+                         (f"{pki}/server/127.0.0.1.crt", "server.crt"),
+                         (f"{pki}/server/127.0.0.1.key", "server.key"),
+                         (os.path.join(SOURCE, "packaging", "mosquitto", "semilab.acl"), "semilab.acl")):
+            shutil.copy(src, os.path.join(d, dst))
+            if pw:
+                os.chown(os.path.join(d, dst), pw.pw_uid, pw.pw_gid)
+        with open(os.path.join(SOURCE, "packaging", "mosquitto", "semilab.conf.template")) as f:
+            text = f.read()
+        for k, v in {"LISTEN_ADDRESS": "127.0.0.1", "LISTEN_PORT": str(self.broker_port),
+                     "CA_FILE": f"{d}/ca.crt", "CERT_FILE": f"{d}/server.crt",
+                     "KEY_FILE": f"{d}/server.key", "CRL_FILE": f"{d}/crl.pem",
+                     "ACL_FILE": f"{d}/semilab.acl", "PERSISTENCE": "false", "DATA_DIR": d}.items():
+            text = text.replace(f"@{k}@", v)
+        # As the plain broker: deep queues for the outage tests (the template keeps 100000).
+        text = text.replace("max_queued_messages 100000\n", "max_queued_messages 1000000\n")
+        with open(conf, "w") as f:
+            f.write(text)
+        return conf
+
     def start_broker(self):
         self.broker_port = free_port()
-        conf = self.path("mosquitto.conf")
-        with open(conf, "w") as f:
-            f.write(f"listener {self.broker_port} 127.0.0.1\nallow_anonymous true\n"
-                    "persistence false\nmax_queued_messages 1000000\nset_tcp_nodelay true\n")
+        conf = self._write_broker_conf()
         p = Proc(["/usr/sbin/mosquitto", "-c", conf], self.path("mosquitto.log"))
         self.procs.append(p)
         wait_for(lambda: _port_open(self.broker_port), 10, "mosquitto")
@@ -110,11 +237,11 @@ class System:
         return p
 
     def restart_broker(self, pause=0.5):
-        """Stops the broker (SIGTERM) and starts it again on the same port."""
+        """Stops the broker (SIGTERM) and starts it again on the same port (with the current CRL)."""
         self.broker.stop()
         self.procs.remove(self.broker)
         time.sleep(pause)
-        conf = self.path("mosquitto.conf")
+        conf = self._write_broker_conf()
         p = Proc(["/usr/sbin/mosquitto", "-c", conf], self.path("mosquitto.log"))
         self.procs.append(p)
         wait_for(lambda: _port_open(self.broker_port), 10, "mosquitto restart")
@@ -132,7 +259,7 @@ class System:
         conf = self.path(f"{instance}.toml")
         with open(conf, "w") as f:
             f.write(f'[central]\ninstance = "{instance}"\ndata_dir = "{self.path("central")}"\n\n'
-                    f'[mqtt]\nbroker = "tcp://127.0.0.1:{self.broker_port}"\n\n'
+                    f'{self.mqtt_toml(CENTRAL_IDENTITY)}\n'
                     f'[http]\nlisten = "127.0.0.1:0"\n')
         return conf
 
@@ -151,7 +278,7 @@ class System:
         with open(conf, "w") as f:
             f.write(f'[agent]\nid = "{agent_id}"\nsite = "lab-it"\n'
                     f'data_dir = "{self.path(agent_id)}"\ndurability = "{durability}"\n\n'
-                    f'[mqtt]\nbroker = "tcp://127.0.0.1:{self.broker_port}"\n\n'
+                    f'{self.mqtt_toml(agent_id)}\n'
                     f'[sync]\nack_timeout_s = {ack_timeout}\nlinger_ms = 50\n\n'
                     f'[[instrument]]\nid = "smu1"\nmodel = "keithley2450"\n'
                     f'resource = "TCPIP0::127.0.0.1::{sim_port}::SOCKET"\n'

@@ -86,7 +86,7 @@ def start_central(system, pg, instance):
     conf = system.path(f"{instance}.toml")
     with open(conf, "w") as f:
         f.write(f'[central]\ninstance = "{instance}"\ndata_dir = "{system.path(instance)}"\n\n'
-                f'[mqtt]\nbroker = "tcp://127.0.0.1:{system.broker_port}"\n\n'
+                f'{system.mqtt_toml("semilab-central")}\n'
                 f'[http]\nlisten = "127.0.0.1:0"\n\n'
                 f'[store]\nbackend = "postgresql"\nurl = "{pg.url}"\n')
     p = Proc([os.path.join(system.bin, "semilab-central"), "run", "--config", conf],

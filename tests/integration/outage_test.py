@@ -32,7 +32,7 @@ def run(system, outage_s, hz):
     conf = system.path("agent-outage.toml")
     with open(conf, "w") as f:
         f.write(f'[agent]\nid = "{AGENT}"\nsite = "lab-it"\ndata_dir = "{system.path(AGENT)}"\n'
-                f'durability = "full"\n\n[mqtt]\nbroker = "tcp://127.0.0.1:{system.broker_port}"\n\n'
+                f'durability = "full"\n\n{system.mqtt_toml(AGENT)}\n'
                 f'[sync]\nack_timeout_s = 2.0\nlinger_ms = 50\n\n'
                 f'[[instrument]]\nid = "mfc1"\nresource = "modbus-tcp://127.0.0.1:{port}?unit=1"\n'
                 f'profile = "mfc"\npoll_interval_s = {1.0 / hz}\ncount = {polls}\n')

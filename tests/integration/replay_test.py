@@ -37,7 +37,7 @@ def central_conf(system, key_file):
     conf = system.path(f"central-{os.path.basename(key_file)}.toml")
     with open(conf, "w") as f:
         f.write(f'[central]\ninstance = "central-1"\ndata_dir = "{system.path("central")}"\n\n'
-                f'[mqtt]\nbroker = "tcp://127.0.0.1:{system.broker_port}"\n'
+                f'{system.mqtt_toml("semilab-central")}'
                 f'command_key_file = "{key_file}"\n\n[http]\nlisten = "127.0.0.1:0"\n')
     return conf
 
@@ -81,7 +81,7 @@ def run(system):
     with open(conf, "w") as f:
         f.write(f'[agent]\nid = "{AGENT}"\nsite = "lab-it"\ndata_dir = "{system.path(AGENT)}"\n'
                 f'durability = "normal"\nretain_hours = 1\nretain_mb = 64\n\n'
-                f'[mqtt]\nbroker = "tcp://127.0.0.1:{system.broker_port}"\n\n'
+                f'{system.mqtt_toml(AGENT)}\n'
                 f'[sync]\nack_timeout_s = 2.0\nlinger_ms = 50\nbatch_max_records = 100\n'
                 f'command_key_file = "{key}"\n\n'
                 f'[[instrument]]\nid = "smu1"\nmodel = "keithley2450"\n'

@@ -65,14 +65,14 @@ def run(system, count=400, interval=0.02, batch=50):
     conf = system.path("central-1.toml")
     with open(conf, "w") as f:
         f.write(f'[central]\ninstance = "central-1"\ndata_dir = "{system.path("central")}"\n\n'
-                f'[mqtt]\nbroker = "tcp://127.0.0.1:{system.broker_port}"\n'
+                f'{system.mqtt_toml("semilab-central")}'
                 f'command_key_file = "{key}"\n\n[http]\nlisten = "127.0.0.1:0"\n')
     start_central(system, conf)
     aconf = system.path("agent-restore.toml")
     with open(aconf, "w") as f:
         f.write(f'[agent]\nid = "{AGENT}"\nsite = "lab-dr"\ndata_dir = "{system.path(AGENT)}"\n'
                 f'durability = "normal"\nretain_hours = 1\nretain_mb = 64\n\n'
-                f'[mqtt]\nbroker = "tcp://127.0.0.1:{system.broker_port}"\n\n'
+                f'{system.mqtt_toml(AGENT)}\n'
                 f'[sync]\nack_timeout_s = 2.0\nlinger_ms = 50\nbatch_max_records = {batch}\n'
                 f'command_key_file = "{key}"\n\n'
                 f'[[instrument]]\nid = "smu1"\nmodel = "keithley2450"\n'

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -130,6 +131,7 @@ class mosquitto {
     if (!port_open(port_)) throw std::runtime_error("mosquitto did not start");
   }
   int port() const { return port_; }
+  int pid() const { return proc_.pid(); }
   std::string url() const { return "tcp://127.0.0.1:" + std::to_string(port_); }
   void stop() { proc_.stop(); }
 
@@ -137,6 +139,22 @@ class mosquitto {
   int port_;
   child proc_;
 };
+
+// A shell command's exit code (-1 when it did not exit normally or could not start) and stdout.
+struct shell_result {
+  int exit = -1;
+  std::string out;
+};
+inline shell_result run_shell(const std::string& cmd) {
+  shell_result r;
+  std::FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) r.out.append(buf, n);
+  const int st = ::pclose(p);
+  r.exit = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
 
 template <class Pred>
 bool wait_until(Pred p, std::chrono::milliseconds timeout) {

@@ -2,6 +2,8 @@
 // instrument through it, --help documents the flag, SIGTERM ends it cleanly.
 #include <semilab/drivers/transport.hpp>
 
+#include "../../support/processes.hpp"
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/strand.hpp>
 #include <doctest/doctest.h>
@@ -47,16 +49,7 @@ std::string read_line(int fd, int ms) {
   return line;
 }
 
-std::string run(const std::string& cmd) {
-  std::string out;
-  FILE* f = ::popen(cmd.c_str(), "r");
-  if (!f) return out;
-  char buf[4096];
-  std::size_t n = 0;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
-  ::pclose(f);
-  return out;
-}
+std::string run(const std::string& cmd) { return semilab::test::run_shell(cmd).out; }
 
 }  // namespace
 

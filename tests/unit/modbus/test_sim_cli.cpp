@@ -3,6 +3,8 @@
 #include <semilab/drivers/modbus_error.hpp>
 #include <semilab/drivers/modbus_link.hpp>
 
+#include "../../support/processes.hpp"
+
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/strand.hpp>
@@ -14,7 +16,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <array>
 #include <chrono>
 #include <cstdio>
 #include <optional>
@@ -83,16 +84,8 @@ struct run_result {
 };
 
 run_result agent(const std::string& args) {
-  run_result r;
-  std::string cmd = kBin + "/semilab-agent " + args + " 2>/dev/null";
-  std::FILE* p = ::popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  std::array<char, 4096> buf{};
-  std::size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  int st = ::pclose(p);
-  r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
+  auto sh = semilab::test::run_shell(kBin + "/semilab-agent " + args + " 2>/dev/null");
+  return {sh.exit, std::move(sh.out)};
 }
 
 template <class T>
