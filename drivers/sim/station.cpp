@@ -31,6 +31,7 @@ const std::vector<kind_terminals>& kinds() {
       {"diode", {"anode"}},
       {"mosfet", {"gate", "drain"}},
       {"moscap", {"gate"}},
+      {"schottky", {"anode"}},
       {"sheet", {"force", "sense"}},
       {"hall", {"matrix", "magnet", "force", "sense"}},
       {"tlm", {"matrix", "force", "sense"}},
@@ -120,6 +121,15 @@ double station_device::moscap_capacitance(double vg) const noexcept {
   }
   double cs = cs_of(psi);
   return p_.area * cox * cs / (cox + cs);
+}
+
+double station_device::schottky_capacitance(double v) const noexcept {
+  // Depletion capacitance of a Schottky contact on a uniformly doped n layer (Sze ch. 3):
+  // C = A sqrt(q eps_s N_D / (2 (Vbi - V - kT/q))); near and beyond flat band the depletion
+  // width is held at its value 1 mV short of it.
+  const double vt = kK * p_.temperature / kQ;
+  const double x = std::max(p_.vbi - vt - v, 1e-3);
+  return p_.area * std::sqrt(kQ * kEpsSi * p_.nd / (2 * x));
 }
 
 double station_device::sheet_ratio() const noexcept {
@@ -230,7 +240,7 @@ double station_device::current(std::string_view terminal, double volts) const {
     if (g.output) vgs = g.source_voltage ? g.level : g.level / p_.gate_leakage;
     return mosfet_drain_current(vgs, volts);
   }
-  if (kind_ == "moscap") return p_.leakage * volts;
+  if (kind_ == "moscap" || kind_ == "schottky") return p_.leakage * volts;
   if (kind_ == "sheet") return terminal == "force" ? (volts - p_.thermo_emf) / sheet_ratio() : 0.0;
   return 0;
 }
@@ -242,7 +252,8 @@ double station_device::voltage(std::string_view terminal, double amps) const {
     if (terminal != "force" || amps == 0) return 0;
     return std::isfinite(r) ? amps * r : std::copysign(kMaxVolts, amps);  // open: compliance
   }
-  if (kind_ == "moscap") return p_.leakage > 0 ? amps / p_.leakage : std::copysign(kMaxVolts, amps);
+  if (kind_ == "moscap" || kind_ == "schottky")
+    return p_.leakage > 0 ? amps / p_.leakage : std::copysign(kMaxVolts, amps);
   if (kind_ == "mosfet" && terminal == "gate") return amps / p_.gate_leakage;
   // Monotonic I(V): bisection over the source range.
   double lo = -kMaxVolts, hi = kMaxVolts;
@@ -258,7 +269,9 @@ double station_device::voltage(std::string_view terminal, double amps) const {
 std::complex<double> station_device::impedance(std::string_view, double freq_hz,
                                                double bias) const {
   double w = 2 * std::numbers::pi * freq_hz;
-  double c = kind_ == "moscap" ? moscap_capacitance(bias) : 0.0;
+  double c = kind_ == "moscap"     ? moscap_capacitance(bias)
+             : kind_ == "schottky" ? schottky_capacitance(bias)
+                                   : 0.0;
   std::complex<double> y(p_.leakage > 0 ? p_.leakage : 1e-15, w * c);
   return p_.series_resistance + 1.0 / y;
 }
@@ -316,6 +329,8 @@ constexpr param_key kParams[] = {
     {"series_resistance", &station_device_params::series_resistance},
     {"leakage", &station_device_params::leakage},
     {"ni", &station_device_params::ni},
+    {"nd", &station_device_params::nd},
+    {"vbi", &station_device_params::vbi},
     {"r_sheet", &station_device_params::r_sheet},
     {"spacing", &station_device_params::spacing},
     {"diameter", &station_device_params::diameter},
@@ -397,7 +412,7 @@ std::optional<station_config> parse_station(std::string_view text, std::string_v
       for (const auto& kt : kinds()) known = known || kt.kind == kind;
       if (!known) {
         error = where(source, t->source()) + ": " + path +
-                ".kind: unknown device kind '" + kind + "' (diode, mosfet, moscap, sheet, hall, tlm)";
+                ".kind: unknown device kind '" + kind + "' (diode, mosfet, moscap, schottky, sheet, hall, tlm)";
         return std::nullopt;
       }
       station_device_params p;

@@ -108,7 +108,7 @@ struct station_fixture {
   station_fixture() {
     // Distinct ports: bind(0) may hand out a just-released port again.
     std::set<int> taken{status_port};
-    for (const char* id : {"smu-d", "gate", "drain", "lcr", "smu-4pp", "dmm", "h-mx", "h-mag",
+    for (const char* id : {"smu-d", "gate", "drain", "lcr", "lcr-s", "smu-4pp", "dmm", "h-mx", "h-mag",
                            "h-smu", "h-dmm", "t-mx", "t-smu", "t-dmm"}) {
       int p = free_port();
       while (!taken.insert(p).second) p = free_port();
@@ -119,6 +119,7 @@ struct station_fixture {
     s << "[[device]]\nname = \"d1\"\nkind = \"diode\"\ni0 = 1e-12\nideality = 1.8\nrs = 5\n"
       << "[[device]]\nname = \"m1\"\nkind = \"mosfet\"\nvth = 0.5\n"
       << "[[device]]\nname = \"c1\"\nkind = \"moscap\"\nna = 1e22\ntox = 10e-9\narea = 1e-8\nvfb = -0.9\n"
+      << "[[device]]\nname = \"k1\"\nkind = \"schottky\"\nnd = 2e22\nvbi = 0.75\narea = 1e-8\n"
       << "[[device]]\nname = \"s1\"\nkind = \"sheet\"\nr_sheet = 100\nspacing = 1e-3\ndiameter = 0.1\n"
       // van der Pauw / Hall sample (n type) and a TLM row of 5 pads (4 gaps)
       << "[[device]]\nname = \"h1\"\nkind = \"hall\"\nr_sheet = 250\nn_sheet = 2e16\nhall_sign = -1\n"
@@ -133,6 +134,7 @@ struct station_fixture {
     inst("gate", "keithley2450", "m1", "gate");
     inst("drain", "keithley2450", "m1", "drain");
     inst("lcr", "e4980a", "c1", "gate");
+    inst("lcr-s", "e4980a", "k1", "anode");
     inst("smu-4pp", "keithley2450", "s1", "force");
     inst("dmm", "34461a", "s1", "sense");
     inst("h-mx", "keithley7001", "h1", "matrix");
@@ -154,7 +156,7 @@ struct station_fixture {
       << "[status]\nport = " << status_port << "\noperator_token = \"" << kToken << "\"\n"
       << "[runs]\nroles = { smu = \"smu-d\" }\n";
     for (auto& [id, p] : port) {
-      std::string model = id == "lcr"                      ? "e4980a"
+      std::string model = id.starts_with("lcr")            ? "e4980a"
                           : id == "dmm" || id.ends_with("-dmm") ? "34461a"
                           : id.ends_with("-mx")                ? "keithley7001"
                           : id == "h-mag"                      ? "kepco-bop"
@@ -403,6 +405,36 @@ polarity = "p"
     CHECK(param(run, "vfb") == doctest::Approx(-0.9).epsilon(0.03));
     CHECK(param(run, "n_sub") == doctest::Approx(1e22).epsilon(0.05));
     f.check_records(std::string(run.at("run_id").as_string()), 3 * 141, "cox");
+  }
+  SUBCASE("Schottky C-V on the LCR meter: doping and built-in voltage of the device") {
+    auto r = f.run_recipe(f.recipe("cvs.toml", R"(
+[recipe]
+format = 1
+name = "schottky-cv"
+version = "1.0.0"
+method = "cv-schottky"
+[roles.lcr]
+kind = "impedance"
+instrument = "lcr-s"
+function = "CPG"
+frequency = 1e5
+ac_level = 0.03
+[sweep]
+role = "lcr"
+mode = "linear"
+start = -3.0
+stop = 0.0
+points = 61
+[device]
+area = 1e-8
+)"));
+    INFO(r.out);
+    REQUIRE(r.exit == 0);
+    auto run = json::parse(r.out);
+    // Station device k1: N_D 2e22 m^-3, Vbi 0.75 V (station.cpp, schottky_capacitance).
+    CHECK(param(run, "n_d") == doctest::Approx(2e22).epsilon(0.02));
+    CHECK(param(run, "vbi") == doctest::Approx(0.75).epsilon(0.02));
+    f.check_records(std::string(run.at("run_id").as_string()), 3 * 61, "n_d");
   }
   SUBCASE("four-point probe: SMU forcing, DMM sensing") {
     auto r = f.run_recipe(f.recipe("4pp.toml", R"(

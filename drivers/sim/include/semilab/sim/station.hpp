@@ -7,11 +7,11 @@
 // the inner-probe voltage (four-wire sense), and a DMM on the sense pair reads the same voltage.
 //
 // Station file (TOML, SI units):
-//   [[device]]  name, kind = diode | mosfet | moscap | sheet | hall | tlm, and the kind's parameters
+//   [[device]]  name, kind = diode | mosfet | moscap | schottky | sheet | hall | tlm, and the kind's parameters
 //               (station_device_params; unknown keys are errors naming file:line)
 //   [[instrument]] id, model = keithley2450 | e4980a | 34461a | keithley7001 | kepco-bop, listen = "HOST:PORT" (port 0 =
 //               any free port), device, terminal, seed
-// Terminals: diode "anode"; mosfet "gate", "drain" (source and body grounded); moscap "gate";
+// Terminals: diode "anode"; mosfet "gate", "drain" (source and body grounded); moscap "gate"; schottky "anode";
 // sheet "force" (an SMU forcing current, reading the four-wire voltage) and "sense" (a DMM);
 // hall "matrix" (switch matrix, model keithley7001), "magnet" (magnet supply, model kepco-bop),
 // "force" (SMU between the contacts routed to rows 1/2), "sense" (DMM across rows 3/4); tlm
@@ -55,6 +55,9 @@ struct station_device_params {
   // moscap (T3): p substrate, classical HF model (majority carriers, depletion beyond 2 phi_F)
   double na = 1e22, tox = 10e-9, area = 1e-8, vfb = -0.9, series_resistance = 0.0,
          leakage = 0.0, ni = 1e16;
+  // schottky: metal on a uniformly doped n layer of nd (m^-3), built-in voltage vbi (V); area,
+  // series_resistance, leakage and temperature as above
+  double nd = 1e22, vbi = 0.7;
   // sheet: thin film of r_sheet on a disc of `diameter`, collinear probes `spacing` apart
   double r_sheet = 100.0, spacing = 1e-3, diameter = 0.1, thermo_emf = 20e-6;
   // hall: van der Pauw sample, a disc with point contacts 1-4 on its edge at angle1..angle4
@@ -87,7 +90,7 @@ class station_device {
   // The terminal voltage that makes `amps` flow (monotonic devices: bisection); for the sheet's
   // force terminal, the four-wire (inner probe) voltage.
   [[nodiscard]] double voltage(std::string_view terminal, double amps) const;
-  // Small-signal impedance at a DC bias (moscap).
+  // Small-signal impedance at a DC bias (moscap, schottky).
   [[nodiscard]] std::complex<double> impedance(std::string_view terminal, double freq_hz,
                                                double bias) const;
   // Voltage a voltmeter on `terminal` reads (sheet "sense": the inner-probe voltage).
@@ -114,6 +117,7 @@ class station_device {
   [[nodiscard]] double diode_current(double v) const noexcept;
   [[nodiscard]] double mosfet_drain_current(double vgs, double vds) const noexcept;
   [[nodiscard]] double moscap_capacitance(double vg) const noexcept;  // F (whole area)
+  [[nodiscard]] double schottky_capacitance(double v) const noexcept;  // F (whole area)
   [[nodiscard]] double sheet_ratio() const noexcept;                  // V/I of the inner probes
 
  private:
