@@ -1,7 +1,9 @@
 // Recipe runs end to end: `semilab-sim --station` (instruments over shared device models), a
 // real `semilab-agent run` daemon holding the instrument sessions, `semilab-agent run-recipe`
-// submitting and following, and the outbox database checked for the run's records and state.
-// Each method's extracted parameters must match the station's device parameters.
+// submitting and following, and the outbox database checked for the run's records and state;
+// in the per-method test also a real mosquitto and semilab-central, whose store must hold each
+// run's parameters, summary and curve. Each method's extracted parameters must match the
+// station's device parameters.
 #include <semilab/schemas/run_metadata.hpp>
 #include <doctest/doctest.h>
 
@@ -21,6 +23,8 @@
 #include <functional>
 #include <iterator>
 #include <map>
+#include <memory>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -102,10 +106,13 @@ struct station_fixture {
   temp_dir dir;
   std::map<std::string, int> port;  // instrument id -> port
   int status_port = free_port();
-  child sim, agent;
+  child sim, agent, central;
+  std::unique_ptr<semilab::test::mosquitto> broker;  // with_central only
   std::filesystem::path config = dir.path() / "agent.toml";
 
-  station_fixture() {
+  // with_central: a real mosquitto and semilab-central, so each run's results are checked where
+  // engineers read them; otherwise the broker address is dead and records stay in the outbox.
+  explicit station_fixture(bool with_central = false) {
     // Distinct ports: bind(0) may hand out a just-released port again.
     std::set<int> taken{status_port};
     for (const char* id : {"smu-d", "gate", "drain", "lcr", "lcr-s", "smu-4pp", "dmm", "h-mx", "h-mag",
@@ -150,9 +157,19 @@ struct station_fixture {
       int pp = p;
       REQUIRE(wait_until([pp] { return port_open(pp); }, std::chrono::seconds(10)));
     }
+    std::string broker_url = "tcp://127.0.0.1:" + std::to_string(free_port());
+    if (with_central) {
+      broker = std::make_unique<semilab::test::mosquitto>(dir.path());
+      broker_url = broker->url();
+      auto cc = dir.path() / "central.toml";
+      std::ofstream(cc) << "[central]\ninstance = \"central-1\"\ndata_dir = \""
+                        << (dir.path() / "central").string() << "\"\n[mqtt]\nbroker = \"" << broker_url
+                        << "\"\n[http]\nlisten = \"127.0.0.1:0\"\n";
+      central = child({kBin + "/semilab-central", "run", "--config", cc.string()}, dir.path() / "central.log");
+    }
     std::ofstream c(config);
     c << "[agent]\nid = \"runs-test\"\nsite = \"lab\"\ndata_dir = \"" << (dir.path() / "data").string()
-      << "\"\n[mqtt]\nbroker = \"tcp://127.0.0.1:" << free_port() << "\"\n"
+      << "\"\n[mqtt]\nbroker = \"" << broker_url << "\"\n"
       << "[status]\nport = " << status_port << "\noperator_token = \"" << kToken << "\"\n"
       << "[runs]\nroles = { smu = \"smu-d\" }\n";
     for (auto& [id, p] : port) {
@@ -191,56 +208,76 @@ struct station_fixture {
                    dir.path() / "cli.log");
   }
 
-  // The outbox as the daemon committed it (read-only; WAL lets us read beside the writer).
-  std::int64_t count(const std::string& sql) {
+  // The first column of the first row of `sql` on a database read-only (WAL lets us read beside
+  // the writer); nullopt when the database or the query fails.
+  static std::optional<std::string> first_value(const std::filesystem::path& file, const std::string& sql) {
     sqlite3* db = nullptr;
-    REQUIRE(sqlite3_open_v2((dir.path() / "data" / "outbox.db").c_str(), &db, SQLITE_OPEN_READONLY,
-                            nullptr) == SQLITE_OK);
-    sqlite3_busy_timeout(db, 5000);
-    sqlite3_stmt* st = nullptr;
-    REQUIRE(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK);
-    std::int64_t n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
-    sqlite3_finalize(st);
+    std::optional<std::string> v;
+    if (sqlite3_open_v2(file.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+      sqlite3_busy_timeout(db, 5000);
+      sqlite3_stmt* st = nullptr;
+      if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK) {
+        const int rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW)
+          v = sqlite3_column_text(st, 0) ? reinterpret_cast<const char*>(sqlite3_column_text(st, 0)) : "";
+        else if (rc == SQLITE_DONE)
+          v = "";
+      }
+      sqlite3_finalize(st);
+    }
     sqlite3_close(db);
-    return n;
+    return v;
   }
+  // The agent's outbox database as the daemon committed it.
   std::string text(const std::string& sql) {
-    sqlite3* db = nullptr;
-    REQUIRE(sqlite3_open_v2((dir.path() / "data" / "outbox.db").c_str(), &db, SQLITE_OPEN_READONLY,
-                            nullptr) == SQLITE_OK);
-    sqlite3_busy_timeout(db, 5000);
-    sqlite3_stmt* st = nullptr;
-    REQUIRE(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK);
-    std::string s;
-    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
-      s = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return s;
+    auto v = first_value(dir.path() / "data" / "outbox.db", sql);
+    REQUIRE(v.has_value());
+    return *v;
+  }
+  std::int64_t count(const std::string& sql) {
+    auto v = text(sql);
+    return v.empty() ? -1 : std::stoll(v);
+  }
+  // central's store (with_central): -1 until it answers.
+  std::int64_t central_count(const std::string& sql) {
+    auto v = first_value(dir.path() / "central" / "central.db", sql);
+    return v && !v->empty() ? std::stoll(*v) : -1;
   }
 
   // Records of a run: curve points, parameters and the committed state.
+  // Held and acknowledged (retained) records of the outbox.
+  static constexpr const char* kHeld =
+      "(SELECT class, run_id, channel, vtext FROM outbox UNION ALL "
+      "SELECT class, run_id, channel, vtext FROM retained)";
   void check_records(const std::string& id, std::int64_t min_curve_records, const char* p1) {
-    CHECK(count("SELECT COUNT(*) FROM outbox WHERE class = 1 AND run_id = '" + id +
+    CHECK(count("SELECT COUNT(*) FROM " + std::string(kHeld) + " WHERE class = 1 AND run_id = '" + id +
                 "' AND channel LIKE 'curve.%'") >= min_curve_records);
-    CHECK(count("SELECT COUNT(*) FROM outbox WHERE class = 1 AND run_id = '" + id +
+    CHECK(count("SELECT COUNT(*) FROM " + std::string(kHeld) + " WHERE class = 1 AND run_id = '" + id +
                 "' AND channel = 'param." + p1 + "'") == 1);
-    CHECK(count("SELECT COUNT(*) FROM outbox WHERE class = 1 AND run_id = '" + id +
+    CHECK(count("SELECT COUNT(*) FROM " + std::string(kHeld) + " WHERE class = 1 AND run_id = '" + id +
                 "' AND channel = 'run.summary'") == 1);
-    CHECK(count("SELECT COUNT(*) FROM outbox WHERE class = 0 AND run_id = '" + id +
+    CHECK(count("SELECT COUNT(*) FROM " + std::string(kHeld) + " WHERE class = 0 AND run_id = '" + id +
                 "' AND channel = 'run.state' AND vtext = 'completed'") == 1);
     CHECK(text("SELECT state FROM runs WHERE run_id = '" + id + "'") == "completed");
     CHECK(text("SELECT metadata FROM runs WHERE run_id = '" + id + "'").find("\"sample\":\"S-1\"") !=
           std::string::npos);
     // The sample metadata travels to central as a run_metadata event (schemas/WIRE.md).
     auto meta = semilab::schemas::decode_run_metadata(
-        text("SELECT vtext FROM outbox WHERE class = 0 AND run_id = '" + id +
+        text("SELECT vtext FROM " + std::string(kHeld) + " WHERE class = 0 AND run_id = '" + id +
              "' AND channel = 'run_metadata'"));
     REQUIRE(meta.has_value());
     CHECK(meta->sample == "S-1");
     CHECK(meta->wafer == "W7");
     CHECK(meta->lot == "L9");
     CHECK(meta->operator_name == "tester");
+    if (central.pid() <= 0) return;
+    // At central: the parameter, the summary and the run's sample (run_metadata) stored once.
+    const std::string where = " FROM records WHERE agent_id = 'runs-test' AND run_id = '" + id + "'";
+    CHECK(wait_until([&] { return central_count("SELECT COUNT(*)" + where + " AND channel = 'param." +
+                                                p1 + "'") == 1; },
+                     std::chrono::seconds(30)));
+    CHECK(central_count("SELECT COUNT(*)" + where + " AND channel = 'run.summary'") == 1);
+    CHECK(central_count("SELECT COUNT(*)" + where + " AND channel LIKE 'curve.%'") >= min_curve_records);
   }
 };
 
@@ -306,7 +343,7 @@ std::string mosfet_recipe(int points) {
 }  // namespace
 
 TEST_CASE("each method runs live against the station; parameters match the device; records stored") {
-  station_fixture f;
+  station_fixture f(true);
 
   SUBCASE("diode I-V") {
     auto r = f.run_recipe(f.recipe("diode.toml", kDiode));
