@@ -746,9 +746,13 @@ TEST_CASE("a run that was running when the daemon died is failed at the next sta
   CHECK(v.at("state").as_string() == "failed");
   CHECK(std::string(v.at("reason").as_string()).find("daemon stopped while the run was running") !=
         std::string::npos);
-  CHECK(f.text("SELECT state FROM runs WHERE run_id = '" + id + "'") == "failed");
-  CHECK(f.count("SELECT COUNT(*) FROM outbox WHERE class = 0 AND run_id = '" + id +
-                "' AND channel = 'run.state' AND vtext = 'failed'") == 1);
+  CHECK(wait_until([&] { return f.text("SELECT state FROM runs WHERE run_id = '" + id + "'") == "failed"; },
+                   std::chrono::seconds(10)));
+  // The state event is committed by the outbox writer after the runs table (runs.cpp).
+  CHECK(wait_until([&] {
+    return f.count("SELECT COUNT(*) FROM outbox WHERE class = 0 AND run_id = '" + id +
+                   "' AND channel = 'run.state' AND vtext = 'failed'") == 1;
+  }, std::chrono::seconds(10)));
   // The drain SMU was left sourcing by the killed daemon; the new session's first operation of
   // a later run switches it off. Here: a new run on the same instruments completes.
   auto again = f.run_recipe(f.recipe("mos.toml", mosfet_recipe(51)));
