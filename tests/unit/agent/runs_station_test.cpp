@@ -570,6 +570,7 @@ field = 0.5
     CHECK(param(runv, "resistivity") == doctest::Approx(250e-6).epsilon(2e-3));
     // Contact 2 at 80 degrees: the two van der Pauw resistances differ.
     CHECK(param(runv, "r_a") != doctest::Approx(param(runv, "r_b")).epsilon(1e-2));
+    f.check_records(std::string(runv.at("run_id").as_string()), 8 * 2, "r_sheet");
     CHECK(scpi(f.port["h-mx"], ":ROUT:CLOS?") == "(@)");
   }
   SUBCASE("TLM: the matrix routes each pad pair; contact resistance and transfer length") {
