@@ -347,18 +347,7 @@ json::object agent_control::instruments() const {
   json::array list;
   for (auto& r : runners_) {
     auto st = r->status();
-    list.push_back(json::object{{"id", st.id},
-                                {"model", st.model},
-                                {"resource", st.resource},
-                                {"idn", st.idn},
-                                {"connected", st.connected},
-                                {"finished", st.finished},
-                                {"readings", st.readings},
-                                {"errors", st.errors},
-                                {"consecutive_errors", st.consecutive_errors},
-                                {"last_good_ns", std::to_string(st.last_good_ns)},
-                                {"last_value", st.last_value},
-                                {"last_error", st.last_error}});
+    list.push_back(instrument_fields(st));
   }
   return {{"ok", true}, {"acquisition", paused_ ? "paused" : "running"}, {"instruments", std::move(list)}};
 }

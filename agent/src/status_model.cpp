@@ -78,6 +78,21 @@ json::array event_log::to_json() const {
   return a;
 }
 
+json::object instrument_fields(const instrument_status& st) {
+  return json::object{{"id", st.id},
+                      {"model", st.model},
+                      {"resource", st.resource},
+                      {"idn", st.idn},
+                      {"connected", st.connected},
+                      {"finished", st.finished},
+                      {"readings", st.readings},
+                      {"errors", st.errors},
+                      {"consecutive_errors", st.consecutive_errors},
+                      {"last_good_ns", std::to_string(st.last_good_ns)},
+                      {"last_value", st.last_value},
+                      {"last_error", st.last_error}};
+}
+
 std::string value_text(const schemas::value& v) {
   struct visitor {
     std::string operator()(double d) const {
@@ -246,30 +261,19 @@ status_sampler::sample status_sampler::take(std::int64_t now_ns, json::object co
                               : "not answering: " + st.last_error);
     prev_connected_[st.id] = st.connected;
 
-    json::object o{{"id", st.id},
-                   {"model", st.model},
-                   {"resource", st.resource},
-                   {"idn", st.idn},
-                   {"connected", st.connected},
-                   {"finished", st.finished},
-                   {"readings", st.readings},
-                   {"errors", st.errors},
-                   {"consecutive_errors", st.consecutive_errors},
-                   {"last_good_ns", std::to_string(st.last_good_ns)},
-                   {"last_value", st.last_value},
-                   {"last_error", st.last_error},
-                   {"poll_interval_s", ic.poll_interval_s},
-                   {"latency_p50_ms", opt_json(p50)},
-                   {"latency_p99_ms", opt_json(p99)},
-                   {"polls", st.poll_latency.count},
-                   {"error_queue_entries", st.error_queue_entries},
-                   {"compliance_hits", lv ? lv->compliance_hits : 0},
-                   {"calibration_due", ic.calibration_due},
-                   {"reconnects_requested", st.reconnects_requested},
-                   {"connects", st.connects},
-                   {"paused", acq.paused},
-                   {"run_id", in.run_id},
-                   {"supports_transactions", !ic.modbus_map}};
+    json::object o = instrument_fields(st);
+    o["poll_interval_s"] = ic.poll_interval_s;
+    o["latency_p50_ms"] = opt_json(p50);
+    o["latency_p99_ms"] = opt_json(p99);
+    o["polls"] = st.poll_latency.count;
+    o["error_queue_entries"] = st.error_queue_entries;
+    o["compliance_hits"] = lv ? lv->compliance_hits : 0;
+    o["calibration_due"] = ic.calibration_due;
+    o["reconnects_requested"] = st.reconnects_requested;
+    o["connects"] = st.connects;
+    o["paused"] = acq.paused;
+    o["run_id"] = in.run_id;
+    o["supports_transactions"] = !ic.modbus_map;
     json::array chans, page_chans;
     if (lv) {
       for (const auto& [name, ch] : lv->channels) {

@@ -28,6 +28,8 @@ class engine;
 
 namespace semilab::agent {
 
+struct instrument_status;
+
 class runner;
 class recorder;
 class run_executor;
@@ -87,6 +89,10 @@ class event_log {
 
 // The value as text with every digit it carries.
 std::string value_text(const schemas::value& v);
+
+// An instrument runner's own fields (id, model, connection, counters, last value and error), as
+// the status page and the control socket's `instruments` both report them.
+boost::json::object instrument_fields(const instrument_status& st);
 
 class status_sampler {
  public:
